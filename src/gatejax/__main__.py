@@ -1,0 +1,5 @@
+import sys
+
+from gatejax.cli import main
+
+sys.exit(main())

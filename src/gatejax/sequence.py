@@ -1,0 +1,352 @@
+r"""Running cells over sequences: :func:`scan`, and stacks of layers with :func:`scan_stack`.
+
+Sequences are time-major, as ``jax.lax.scan``: ``xs`` has shape
+``(time, *batch, input)``. Variable lengths are right-padded: a step at
+``t >= lengths[b]`` leaves sequence ``b``'s carry unchanged and writes zeros to
+its output, so the returned carry is each sequence's carry after its last valid
+step, and ``reverse=True`` reads each sequence from its own last valid step back
+to its first.
+
+The input half of every step (``cell.project``) has no time dependence, so it is
+applied to the whole sequence at once, one large matmul, before the recurrence;
+the scan body runs only the recurrent half (``cell.recur``). Both halves are the
+cell's own functions, so ``scan`` and ``cell.step`` cannot disagree.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from functools import partial
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+from jax.typing import DTypeLike
+from jaxtyping import Array, Float, Int, PRNGKeyArray
+
+from gatejax import _validate
+from gatejax.cells import Cell
+
+__all__ = ["Bidirectional", "Stack", "scan", "scan_stack", "scan_with_gates", "stack"]
+
+Params = Any
+Carry = Any
+
+
+def _mask(valid: Array, new: Any, old: Any) -> Any:
+  """``new`` where ``valid`` (shape ``batch``), else ``old``, leaf by leaf."""
+  return jax.tree.map(lambda n, o: jnp.where(valid[..., None], n, o), new, old)
+
+
+@partial(jax.jit, static_argnames=("cell", "reverse", "unroll", "with_gates"))
+def _run(
+  cell: Cell,
+  params: Params,
+  xs: Array,
+  carry: Carry,
+  lengths: Array | None,
+  *,
+  reverse: bool,
+  unroll: int | bool,
+  with_gates: bool,
+) -> tuple[Carry, Array, Any]:
+  """The one recurrence behind :func:`scan`, :func:`scan_with_gates` and :func:`scan_stack`."""
+  pxs = cell.project(params, xs)
+
+  def body(carry: Carry, inputs: tuple[Array, Array]) -> tuple[Carry, tuple[Array, Any]]:
+    t, px = inputs
+    new_carry, y, gates = cell.recur(params, carry, px)
+    if lengths is not None:
+      valid = t < lengths
+      new_carry = _mask(valid, new_carry, carry)
+      y = jnp.where(valid[..., None], y, 0)
+    return new_carry, (y, gates if with_gates else ())
+
+  time = jnp.arange(xs.shape[0])
+  carry, (ys, gates) = jax.lax.scan(body, carry, (time, pxs), reverse=reverse, unroll=unroll)
+  return carry, ys, gates
+
+
+def _prepare(
+  cell: Cell, params: Params, xs: Any, carry: Carry, lengths: Any, unroll: Any
+) -> tuple[Array, Carry, Array | None]:
+  """Check every argument at trace time; fill in the default carry."""
+  _validate.cell(cell)
+  xs = _validate.sequence(xs)
+  _validate.params(cell, params, input_size=xs.shape[-1])
+  _validate.unroll(unroll)
+  batch_shape = xs.shape[1:-1]
+  dtype = jnp.result_type(xs, *jax.tree.leaves(params))
+  if carry is None:
+    carry = cell.initial_carry(batch_shape, dtype)
+  else:
+    _validate.carry(cell, carry, batch_shape, dtype)
+  if lengths is not None:
+    lengths = _validate.lengths(lengths, batch_shape, xs.shape[0])
+  return xs, carry, lengths
+
+
+def scan(
+  cell: Cell,
+  params: Params,
+  xs: Float[Array, "time *batch input"],
+  *,
+  carry: Carry | None = None,
+  lengths: Int[Array, "*batch"] | None = None,
+  reverse: bool = False,
+  unroll: int | bool = 1,
+) -> tuple[Carry, Float[Array, "time *batch hidden"]]:
+  r"""Run ``cell`` over a time-major sequence; jit-compiled, equal to a loop over ``cell.step``.
+
+  .. math:: (c_t, y_t) = \mathrm{step}(\theta, c_{t-1}, x_t), \quad t = 1 \dots T
+
+  Args:
+    cell: a :class:`~gatejax.cells.Cell`.
+    params: the cell's parameters, from ``cell.init``.
+    xs: inputs of shape ``(time, *batch, input_size)``, floating point.
+    carry: the initial carry; ``None`` gives ``cell.initial_carry(batch, dtype)`` in
+      the dtype the step computes in (the result type of ``xs`` and ``params``).
+    lengths: integer array of shape ``batch``, each in ``[0, time]``; sequences are
+      right-padded. Steps at ``t >= length`` leave the carry unchanged and output zeros.
+    reverse: read each sequence from its last valid step back to its first;
+      ``ys[t]`` is still the output at input position ``t``.
+    unroll: how many steps the compiled loop unrolls (as ``jax.lax.scan``).
+
+  Returns:
+    ``(carry, ys)``: each sequence's carry after its last valid step, and the
+    outputs of shape ``(time, *batch, hidden_size)``.
+
+  Raises:
+    TypeError: ``xs`` is not floating point, ``lengths`` is not integer, or the
+      carry has the wrong structure or dtype.
+    ValueError: a shape, a length or an option is wrong; the message names it.
+
+  Example:
+    >>> import jax, jax.numpy as jnp, gatejax as gj
+    >>> cell = gj.lstm(16)
+    >>> params = cell.init(jax.random.key(0), input_size=4)
+    >>> xs = jnp.ones((10, 2, 4))                 # time 10, batch 2
+    >>> carry, ys = gj.scan(cell, params, xs, lengths=jnp.array([10, 3]))
+    >>> ys.shape, carry.h.shape
+    ((10, 2, 16), (2, 16))
+    >>> bool((ys[3:, 1] == 0).all())            # past sequence 1's length
+    True
+  """
+  xs, carry, lengths = _prepare(cell, params, xs, carry, lengths, unroll)
+  carry, ys, _ = _run(
+    cell, params, xs, carry, lengths, reverse=bool(reverse), unroll=unroll, with_gates=False
+  )
+  return carry, ys
+
+
+def scan_with_gates(
+  cell: Cell,
+  params: Params,
+  xs: Float[Array, "time *batch input"],
+  *,
+  carry: Carry | None = None,
+  lengths: Int[Array, "*batch"] | None = None,
+  reverse: bool = False,
+  unroll: int | bool = 1,
+) -> tuple[Carry, Float[Array, "time *batch hidden"], Any]:
+  """:func:`scan` that also returns every step's gate activations, time first.
+
+  The gates come from ``cell.recur``, the same function the plain scan runs:
+  :class:`~gatejax.cells.GRUGates`, :class:`~gatejax.cells.LSTMGates`, or ``()``
+  for the RNN, each leaf of shape ``(time, *batch, hidden)``. At padded steps
+  (``t >= lengths``) they are what the cell would compute from the held carry;
+  mask them out before taking statistics.
+
+  Example:
+    >>> import jax, jax.numpy as jnp, gatejax as gj
+    >>> cell = gj.gru(8)
+    >>> params = cell.init(jax.random.key(0), input_size=2)
+    >>> _, ys, gates = gj.scan_with_gates(cell, params, jnp.ones((5, 2)))
+    >>> gates.z.shape
+    (5, 8)
+  """
+  xs, carry, lengths = _prepare(cell, params, xs, carry, lengths, unroll)
+  return _run(
+    cell, params, xs, carry, lengths, reverse=bool(reverse), unroll=unroll, with_gates=True
+  )
+
+
+# ---------------------------------------------------------------------------
+# Stacks: several layers, optionally bidirectional
+# ---------------------------------------------------------------------------
+
+
+class Bidirectional(NamedTuple):
+  """A pair for one bidirectional layer: its ``forward`` and ``backward`` params or carries."""
+
+  forward: Any
+  backward: Any
+
+
+class Stack(NamedTuple):
+  """Layers run in order; layer ``k + 1`` reads layer ``k``'s outputs.
+
+  Attributes:
+    layers: one :class:`~gatejax.cells.Cell` per layer.
+    bidirectional: whether each layer runs both ways and concatenates
+      ``[forward, backward]`` features (so a layer outputs ``2 * hidden_size``).
+  """
+
+  layers: tuple[Cell, ...]
+  bidirectional: bool
+
+  @property
+  def num_directions(self) -> int:
+    return 2 if self.bidirectional else 1
+
+  @property
+  def output_size(self) -> int:
+    """Features per step of the last layer's output."""
+    return self.layers[-1].hidden_size * self.num_directions
+
+  def init(
+    self, key: PRNGKeyArray, input_size: int, *, dtype: DTypeLike = jnp.float32
+  ) -> tuple[Params, ...]:
+    """Parameters: a tuple over layers of cell params (:class:`Bidirectional` pairs if bidirectional)."""
+    params = []
+    for cell, layer_key in zip(self.layers, jax.random.split(key, len(self.layers)), strict=True):
+      if self.bidirectional:
+        k_f, k_b = jax.random.split(layer_key)
+        params.append(
+          Bidirectional(
+            forward=cell.init(k_f, input_size, dtype=dtype),
+            backward=cell.init(k_b, input_size, dtype=dtype),
+          )
+        )
+      else:
+        params.append(cell.init(layer_key, input_size, dtype=dtype))
+      input_size = cell.hidden_size * self.num_directions
+    return tuple(params)
+
+  def initial_carry(
+    self, batch_shape: tuple[int, ...] = (), dtype: DTypeLike = jnp.float32
+  ) -> tuple[Carry, ...]:
+    """Zero carries: a tuple over layers (:class:`Bidirectional` pairs if bidirectional)."""
+    carries = []
+    for cell in self.layers:
+      c = cell.initial_carry(batch_shape, dtype)
+      carries.append(Bidirectional(c, c) if self.bidirectional else c)
+    return tuple(carries)
+
+
+def stack(
+  cells: Cell | Sequence[Cell], *, num_layers: int | None = None, bidirectional: bool = False
+) -> Stack:
+  """Describe a multi-layer and/or bidirectional network, as PyTorch's ``num_layers`` and ``bidirectional``.
+
+  Args:
+    cells: one cell, repeated ``num_layers`` times, or a sequence of cells, one per layer
+      (they may differ in kind and hidden size).
+    num_layers: number of layers when ``cells`` is a single cell (default 1).
+    bidirectional: run every layer forwards and backwards and concatenate.
+
+  Example:
+    >>> import jax, jax.numpy as jnp, gatejax as gj
+    >>> net = gj.stack(gj.gru(8), num_layers=2, bidirectional=True)
+    >>> params = net.init(jax.random.key(0), input_size=3)
+    >>> carries, ys = gj.scan_stack(net, params, jnp.ones((5, 4, 3)))
+    >>> ys.shape, carries[1].backward.shape
+    ((5, 4, 16), (4, 8))
+  """
+  if isinstance(cells, Cell):
+    if num_layers is None:
+      num_layers = 1
+    if not isinstance(num_layers, int) or isinstance(num_layers, bool) or num_layers < 1:
+      raise ValueError(f"num_layers must be an int >= 1, got {num_layers!r}")
+    layers = (cells,) * num_layers
+  else:
+    layers = tuple(cells)
+    if num_layers is not None and num_layers != len(layers):
+      raise ValueError(f"num_layers={num_layers} but {len(layers)} cells were given")
+    if not layers:
+      raise ValueError("cells must hold at least one Cell")
+    for k, cell in enumerate(layers):
+      if not isinstance(cell, Cell):
+        raise TypeError(f"cells[{k}] must be a gj.Cell, got {type(cell).__name__}")
+  return Stack(layers=layers, bidirectional=bool(bidirectional))
+
+
+def scan_stack(
+  net: Stack,
+  params: Sequence[Params],
+  xs: Float[Array, "time *batch input"],
+  *,
+  carry: Sequence[Carry] | None = None,
+  lengths: Int[Array, "*batch"] | None = None,
+  reverse: bool = False,
+  unroll: int | bool = 1,
+) -> tuple[tuple[Carry, ...], Float[Array, "time *batch features"]]:
+  """Run a :class:`Stack`: each layer through :func:`scan`, layer ``k + 1`` reading layer ``k``.
+
+  A bidirectional layer runs a forward scan and a ``reverse=True`` scan (both honouring
+  ``lengths``) and concatenates their outputs along the feature axis, forward first.
+
+  Args:
+    net: from :func:`stack`.
+    params: from ``net.init``: a tuple over layers.
+    xs: inputs ``(time, *batch, input_size)``.
+    carry: initial carries as ``net.initial_carry`` lays them out, or ``None`` for zeros.
+    lengths: as in :func:`scan`.
+    reverse: run a unidirectional stack right to left (not allowed when bidirectional).
+    unroll: as in :func:`scan`.
+
+  Returns:
+    ``(carries, ys)``: a tuple over layers of final carries (:class:`Bidirectional`
+    pairs if bidirectional), and the last layer's outputs
+    ``(time, *batch, net.output_size)``.
+  """
+  if not isinstance(net, Stack):
+    raise TypeError(f"net must be a gj.Stack (from gj.stack), got {type(net).__name__}")
+  if net.bidirectional and reverse:
+    raise ValueError("reverse=True has no meaning for a bidirectional stack")
+  params = tuple(params) if isinstance(params, list | tuple) else params
+  if not isinstance(params, tuple) or len(params) != len(net.layers):
+    raise ValueError(
+      f"params must be a tuple of {len(net.layers)} layer parameters, got {params!r:.80}"
+    )
+  if carry is not None:
+    carry = tuple(carry) if isinstance(carry, list | tuple) else carry
+    if not isinstance(carry, tuple) or len(carry) != len(net.layers):
+      raise ValueError(f"carry must be a tuple of {len(net.layers)} layer carries")
+  carries = []
+  for k, (cell, layer_params) in enumerate(zip(net.layers, params, strict=True)):
+    layer_carry = None if carry is None else carry[k]
+    try:
+      if net.bidirectional:
+        _validate.pair("params", k, layer_params)
+        if layer_carry is not None:
+          _validate.pair("carry", k, layer_carry)
+        c_f, y_f = scan(
+          cell,
+          layer_params.forward,
+          xs,
+          carry=None if layer_carry is None else layer_carry.forward,
+          lengths=lengths,
+          unroll=unroll,
+        )
+        c_b, y_b = scan(
+          cell,
+          layer_params.backward,
+          xs,
+          carry=None if layer_carry is None else layer_carry.backward,
+          lengths=lengths,
+          reverse=True,
+          unroll=unroll,
+        )
+        carries.append(Bidirectional(c_f, c_b))
+        xs = jnp.concatenate([y_f, y_b], axis=-1)
+      else:
+        c, xs = scan(
+          cell, layer_params, xs, carry=layer_carry, lengths=lengths, reverse=reverse, unroll=unroll
+        )
+        carries.append(c)
+    except (TypeError, ValueError) as e:
+      if k == 0:
+        raise
+      raise type(e)(f"layer {k}: {e}") from None
+  return tuple(carries), xs
