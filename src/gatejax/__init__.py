@@ -9,7 +9,10 @@ Example:
   (100, 4, 32)
 """
 
-from gatejax import cells, interop, sequence
+import importlib
+from typing import Any
+
+from gatejax import cells, sequence
 from gatejax.cells import (
   Cell,
   Chrono,
@@ -28,6 +31,31 @@ from gatejax.sequence import Bidirectional, Stack, scan, scan_stack, scan_with_g
 
 __version__ = "0.1.0"
 
+# Submodules loaded on first use (gj.analysis, gj.train, ...), so `import gatejax` stays
+# light: it never imports torch, matplotlib, orbax or flax.nnx.
+_LAZY_SUBMODULES = (
+  "analysis",
+  "checkpoint",
+  "experiments",
+  "interop",
+  "nnx",
+  "parallel",
+  "plots",
+  "tasks",
+  "train",
+)
+
+
+def __getattr__(name: str) -> Any:
+  if name in _LAZY_SUBMODULES:
+    return importlib.import_module(f"gatejax.{name}")
+  raise AttributeError(f"module 'gatejax' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+  return sorted([*globals(), *_LAZY_SUBMODULES])
+
+
 __all__ = [
   "Bidirectional",
   "Cell",
@@ -39,6 +67,7 @@ __all__ = [
   "LSTMState",
   "RNNParams",
   "Stack",
+  "analysis",
   "cells",
   "chrono",
   "gru",
