@@ -257,10 +257,13 @@ def _weights(
 ) -> tuple[Array, Array]:
   """LeCun-normal input matrix and per-gate orthogonal recurrent blocks."""
   k_x, k_h = jax.random.split(key)
-  w_x = jax.nn.initializers.lecun_normal()(k_x, (input_size, gates * hidden_size), dtype)
+  # The QR behind the orthogonal initialiser has no half-precision kernel (bfloat16 fails on
+  # CPU): draw in float32 and round, which is also the most accurate half-precision init.
+  draw = jnp.float32 if jnp.finfo(dtype).bits < 32 else dtype
+  w_x = jax.nn.initializers.lecun_normal()(k_x, (input_size, gates * hidden_size), draw)
   orthogonal = jax.nn.initializers.orthogonal()
-  blocks = [orthogonal(k, (hidden_size, hidden_size), dtype) for k in jax.random.split(k_h, gates)]
-  return w_x, jnp.concatenate(blocks, axis=-1)
+  blocks = [orthogonal(k, (hidden_size, hidden_size), draw) for k in jax.random.split(k_h, gates)]
+  return w_x.astype(dtype), jnp.concatenate(blocks, axis=-1).astype(dtype)
 
 
 def _add_bias(a: Array, b: Array) -> Array:
