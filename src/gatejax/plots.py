@@ -6,6 +6,7 @@ with labelled axes, units and a legend, so notebooks display it and the report s
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from typing import Any
 
 
@@ -18,3 +19,270 @@ def _pyplot() -> Any:
   import matplotlib.pyplot as plt
 
   return plt
+
+
+# ---------------------------------------------------------------------------
+# Figures of the gate experiment, the training runs and the report
+# ---------------------------------------------------------------------------
+
+
+def _finite_positive(values: Any) -> Any:
+  """``values`` as float64 NumPy with non-finite and non-positive entries as NaN (gaps on a log axis)."""
+  import numpy as np
+
+  a = np.asarray(values, dtype=np.float64)
+  return np.where(np.isfinite(a) & (a > 0), a, np.nan)
+
+
+def _band_curves(
+  ax: Any, curves: Mapping[str, Any], x_of: Callable[[int], Any], *, log: bool
+) -> None:
+  """One line per entry; a 2-D entry ``(runs, n)`` draws its median and a min-max band.
+
+  The median, not the mean, because a single exploding run must not drag the line away
+  from what the other runs do; the band still shows it.
+  """
+  import numpy as np
+
+  for label, values in curves.items():
+    a = _finite_positive(values) if log else np.asarray(values, dtype=np.float64)
+    if a.ndim not in (1, 2):
+      raise ValueError(f"curves[{label!r}] must be 1-D (n,) or 2-D (runs, n), got shape {a.shape}")
+    x = x_of(a.shape[-1])
+    if a.ndim == 1:
+      ax.plot(x, a, label=label)
+      continue
+    # Columns where every run is NaN are gaps, not warnings.
+    rows = np.where(np.isnan(a), -np.inf, a).max(axis=0)
+    finite = np.isfinite(rows)
+    median = np.full(a.shape[-1], np.nan)
+    low = np.full(a.shape[-1], np.nan)
+    high = np.full(a.shape[-1], np.nan)
+    if finite.any():
+      median[finite] = np.nanmedian(a[:, finite], axis=0)
+      low[finite] = np.nanmin(a[:, finite], axis=0)
+      high[finite] = np.nanmax(a[:, finite], axis=0)
+    (line,) = ax.plot(x, median, label=f"{label} (median of {a.shape[0]})")
+    ax.fill_between(x, low, high, color=line.get_color(), alpha=0.2, linewidth=0)
+  if log:
+    ax.set_yscale("log")
+  ax.grid(True, which="major", alpha=0.3)
+  ax.legend(fontsize="small")
+
+
+def hidden_norm_curves(
+  curves: Mapping[str, Any],
+  *,
+  ylabel: str = r"RMS of $h_t$ over units",
+  title: str | None = None,
+  log: bool = True,
+) -> Any:
+  """The size of the hidden state against time, one line per configuration.
+
+  Args:
+    curves: label -> values of shape ``(time,)`` or ``(runs, time)`` (seeds); a 2-D entry
+      is drawn as its median with a min-max band. Non-finite values (a run that
+      overflowed) are left out of the line.
+    ylabel: the quantity on the vertical axis.
+    title: an optional title.
+    log: a logarithmic vertical axis, so growth by a constant factor per step is a line.
+
+  Returns:
+    A ``matplotlib.figure.Figure``.
+
+  Example:
+    >>> import numpy as np
+    >>> fig = hidden_norm_curves({"sigmoid": np.ones((2, 5))})
+    >>> fig.axes[0].get_xlabel()
+    'time step $t$'
+    >>> import matplotlib.pyplot as plt; plt.close(fig)
+  """
+  plt = _pyplot()
+  fig, ax = plt.subplots(figsize=(6.4, 4.0), layout="constrained")
+  _band_curves(ax, curves, lambda n: range(1, n + 1), log=log)
+  ax.set_xlabel("time step $t$")
+  ax.set_ylabel(ylabel)
+  if title:
+    ax.set_title(title)
+  return fig
+
+
+def distance_curves(
+  curves: Mapping[str, Any],
+  *,
+  ylabel: str = r"$\|\partial c_T / \partial c_k\|_2$",
+  title: str | None = None,
+) -> Any:
+  r"""A norm against the distance :math:`T - k` from the end, on a log scale.
+
+  Args:
+    curves: label -> values indexed by ``k`` (time first, as
+      :func:`gatejax.analysis.jacobian_norms` returns them), shape ``(time,)`` or
+      ``(runs, time)``; entry ``k`` is drawn at distance ``time - k``.
+    ylabel: the quantity on the vertical axis.
+    title: an optional title.
+
+  Returns:
+    A ``matplotlib.figure.Figure``; a straight line means a constant factor per step.
+
+  Example:
+    >>> import numpy as np
+    >>> fig = distance_curves({"gru": 0.5 ** np.arange(10, 0, -1)})
+    >>> fig.axes[0].get_yscale()
+    'log'
+    >>> import matplotlib.pyplot as plt; plt.close(fig)
+  """
+  plt = _pyplot()
+  fig, ax = plt.subplots(figsize=(6.4, 4.0), layout="constrained")
+  _band_curves(ax, curves, lambda n: range(n, 0, -1), log=True)
+  ax.set_xlabel("distance from the end $T - k$ (steps)")
+  ax.set_ylabel(ylabel)
+  if title:
+    ax.set_title(title)
+  return fig
+
+
+def jacobian_heatmap(
+  norms: Any,
+  *,
+  title: str | None = None,
+  label: str = r"$\log_{10} \|\partial c_T / \partial c_k\|_2$",
+) -> Any:
+  r"""A heatmap of :math:`\log_{10}\|\partial c_T/\partial c_k\|` over step ``k`` and batch element.
+
+  Args:
+    norms: shape ``(time, batch)``, as :func:`gatejax.analysis.jacobian_norms` returns for
+      one batch axis. Zeros and non-finite values show as blank cells.
+    title: an optional title.
+    label: the colour bar's label.
+
+  Returns:
+    A ``matplotlib.figure.Figure`` with one image and a colour bar.
+
+  Example:
+    >>> import numpy as np
+    >>> fig = jacobian_heatmap(np.ones((6, 3)))
+    >>> len(fig.axes[0].images)
+    1
+    >>> import matplotlib.pyplot as plt; plt.close(fig)
+  """
+  import numpy as np
+
+  a = _finite_positive(norms)
+  if a.ndim != 2:
+    raise ValueError(f"norms must have shape (time, batch), got {a.shape}")
+  plt = _pyplot()
+  fig, ax = plt.subplots(figsize=(6.4, 3.6), layout="constrained")
+  logs = np.log10(a).T
+  image = ax.imshow(
+    logs,
+    aspect="auto",
+    origin="lower",
+    interpolation="nearest",
+    cmap="viridis",
+    extent=(-0.5, a.shape[0] - 0.5, -0.5, a.shape[1] - 0.5),
+  )
+  fig.colorbar(image, ax=ax, label=label)
+  ax.set_xlabel("step $k$ (the end is $T$)")
+  ax.set_ylabel("sequence in the batch")
+  if title:
+    ax.set_title(title)
+  return fig
+
+
+def gate_histograms(
+  panels: Mapping[str, Mapping[str, Any]],
+  *,
+  bins: int = 60,
+  title: str | None = None,
+) -> Any:
+  """Histograms of gate values, one panel per gate, one outline per gate function.
+
+  Values are binned over ``[min(0, q_0.5%), max(1.2, q_99.5%)]``, so ReLU gates above 1
+  stay visible; dashed lines mark 0 and 1, the range a sigmoid gate lives in.
+
+  Args:
+    panels: panel title (``"GRU z"``) -> label (``"relu"``) -> gate values (any shape).
+    bins: number of bins.
+    title: an optional figure title.
+
+  Returns:
+    A ``matplotlib.figure.Figure`` with one axis per panel.
+
+  Example:
+    >>> import numpy as np
+    >>> fig = gate_histograms({"GRU z": {"sigmoid": np.linspace(0.1, 0.9, 50)}})
+    >>> fig.axes[0].get_xlabel()
+    'gate value'
+    >>> import matplotlib.pyplot as plt; plt.close(fig)
+  """
+  import numpy as np
+
+  if not panels:
+    raise ValueError("panels must not be empty")
+  plt = _pyplot()
+  fig, axes = plt.subplots(
+    1, len(panels), figsize=(3.6 * len(panels), 3.4), layout="constrained", squeeze=False
+  )
+  for ax, (name, by_label) in zip(axes[0], panels.items(), strict=True):
+    arrays = {k: np.asarray(v, dtype=np.float64).ravel() for k, v in by_label.items()}
+    arrays = {k: v[np.isfinite(v)] for k, v in arrays.items()}
+    pooled = np.concatenate([v for v in arrays.values() if v.size] or [np.zeros(1)])
+    low = min(0.0, float(np.quantile(pooled, 0.005)))
+    high = max(1.2, float(np.quantile(pooled, 0.995)))
+    edges = np.linspace(low, high, bins + 1)
+    for label, v in arrays.items():
+      weights = np.full(v.shape, 1.0 / max(v.size, 1))
+      ax.hist(np.clip(v, low, high), bins=edges, weights=weights, histtype="step", label=label)
+    for bound in (0.0, 1.0):
+      ax.axvline(bound, color="grey", linestyle="--", linewidth=0.8)
+    ax.set_title(name)
+    ax.set_xlabel("gate value")
+    ax.set_ylabel("fraction of values")
+    ax.legend(fontsize="small")
+  if title:
+    fig.suptitle(title)
+  return fig
+
+
+def learning_curves(
+  curves: Mapping[str, Any],
+  *,
+  baseline: float | None = None,
+  baseline_label: str = "baseline",
+  ylabel: str = "training loss (MSE)",
+  title: str | None = None,
+  log: bool = True,
+) -> Any:
+  """Loss against training step, one line (or median and band over seeds) per run.
+
+  Args:
+    curves: label -> losses of shape ``(steps,)`` or ``(runs, steps)``; non-finite
+      values (a diverged run) end the line.
+    baseline: the loss of the trivial predictor, drawn as a dashed horizontal line.
+    baseline_label: its legend entry.
+    ylabel: the loss and its unit.
+    title: an optional title.
+    log: a logarithmic vertical axis.
+
+  Returns:
+    A ``matplotlib.figure.Figure``.
+
+  Example:
+    >>> import numpy as np
+    >>> fig = learning_curves({"lstm": np.linspace(1.0, 0.1, 20)}, baseline=0.167)
+    >>> len(fig.axes[0].lines)
+    2
+    >>> import matplotlib.pyplot as plt; plt.close(fig)
+  """
+  plt = _pyplot()
+  fig, ax = plt.subplots(figsize=(6.4, 4.0), layout="constrained")
+  _band_curves(ax, curves, lambda n: range(1, n + 1), log=log)
+  if baseline is not None:
+    ax.axhline(baseline, color="black", linestyle="--", linewidth=1, label=baseline_label)
+    ax.legend(fontsize="small")
+  ax.set_xlabel("training step")
+  ax.set_ylabel(ylabel)
+  if title:
+    ax.set_title(title)
+  return fig
