@@ -1,0 +1,712 @@
+r"""Where a recurrent gradient comes from: per-step contributions, carry adjoints, Jacobian norms.
+
+A recurrent network applies the same parameters :math:`\theta` at every step,
+:math:`c_{t+1} = f(\theta, c_t, x_t)`, so the gradient of a loss is a sum over steps,
+
+.. math::
+
+  \frac{\partial L}{\partial \theta} = \sum_{t=0}^{T-1} g_t, \qquad
+  g_t = \Big(\frac{\partial L}{\partial c_{t+1}}\Big)^{\!\top}
+        \frac{\partial f}{\partial \theta}(\theta, c_t, x_t),
+
+and the adjoint :math:`\partial L / \partial c_{t+1}` of a step far from the loss carries a
+product of many step Jacobians :math:`\partial c_{s+1} / \partial c_s`. When those products
+shrink, the far terms :math:`g_t` fade and the gradient is made of the near steps only:
+that is what *vanishing* means (the gradient is not zero; the distant past stops mattering).
+This module measures it exactly, for any :class:`~gatejax.cells.Cell`.
+
+Conventions (``T`` steps, step ``t = 0 .. T-1`` reads ``xs[t]``):
+
+* carries are numbered as in ``jacobian_norms``: :math:`c_0` is the initial carry and
+  :math:`c_k` the carry after ``k`` steps, so step ``t`` maps :math:`c_t` to :math:`c_{t+1}`
+  and :math:`c_T` is the final carry;
+* **steps back**: step ``t`` lies ``T - 1 - t`` steps back from the last step (the last
+  step is 0 steps back), so ``curve[::-1][d]`` is the value ``d`` steps back. For
+  ``jacobian_norms`` the *distance* of entry ``k`` is ``T - k`` Jacobian factors (the last
+  entry is distance 1);
+* every cell here outputs its hidden state, ``y_t = h_{t+1}`` read from the new carry, so the
+  loss reaches a carry both through that step's output and through the final carry.
+
+Every sweep is one forward scan that stores the carries and one reverse scan that applies
+``jax.vjp`` of the cell's own ``step`` at each step, the cost of a gradient with
+rematerialisation, never one ``jax.grad`` per step. ``lengths`` and ``carry`` mean what they
+mean in :func:`gatejax.scan`: a step past a sequence's length holds its carry, outputs zero,
+and contributes exactly zero.
+
+The summaries (:func:`gradient_horizon`, :func:`near_share`, :func:`far_share`,
+:func:`decay_rate`) turn a curve into the number a reader looks for, and
+:func:`gate_statistics` records what the gates do along a sequence.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import partial
+from typing import Any, Literal, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jaxtyping import Array, ArrayLike, Float, Int
+
+from gatejax.cells import Cell, LSTMState
+from gatejax.sequence import _mask, _prepare, scan_with_gates
+
+__all__ = [
+  "GateStatistics",
+  "Summary",
+  "carry_gradients",
+  "contribution_norms",
+  "decay_rate",
+  "far_share",
+  "gate_statistics",
+  "gradient_horizon",
+  "jacobian_norms",
+  "near_share",
+  "step_contributions",
+]
+
+Params = Any
+Carry = Any
+LossFn = Callable[[Array, Carry], Array]
+# A curve over time, time first: (T,) or one per batch element (T, *batch).
+Curve = Float[ArrayLike, "time *batch"]
+JacobianNorms = Float[Array, "time *batch"]
+
+
+# ---------------------------------------------------------------------------
+# The sweeps
+# ---------------------------------------------------------------------------
+
+
+def _output(carry: Carry) -> Array:
+  """The step output read from the new carry: ``h`` (every cell here outputs ``y_t = h``)."""
+  return carry.h if isinstance(carry, LSTMState) else carry
+
+
+def _masked_step(cell: Cell, lengths: Array | None) -> Callable[..., Carry]:
+  """``(params, carry, x, t) -> carry``: ``cell.step`` that holds the carry past each length."""
+
+  def step(params: Params, carry: Carry, x: Array, t: Array) -> Carry:
+    new, _ = cell.step(params, carry, x)
+    return new if lengths is None else _mask(t < lengths, new, carry)
+
+  return step
+
+
+def _forward(
+  cell: Cell, params: Params, xs: Array, carry: Carry, lengths: Array | None
+) -> tuple[Carry, Carry, Array]:
+  """Run the sequence as :func:`gatejax.scan`; also return every step's input carry ``c_t``."""
+  pxs = cell.project(params, xs)
+
+  def body(c: Carry, inputs: tuple[Array, Array]) -> tuple[Carry, tuple[Carry, Array]]:
+    t, px = inputs
+    new, y, _ = cell.recur(params, c, px)
+    if lengths is not None:
+      valid = t < lengths
+      new = _mask(valid, new, c)
+      y = jnp.where(valid[..., None], y, 0)
+    return new, (c, y)
+
+  time = jnp.arange(xs.shape[0])
+  final, (before, ys) = jax.lax.scan(body, carry, (time, pxs))
+  return final, before, ys
+
+
+def _loss_cotangents(loss_fn: LossFn, ys: Array, final: Carry) -> tuple[Array, Carry]:
+  """``(∂L/∂ys, ∂L/∂c_T)``, after checking that ``loss_fn`` returns a real scalar."""
+  out = jax.eval_shape(loss_fn, ys, final)
+  if not isinstance(out, jax.ShapeDtypeStruct) or out.shape != ():
+    shape = getattr(out, "shape", type(out).__name__)
+    raise ValueError(f"loss_fn(ys, final_carry) must return a scalar, got {shape}")
+  if not jnp.issubdtype(out.dtype, jnp.floating):
+    raise TypeError(f"loss_fn(ys, final_carry) must return a real float, got {out.dtype}")
+  return jax.grad(loss_fn, argnums=(0, 1))(ys, final)
+
+
+def _scaled_norm(leaves: list[Array], axes: tuple[int, ...] | None = None) -> Array:
+  """The L2 norm over ``leaves`` (reduced over ``axes``), immune to under- and overflow.
+
+  Far contributions reach 1e-30 in float32, whose squares would flush to zero, so the
+  squares are taken after dividing by the largest magnitude.
+  """
+  scale = jnp.stack([jnp.max(jnp.abs(leaf), axis=axes) for leaf in leaves]).max(axis=0)
+  safe = jnp.where(scale > 0, scale, jnp.ones_like(scale))
+  total = sum(jnp.sum(jnp.square(leaf / _expand(safe, leaf, axes)), axis=axes) for leaf in leaves)
+  return scale * jnp.sqrt(total)
+
+
+def _expand(scale: Array, like: Array, axes: tuple[int, ...] | None) -> Array:
+  if axes is None:
+    return scale
+  return jnp.expand_dims(scale, tuple(a % like.ndim for a in axes))
+
+
+def _global_norm(tree: Any) -> Array:
+  return _scaled_norm([jnp.ravel(leaf) for leaf in jax.tree.leaves(tree)])
+
+
+@partial(jax.jit, static_argnames=("cell", "loss_fn", "emit"))
+def _backward(
+  cell: Cell,
+  params: Params,
+  xs: Array,
+  carry: Carry,
+  lengths: Array | None,
+  loss_fn: LossFn,
+  emit: Literal["contributions", "norms", "carries"],
+) -> Any:
+  """One forward and one reverse sweep; per step emit ``g_t``, ``‖g_t‖`` or ``∂L/∂c_{t+1}``."""
+  final, before, ys = _forward(cell, params, xs, carry, lengths)
+  g_ys, g_final = _loss_cotangents(loss_fn, ys, final)
+  step = _masked_step(cell, lengths)
+
+  def body(g_after: Carry, inputs: tuple[Array, Array, Carry, Array]) -> tuple[Carry, Any]:
+    t, x, c, g_y = inputs
+    if lengths is not None:
+      g_y = jnp.where((t < lengths)[..., None], g_y, 0)
+    # c_{t+1} is read twice: by this step's output and by everything after it.
+    (read_t,) = jax.linear_transpose(_output, g_after)(g_y)
+    g_new = jax.tree.map(jnp.add, g_after, read_t)
+    _, vjp = jax.vjp(lambda p, c: step(p, c, x, t), params, c)
+    g_params, g_before = vjp(g_new)
+    out = {"contributions": g_params, "norms": _global_norm(g_params), "carries": g_new}[emit]
+    return g_before, out
+
+  time = jnp.arange(xs.shape[0])
+  _, out = jax.lax.scan(body, g_final, (time, xs, before, g_ys), reverse=True)
+  return out
+
+
+def _check_loss_fn(loss_fn: Any) -> None:
+  if not callable(loss_fn):
+    raise TypeError(f"loss_fn must be callable as loss_fn(ys, final_carry), got {loss_fn!r}")
+
+
+def step_contributions(
+  cell: Cell,
+  params: Params,
+  xs: Float[Array, "time *batch input"],
+  loss_fn: LossFn,
+  *,
+  carry: Carry | None = None,
+  lengths: Int[Array, "*batch"] | None = None,
+) -> Params:
+  r"""The exact split of :math:`\partial L / \partial \theta` by time step.
+
+  .. math::
+
+    g_t = \Big(\frac{\partial L}{\partial c_{t+1}}\Big)^{\!\top}
+          \frac{\partial\, \mathrm{step}}{\partial \theta}(\theta, c_t, x_t),
+    \qquad \sum_{t=0}^{T-1} g_t = \frac{\partial L}{\partial \theta}
+
+  ``g_t`` is the part of the gradient that flows through step ``t``'s use of the
+  parameters, its input projection and its recurrence alike, for
+  ``L = loss_fn(*reversed(gj.scan(cell, params, xs, carry=carry, lengths=lengths)))``,
+  i.e. ``loss_fn(ys, final_carry)``. Steps past a sequence's length contribute exactly zero.
+  One forward and one reverse sweep; the result holds ``T`` copies of the parameters (use
+  :func:`contribution_norms` when only their sizes are wanted).
+
+  Args:
+    cell: a :class:`~gatejax.cells.Cell`.
+    params: its parameters.
+    xs: inputs ``(time, *batch, input_size)``.
+    loss_fn: ``loss_fn(ys, final_carry) -> scalar``. The function is a static argument of
+      the compiled sweep: pass the same function object to reuse the compilation.
+    carry: initial carry, as in :func:`gatejax.scan`.
+    lengths: sequence lengths, as in :func:`gatejax.scan`.
+
+  Returns:
+    A pytree shaped like ``params`` with a leading axis ``T``: ``contrib[t]`` is ``g_t``.
+
+  Example:
+    >>> import jax, jax.numpy as jnp, gatejax as gj
+    >>> cell = gj.gru(4)
+    >>> params = cell.init(jax.random.key(0), input_size=3)
+    >>> xs = jax.random.normal(jax.random.key(1), (6, 2, 3))
+    >>> loss = lambda ys, carry: jnp.sum(ys[-1] ** 2)
+    >>> contrib = gj.analysis.step_contributions(cell, params, xs, loss)
+    >>> contrib.w_h.shape
+    (6, 4, 12)
+    >>> grad = jax.grad(lambda p: loss(gj.scan(cell, p, xs)[1], None))(params)
+    >>> bool(jnp.allclose(contrib.w_h.sum(0), grad.w_h, atol=1e-6))
+    True
+  """
+  _check_loss_fn(loss_fn)
+  xs, carry, lengths = _prepare(cell, params, xs, carry, lengths, 1)
+  return _backward(cell, params, xs, carry, lengths, loss_fn, "contributions")
+
+
+def contribution_norms(
+  cell: Cell,
+  params: Params,
+  xs: Float[Array, "time *batch input"],
+  loss_fn: LossFn,
+  *,
+  carry: Carry | None = None,
+  lengths: Int[Array, "*batch"] | None = None,
+) -> Float[Array, " time"]:
+  r"""The global L2 norm of every step's contribution, :math:`\lVert g_t \rVert_2`.
+
+  The norm is taken over all parameter leaves together, inside the reverse sweep, so only
+  one step's contribution is alive at a time: memory is that of a gradient plus the
+  stored carries (``T × batch × carry`` numbers), whatever the parameter count. It is
+  computed in a way that neither underflows nor overflows for far, tiny contributions.
+  Arguments as :func:`step_contributions`.
+
+  Returns:
+    ``(T,)``: ``norms[t] = ‖g_t‖``; ``norms[::-1][d]`` is the contribution ``d`` steps back.
+
+  Example:
+    >>> import jax, jax.numpy as jnp, gatejax as gj
+    >>> cell = gj.rnn(16)
+    >>> params = cell.init(jax.random.key(0), input_size=4)
+    >>> xs = jax.random.normal(jax.random.key(1), (50, 8, 4))
+    >>> norms = gj.analysis.contribution_norms(cell, params, xs, lambda ys, c: jnp.sum(ys[-1] ** 2))
+    >>> norms.shape
+    (50,)
+    >>> bool(norms[0] < 1e-3 * norms[-1])    # 49 steps back has all but vanished
+    True
+  """
+  _check_loss_fn(loss_fn)
+  xs, carry, lengths = _prepare(cell, params, xs, carry, lengths, 1)
+  return _backward(cell, params, xs, carry, lengths, loss_fn, "norms")
+
+
+def carry_gradients(
+  cell: Cell,
+  params: Params,
+  xs: Float[Array, "time *batch input"],
+  loss_fn: LossFn,
+  *,
+  carry: Carry | None = None,
+  lengths: Int[Array, "*batch"] | None = None,
+) -> Carry:
+  r"""The adjoint of every carry, :math:`\partial L / \partial c_{t+1}` for ``t = 0 .. T-1``.
+
+  ``adj[t]`` is the gradient with respect to the carry *after* step ``t`` (``c_{t+1}``),
+  its components taken as independent variables, through every later use of it: the
+  output of step ``t`` (``y_t = h_{t+1}``, zero past a sequence's length) and all later
+  steps, down to the final carry. ``adj[T-1]`` is thus ``∂L/∂c_T`` plus the output term of
+  the last step. Past a sequence's length the carry is held, so its adjoint is that of the
+  final carry. One reverse sweep; arguments as :func:`step_contributions`.
+
+  Returns:
+    A pytree shaped like the carry with a leading axis ``T`` (for the LSTM a
+    :class:`~gatejax.cells.LSTMState` of ``(T, *batch, hidden)`` arrays).
+
+  Example:
+    >>> import jax, jax.numpy as jnp, gatejax as gj
+    >>> cell = gj.lstm(4)
+    >>> params = cell.init(jax.random.key(0), input_size=2)
+    >>> xs = jnp.ones((5, 3, 2))
+    >>> adj = gj.analysis.carry_gradients(cell, params, xs, lambda ys, c: jnp.sum(c.c))
+    >>> adj.c.shape
+    (5, 3, 4)
+    >>> bool(jnp.all(adj.c[-1] == 1.0))          # ∂(Σ c_T)/∂c_T
+    True
+  """
+  _check_loss_fn(loss_fn)
+  xs, carry, lengths = _prepare(cell, params, xs, carry, lengths, 1)
+  return _backward(cell, params, xs, carry, lengths, loss_fn, "carries")
+
+
+def _identity_cotangents(carry: Carry) -> tuple[Carry, int]:
+  """One cotangent per flattened carry component: a carry pytree with a leading axis ``D``."""
+  leaves, treedef = jax.tree.flatten(carry)
+  sizes = [leaf.shape[-1] for leaf in leaves]
+  D = sum(sizes)
+  eye = jnp.eye(D, dtype=leaves[0].dtype)
+  blocks, start = [], 0
+  for leaf, size in zip(leaves, sizes, strict=True):
+    block = eye[:, start : start + size].reshape((D,) + (1,) * (leaf.ndim - 1) + (size,))
+    blocks.append(jnp.broadcast_to(block, (D, *leaf.shape)))
+    start += size
+  return jax.tree.unflatten(treedef, blocks), D
+
+
+def _matrix_norm(rows: Carry, ord: int | str) -> Array:
+  """Norm of ``∂c_T/∂c_k`` per batch element, from its ``D`` rows (a carry with leading ``D``)."""
+  flat = jnp.concatenate(jax.tree.leaves(rows), axis=-1)  # (D_out, *batch, D_in)
+  matrices = jnp.moveaxis(flat, 0, -2)  # (*batch, D_out, D_in)
+  if ord == "fro":
+    return _scaled_norm([matrices], axes=(-2, -1))
+  scale = jnp.max(jnp.abs(matrices), axis=(-2, -1))
+  safe = jnp.where(scale > 0, scale, jnp.ones_like(scale))
+  unit = matrices / safe[..., None, None]
+  return scale * jnp.linalg.norm(unit, ord=2, axis=(-2, -1))
+
+
+@partial(jax.jit, static_argnames=("cell", "ord"))
+def _jacobian_sweep(
+  cell: Cell, params: Params, xs: Array, carry: Carry, lengths: Array | None, ord: int | str
+) -> Array:
+  final, before, _ = _forward(cell, params, xs, carry, lengths)
+  rows, _ = _identity_cotangents(final)
+  step = _masked_step(cell, lengths)
+
+  def body(rows: Carry, inputs: tuple[Array, Array, Carry]) -> tuple[Carry, Array]:
+    t, x, c = inputs
+    # One linearisation of the step, pulled back along all D rows of ∂c_T/∂c_{t+1} at once.
+    _, vjp = jax.vjp(lambda c: step(params, c, x, t), c)
+    (rows,) = jax.vmap(vjp)(rows)
+    return rows, _matrix_norm(rows, ord)
+
+  time = jnp.arange(xs.shape[0])
+  _, norms = jax.lax.scan(body, rows, (time, xs, before), reverse=True)
+  return norms
+
+
+def jacobian_norms(
+  cell: Cell,
+  params: Params,
+  xs: Float[Array, "time *batch input"],
+  *,
+  ord: int | str = 2,
+  carry: Carry | None = None,
+  lengths: Int[Array, "*batch"] | None = None,
+) -> JacobianNorms:
+  r"""How much the final carry still depends on each earlier carry: :math:`\lVert \partial c_T / \partial c_k \rVert`.
+
+  .. math::
+
+    \mathrm{jn}[k] = \Big\lVert \frac{\partial c_T}{\partial c_k} \Big\rVert
+    = \Big\lVert \prod_{s=T-1}^{k} \frac{\partial c_{s+1}}{\partial c_s} \Big\rVert,
+    \qquad k = 0 \dots T-1,
+
+  per batch element, where :math:`c_0` is the initial carry, :math:`c_k` the carry after
+  ``k`` steps, and the whole carry is flattened (LSTM: ``h`` and ``c`` together, a
+  ``2H × 2H`` matrix). Entry ``k`` is at distance ``T - k``: ``jn[0]`` spans the whole
+  sequence and ``jn[-1]`` is one step's Jacobian. Closed forms: with every parameter zero a
+  GRU gives ``0.5^(T-k)``; an RNN with identity activation and ``W_h = a·I`` gives
+  ``|a|^(T-k)``; a tanh RNN is bounded by ``σ_max(W_h)^(T-k)`` (Pascanu et al. 2013).
+
+  With ``lengths``, :math:`c_T` is each sequence's final carry (after its last valid
+  step); a carry past the length *is* that final carry, so its entries are the norm of the
+  identity (1 for ``ord=2``, ``sqrt(D)`` for ``"fro"``), and a valid entry ``k`` lies at
+  distance ``length - k``.
+
+  Cost: one forward sweep and ``D`` reverse sweeps batched into one (``jax.vmap`` over the
+  carry components), plus one ``D × D`` matrix norm per step and batch element (an SVD
+  for ``ord=2``).
+
+  Args:
+    cell: a :class:`~gatejax.cells.Cell`.
+    params: its parameters.
+    xs: inputs ``(time, *batch, input_size)``.
+    ord: ``2`` (spectral norm, the largest singular value) or ``"fro"`` (Frobenius).
+    carry: initial carry, as in :func:`gatejax.scan`.
+    lengths: sequence lengths, as in :func:`gatejax.scan`.
+
+  Returns:
+    ``(T, *batch)`` norms.
+
+  Example:
+    >>> import jax, jax.numpy as jnp, gatejax as gj
+    >>> cell = gj.gru(3)
+    >>> params = jax.tree.map(jnp.zeros_like, cell.init(jax.random.key(0), input_size=2))
+    >>> jn = gj.analysis.jacobian_norms(cell, params, jnp.ones((4, 2)))
+    >>> jn                                       # 0.5 ** (T - k)
+    Array([0.0625, 0.125 , 0.25  , 0.5   ], dtype=float32)
+  """
+  if isinstance(ord, bool) or ord not in (2, "fro"):
+    raise ValueError(f'ord must be 2 (spectral) or "fro" (Frobenius), got {ord!r}')
+  xs, carry, lengths = _prepare(cell, params, xs, carry, lengths, 1)
+  return _jacobian_sweep(cell, params, xs, carry, lengths, ord)
+
+
+# ---------------------------------------------------------------------------
+# Summaries of a curve
+# ---------------------------------------------------------------------------
+
+
+def _curve(norms: Any, name: str = "norms") -> Array:
+  norms = jnp.asarray(norms)
+  if norms.ndim < 1 or norms.shape[0] == 0:
+    raise ValueError(f"{name} must have a leading time axis of length >= 1, got {norms.shape}")
+  if not jnp.issubdtype(norms.dtype, jnp.floating):
+    raise TypeError(f"{name} must be floating point, got {norms.dtype}")
+  return norms
+
+
+def _steps(k: Any, time: int, name: str = "k") -> int:
+  if isinstance(k, bool) or not isinstance(k, int | np.integer):
+    raise TypeError(f"{name} must be an int, got {type(k).__name__}")
+  if not 0 <= k <= time:
+    raise ValueError(f"{name} must lie in [0, {time}] (the curve's length), got {k}")
+  return int(k)
+
+
+def _back(norms: Array) -> tuple[Array, Array]:
+  """The curve indexed by steps back ``d = T - 1 - t``, and ``d`` broadcastable to it."""
+  back = norms[::-1]
+  d = jnp.arange(norms.shape[0]).reshape((-1,) + (1,) * (norms.ndim - 1))
+  return back, d
+
+
+def gradient_horizon(norms: Curve, *, fraction: float = 0.01) -> Int[Array, "*batch"]:
+  r"""How far back a gradient reaches: the number of last steps holding every step above ``fraction`` of the peak.
+
+  .. math:: h = 1 + \max\{\, d : n_d \ge \mathrm{fraction} \cdot \max_{d'} n_{d'} \,\}
+
+  where :math:`n_d` = ``norms[::-1][d]`` is the value ``d`` steps back. Every step farther
+  back than ``h - 1`` steps contributes less than ``fraction`` of the largest step, so a
+  curve that vanishes has a short horizon and one that stays alive has a horizon of ``T``
+  (the whole sequence; the true horizon may be longer). Taking the farthest step above the
+  threshold, not the first one under it, keeps a single dip of a noisy curve from cutting
+  the horizon short.
+
+  Args:
+    norms: a curve with time first: :func:`contribution_norms` ``(T,)`` or
+      :func:`jacobian_norms` ``(T, *batch)`` (a horizon per batch element).
+    fraction: the threshold relative to the peak, in ``(0, 1]``; 0.01 by default.
+
+  Returns:
+    An integer in ``[1, T]`` per curve (``0`` for an all-zero curve).
+
+  Example:
+    >>> import jax.numpy as jnp, gatejax as gj
+    >>> norms = 0.5 ** jnp.arange(20.0)[::-1]     # halves every step back
+    >>> int(gj.analysis.gradient_horizon(norms, fraction=0.01))  # 0.5**6 >= 0.01 > 0.5**7
+    7
+  """
+  norms = _curve(norms)
+  if not 0 < fraction <= 1:
+    raise ValueError(f"fraction must lie in (0, 1], got {fraction}")
+  back, d = _back(norms)
+  peak = jnp.max(back, axis=0)
+  alive = (back >= fraction * peak) & (peak > 0)
+  return jnp.max(jnp.where(alive, d + 1, 0), axis=0)
+
+
+def far_share(norms: Curve, k: int) -> Float[Array, "*batch"]:
+  r"""The share of the total contribution that comes from ``k`` or more steps back.
+
+  .. math:: \mathrm{far}(k) = \frac{\sum_{d \ge k} n_d}{\sum_{d} n_d}
+
+  with :math:`n_d` = ``norms[::-1][d]`` the per-step norm ``d`` steps back. The share is of
+  the *sum of per-step norms*, not of the norm of the summed gradient (which can be smaller
+  when steps cancel): it answers "how much of the gradient signal comes from far away".
+  Computed as a ratio of sums, never as ``1 - near_share``, so that shares of 1e-14 keep
+  their digits. ``far_share(norms, k) + near_share(norms, k) == 1`` up to rounding.
+
+  Args:
+    norms: a curve with time first, ``(T, *batch)``.
+    k: steps back where "far" begins, in ``[0, T]``; ``T // 2`` gives the far half.
+
+  Example:
+    >>> import jax.numpy as jnp, gatejax as gj
+    >>> norms = jnp.array([1.0, 1.0, 2.0, 4.0])  # steps 3, 2, 1, 0 back
+    >>> float(gj.analysis.far_share(norms, 2))
+    0.25
+  """
+  norms = _curve(norms)
+  k = _steps(k, norms.shape[0])
+  back, _ = _back(norms)
+  return jnp.sum(back[k:], axis=0) / jnp.sum(back, axis=0)
+
+
+def near_share(norms: Curve, k: int) -> Float[Array, "*batch"]:
+  r"""The share of the total contribution that comes from the last ``k`` steps (0 .. k-1 back).
+
+  .. math:: \mathrm{near}(k) = \frac{\sum_{d < k} n_d}{\sum_{d} n_d}
+
+  The complement of :func:`far_share`, with the same definition of share (a sum of
+  per-step norms).
+
+  Example:
+    >>> import jax.numpy as jnp, gatejax as gj
+    >>> float(gj.analysis.near_share(jnp.array([1.0, 1.0, 2.0, 4.0]), 1))
+    0.5
+  """
+  norms = _curve(norms)
+  k = _steps(k, norms.shape[0])
+  back, _ = _back(norms)
+  return jnp.sum(back[:k], axis=0) / jnp.sum(back, axis=0)
+
+
+def decay_rate(norms: Curve, *, start: int = 1, stop: int | None = None) -> Float[Array, "*batch"]:
+  r"""The fitted per-step decay factor :math:`\rho` of a curve, :math:`n_d \approx C \rho^d`.
+
+  A least-squares line through :math:`(d, \log n_d)` over steps back
+  ``start <= d < stop``, returning :math:`\rho = e^{\text{slope}}`: below 1 the
+  contribution shrinks by that factor per step back (vanishing), above 1 it grows.
+  ``1 / (1 - ρ)`` is the corresponding memory length in steps. Zero and non-finite
+  entries (a contribution that underflowed, say) are left out of the fit.
+
+  The default range starts one step back because the last step's contribution carries no
+  step Jacobian at all (the loss reads it directly) and usually sits off the line; it runs
+  to the start of the sequence.
+
+  Args:
+    norms: a curve with time first, ``(T, *batch)``.
+    start: first step back in the fit.
+    stop: one past the last step back in the fit (default ``T``). At least two usable
+      points are needed; with fewer the result is NaN.
+
+  Example:
+    >>> import jax.numpy as jnp, gatejax as gj
+    >>> norms = 3.0 * 0.8 ** jnp.arange(30.0)[::-1]
+    >>> round(float(gj.analysis.decay_rate(norms)), 5)
+    0.8
+  """
+  norms = _curve(norms)
+  T = norms.shape[0]
+  start = _steps(start, T, "start")
+  stop = T if stop is None else _steps(stop, T, "stop")
+  back, d = _back(norms)
+  back, d = back[start:stop], jnp.broadcast_to(d[start:stop], back[start:stop].shape)
+  usable = (back > 0) & jnp.isfinite(back)
+  w = usable.astype(back.dtype)
+  y = jnp.log(jnp.where(usable, back, jnp.ones_like(back)))
+  x = d.astype(back.dtype)
+  count = jnp.sum(w, axis=0)
+  x_mean = jnp.sum(w * x, axis=0) / count
+  y_mean = jnp.sum(w * y, axis=0) / count
+  dx = x - x_mean[None]
+  slope = jnp.sum(w * dx * (y - y_mean[None]), axis=0) / jnp.sum(w * dx * dx, axis=0)
+  return jnp.exp(slope)
+
+
+# ---------------------------------------------------------------------------
+# Gate statistics
+# ---------------------------------------------------------------------------
+
+# The gating activations of each kind (the candidates n and g are not gates: they lie in
+# [-1, 1]), and which gate keeps the past and which writes the new.
+_GATES = {"rnn": (), "gru": ("r", "z"), "lstm": ("i", "f", "o")}
+
+
+class Summary(NamedTuple):
+  """Mean, standard deviation and range of the valid entries of an array."""
+
+  mean: Array
+  std: Array
+  min: Array
+  max: Array
+
+
+class GateStatistics(NamedTuple):
+  r"""What a cell's gates do along a sequence (valid steps only); see :func:`gate_statistics`.
+
+  Every mapping goes from gate name (GRU ``"r", "z"``; LSTM ``"i", "f", "o"``; empty for the
+  RNN) to a scalar fraction over all valid steps, batch elements and units.
+
+  Attributes:
+    near_zero: fraction of activations ``< eps`` (the gate is shut).
+    near_one: fraction ``> 1 - eps`` (the gate is wide open).
+    dead: fraction exactly ``0``: a ReLU ``gate_fn`` produces these, a sigmoid never does.
+    dead_units: fraction of units whose gate is exactly ``0`` at every valid step of every
+      sequence (the unit never opens that gate, and receives no gradient through it).
+    mean: mean activation.
+    keep_plus_write: the keep gate plus the write gate, ``f + i`` for the LSTM (free in
+      ``[0, 2]``) and ``z + (1 - z)`` for the GRU (1 by construction); ``None`` for the RNN.
+    hidden_norm: ``(T,)`` mean of ``‖h_t‖_2`` over the sequences still valid at step ``t``
+      (0 where none is).
+  """
+
+  near_zero: dict[str, Array]
+  near_one: dict[str, Array]
+  dead: dict[str, Array]
+  dead_units: dict[str, Array]
+  mean: dict[str, Array]
+  keep_plus_write: Summary | None
+  hidden_norm: Array
+
+
+def _summary(values: Array, valid: Array) -> Summary:
+  """Summary of ``values`` ``(T, *batch, H)`` where ``valid`` ``(T, *batch)``."""
+  mask = jnp.broadcast_to(valid[..., None], values.shape)
+  count = jnp.sum(mask).astype(values.dtype)
+  mean = jnp.sum(jnp.where(mask, values, 0)) / count
+  var = jnp.sum(jnp.where(mask, jnp.square(values - mean), 0)) / count
+  return Summary(
+    mean=mean,
+    std=jnp.sqrt(var),
+    min=jnp.min(jnp.where(mask, values, jnp.inf)),
+    max=jnp.max(jnp.where(mask, values, -jnp.inf)),
+  )
+
+
+def gate_statistics(
+  cell: Cell,
+  params: Params,
+  xs: Float[Array, "time *batch input"],
+  *,
+  carry: Carry | None = None,
+  lengths: Int[Array, "*batch"] | None = None,
+  eps: float = 0.1,
+) -> GateStatistics:
+  r"""Saturation, dead gates, ``keep + write`` and the hidden-state norm along a sequence.
+
+  The gate activations come from :func:`gatejax.scan_with_gates`, i.e. from the cell's own
+  ``recur``; steps past a sequence's length are left out of every statistic. The default
+  ``eps = 0.1`` calls a gate saturated below 0.1 or above 0.9, as Karpathy, Johnson and
+  Fei-Fei (2016, *Visualizing and understanding recurrent networks*) do.
+
+  The additive paths that keep gradients alive are ``z ⊙ h`` (GRU) and ``f ⊙ c`` (LSTM).
+  The GRU ties what it keeps to what it writes, ``z + (1 - z) = 1``; the LSTM's ``f`` and
+  ``i`` are free, so ``f + i`` may sit anywhere in ``[0, 2]``: ``keep_plus_write`` shows
+  where it does.
+
+  Args:
+    cell: a :class:`~gatejax.cells.Cell`.
+    params: its parameters.
+    xs: inputs ``(time, *batch, input_size)``.
+    carry: initial carry, as in :func:`gatejax.scan`.
+    lengths: sequence lengths, as in :func:`gatejax.scan`.
+    eps: saturation margin, in ``(0, 0.5]``.
+
+  Returns:
+    A :class:`GateStatistics`.
+
+  Example:
+    >>> import jax, jax.numpy as jnp, gatejax as gj
+    >>> xs = jax.random.normal(jax.random.key(1), (20, 4, 3))
+    >>> cell = gj.lstm(8, gate_fn=jax.nn.relu)
+    >>> stats = gj.analysis.gate_statistics(cell, cell.init(jax.random.key(0), 3), xs)
+    >>> sorted(stats.dead)
+    ['f', 'i', 'o']
+    >>> bool(stats.dead["i"] > 0.2)             # a ReLU gate is exactly 0 about half the time
+    True
+    >>> cell = gj.gru(8)
+    >>> stats = gj.analysis.gate_statistics(cell, cell.init(jax.random.key(0), 3), xs)
+    >>> float(stats.keep_plus_write.mean), float(stats.dead["z"])
+    (1.0, 0.0)
+  """
+  if isinstance(eps, bool) or not isinstance(eps, int | float) or not 0 < eps <= 0.5:
+    raise ValueError(f"eps must be a number in (0, 0.5], got {eps!r}")
+  _, ys, gates = scan_with_gates(cell, params, xs, carry=carry, lengths=lengths)
+  T, batch_shape = ys.shape[0], ys.shape[1:-1]
+  if lengths is None:
+    valid = jnp.ones((T, *batch_shape), bool)
+  else:
+    lengths = jnp.asarray(lengths)
+    valid = jnp.arange(T).reshape((T,) + (1,) * len(batch_shape)) < lengths[None]
+  mask = jnp.broadcast_to(valid[..., None], ys.shape)
+  count = jnp.sum(mask).astype(ys.dtype)
+
+  def fraction(condition: Array) -> Array:
+    return jnp.sum(condition & mask).astype(ys.dtype) / count
+
+  names = _GATES[cell.kind]
+  acts = {name: getattr(gates, name) for name in names}
+  unit_axes = tuple(range(ys.ndim - 1))
+  never_open = {n: jnp.all((a == 0) | ~mask, axis=unit_axes) for n, a in acts.items()}
+  keep_plus_write = None
+  if cell.kind == "gru":
+    keep_plus_write = _summary(gates.z + (1 - gates.z), valid)
+  elif cell.kind == "lstm":
+    keep_plus_write = _summary(gates.f + gates.i, valid)
+  sequences = jnp.sum(valid.reshape(T, -1), axis=1)
+  norms = jnp.where(valid, jnp.linalg.norm(ys, axis=-1), 0).reshape(T, -1)
+  return GateStatistics(
+    near_zero={n: fraction(a < eps) for n, a in acts.items()},
+    near_one={n: fraction(a > 1 - eps) for n, a in acts.items()},
+    dead={n: fraction(a == 0) for n, a in acts.items()},
+    dead_units={n: jnp.mean(u.astype(ys.dtype)) for n, u in never_open.items()},
+    mean={n: jnp.sum(jnp.where(mask, a, 0)) / count for n, a in acts.items()},
+    keep_plus_write=keep_plus_write,
+    hidden_norm=jnp.sum(norms, axis=1) / jnp.maximum(sequences, 1).astype(ys.dtype),
+  )
