@@ -1,0 +1,669 @@
+r"""Training any cell on a :class:`~gatejax.tasks.Task` with optax, through :func:`gatejax.scan`.
+
+The model is the cell followed by a dense readout, ``ŷ = h W + b``, applied to the
+output at each sequence's last valid step (``task.readout == "last"``) or at every
+step (``"all"``). Everything is built around one pure step,
+
+.. math:: (\text{state}_{s+1}, \text{metrics}_s) = \mathrm{train\_step}(\text{state}_s),
+
+whose batch is drawn from ``fold_in(state.key, state.step)``. A :class:`TrainState`
+therefore holds everything a run depends on (step, parameters, optimizer state, data
+key): a run resumed from a saved state reproduces the uninterrupted run bit for bit,
+and the pieces (:func:`batch_for_step`, :func:`step_on_batch`, :func:`apply_gradients`)
+can be recombined, for example to shard the batch over devices.
+
+:func:`fit` runs the jitted step in a Python loop with a progress bar, evaluation against
+the task's baseline, a :class:`History` for plots and reports, and divergence detection:
+a run whose loss becomes NaN or explodes is stopped and reported, never raised.
+
+Gradients are clipped by their global norm before the optimizer (Pascanu, Mikolov &
+Bengio 2013, the remedy for exploding gradients); ``grad_norm`` in the metrics is the
+norm before clipping.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+import time as _time
+from collections.abc import Callable
+from functools import partial
+from typing import Any, NamedTuple, cast
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from jaxtyping import Array, Float, Int, PRNGKeyArray
+
+from gatejax import _validate
+from gatejax.cells import Cell
+from gatejax.sequence import scan
+from gatejax.tasks import Batch, Task
+
+__all__ = [
+  "EvalMetrics",
+  "History",
+  "ModelParams",
+  "Readout",
+  "StepMetrics",
+  "TrainResult",
+  "TrainState",
+  "apply_gradients",
+  "batch_for_step",
+  "evaluate",
+  "evaluation_batch",
+  "fit",
+  "init_model",
+  "init_state",
+  "loss_fn",
+  "make_optimizer",
+  "predict",
+  "step_on_batch",
+  "train_step",
+]
+
+
+# ---------------------------------------------------------------------------
+# The model: a cell and a dense readout
+# ---------------------------------------------------------------------------
+
+
+class Readout(NamedTuple):
+  """A dense layer from the hidden state to the task's outputs: ``ŷ = h w + b``."""
+
+  w: Float[Array, "hidden output"]
+  b: Float[Array, " output"]
+
+
+class ModelParams(NamedTuple):
+  """The parameters of a model: the ``cell``'s own and the ``readout``'s."""
+
+  cell: Any
+  readout: Readout
+
+
+def _check_cell_task(cell: Any, task: Any) -> None:
+  _validate.cell(cell)
+  if not isinstance(task, Task):
+    raise TypeError(
+      f"task must be a gatejax.tasks.Task (from tasks.adding, ...), got {type(task).__name__}"
+    )
+
+
+def init_model(cell: Cell, task: Task, key: PRNGKeyArray) -> ModelParams:
+  """Initial parameters: ``cell.init`` for the cell, LeCun normal ``w`` and zero ``b`` for the readout.
+
+  Example:
+    >>> import jax, gatejax as gj
+    >>> from gatejax import tasks, train
+    >>> params = train.init_model(gj.lstm(8), tasks.adding(10), jax.random.key(0))
+    >>> params.cell.w_x.shape, params.readout.w.shape
+    ((2, 32), (8, 1))
+  """
+  _check_cell_task(cell, task)
+  k_cell, k_readout = jax.random.split(key)
+  w = jax.nn.initializers.lecun_normal()(
+    k_readout, (cell.hidden_size, task.output_size), jnp.float32
+  )
+  return ModelParams(
+    cell=cell.init(k_cell, task.input_size),
+    readout=Readout(w=w, b=jnp.zeros((task.output_size,), jnp.float32)),
+  )
+
+
+def _dense(h: Array, readout: Readout) -> Array:
+  return h @ readout.w + jnp.reshape(readout.b, (1,) * (h.ndim - 1) + readout.b.shape)
+
+
+def predict(cell: Cell, task: Task, params: ModelParams, batch: Batch) -> Array:
+  """The model's predictions for ``batch``: the readout of the last valid or of every output.
+
+  For a ``"last"`` task this is the readout of ``ys[lengths - 1]`` per sequence
+  (``ys[-1]`` without lengths), shape ``(batch, output_size)``; for an ``"all"`` task
+  the readout of every step, ``(time, batch, output_size)`` (zero hidden state at
+  padded steps).
+
+  Example:
+    >>> import jax, gatejax as gj
+    >>> from gatejax import tasks, train
+    >>> cell, task = gj.gru(8), tasks.copy_memory(5)
+    >>> params = train.init_model(cell, task, jax.random.key(0))
+    >>> batch = task.sample(jax.random.key(1), 3)
+    >>> train.predict(cell, task, params, batch).shape
+    (25, 3, 9)
+  """
+  _, ys = scan(cell, params.cell, batch.xs, lengths=batch.lengths)
+  if task.readout == "all":
+    return _dense(ys, params.readout)
+  if batch.lengths is None:
+    last = ys[-1]
+  else:
+    # Outputs past a sequence's length are zero, so its last valid output sits at length - 1.
+    index = jnp.maximum(batch.lengths - 1, 0)
+    last = jnp.take_along_axis(ys, index[None, :, None], axis=0)[0]
+  return _dense(last, params.readout)
+
+
+def loss_fn(cell: Cell, task: Task, params: ModelParams, batch: Batch) -> Float[Array, ""]:
+  """``task.loss(predict(cell, task, params, batch), batch)``."""
+  return task.loss(predict(cell, task, params, batch), batch)
+
+
+# ---------------------------------------------------------------------------
+# The optimizer and the pure training step
+# ---------------------------------------------------------------------------
+
+_OPTIMIZERS: dict[str, Callable[..., optax.GradientTransformation]] = {
+  "adam": optax.adam,
+  "adamw": optax.adamw,
+  "rmsprop": optax.rmsprop,
+  "sgd": optax.sgd,
+}
+
+
+def make_optimizer(
+  *,
+  learning_rate: float | optax.Schedule = 1e-3,
+  clip_norm: float | None = 1.0,
+  optimizer: str = "adam",
+) -> optax.GradientTransformation:
+  r"""``optax.chain(optax.clip_by_global_norm(clip_norm), optax.<optimizer>(learning_rate))``.
+
+  Clipping rescales the whole gradient :math:`g` to :math:`g \cdot \min(1, c / \lVert g
+  \rVert_2)`, so a single exploding step cannot throw the parameters away while its
+  direction is kept (Pascanu et al. 2013). ``clip_norm=None`` disables it.
+
+  Equal arguments return the same object (the factory is cached), so a jitted step
+  that takes the optimizer as a static argument is not recompiled.
+
+  Args:
+    learning_rate: a float or an optax schedule.
+    clip_norm: the largest global gradient norm, or ``None`` for no clipping.
+    optimizer: ``"adam"``, ``"adamw"``, ``"rmsprop"`` or ``"sgd"``.
+
+  Example:
+    >>> import jax.numpy as jnp
+    >>> from gatejax import train
+    >>> opt = train.make_optimizer(learning_rate=1.0, clip_norm=1.0, optimizer="sgd")
+    >>> grads = {"w": jnp.array([3.0, 4.0])}                   # norm 5
+    >>> updates, _ = opt.update(grads, opt.init(grads))
+    >>> updates["w"].tolist()                                  # -g / 5, norm 1
+    [-0.6000000238418579, -0.800000011920929]
+  """
+  if optimizer not in _OPTIMIZERS:
+    raise ValueError(f"optimizer must be one of {sorted(_OPTIMIZERS)}, got {optimizer!r}")
+  if clip_norm is not None:
+    if not isinstance(clip_norm, int | float) or isinstance(clip_norm, bool):
+      raise TypeError(f"clip_norm must be a float or None, got {type(clip_norm).__name__}")
+    if not clip_norm > 0:
+      raise ValueError(f"clip_norm must be > 0, got {clip_norm}")
+    clip_norm = float(clip_norm)
+  if isinstance(learning_rate, int | float) and not isinstance(learning_rate, bool):
+    learning_rate = float(learning_rate)
+  elif not callable(learning_rate):
+    raise TypeError(f"learning_rate must be a float or an optax schedule, got {learning_rate!r}")
+  return _make_optimizer(learning_rate, clip_norm, optimizer)
+
+
+@functools.cache
+def _make_optimizer(
+  learning_rate: float | optax.Schedule, clip_norm: float | None, optimizer: str
+) -> optax.GradientTransformation:
+  base = _OPTIMIZERS[optimizer](learning_rate)
+  if clip_norm is None:
+    return base
+  return optax.chain(optax.clip_by_global_norm(clip_norm), base)
+
+
+class TrainState(NamedTuple):
+  """Everything a run depends on, a pytree that can be saved and restored.
+
+  Attributes:
+    step: the number of updates done, an int32 scalar array.
+    params: :class:`ModelParams`.
+    opt_state: the optimizer's state.
+    key: the data key: step ``s`` trains on ``task.sample(fold_in(key, s), batch_size)``.
+  """
+
+  step: Int[Array, ""]
+  params: ModelParams
+  opt_state: Any
+  key: PRNGKeyArray
+
+
+class StepMetrics(NamedTuple):
+  """What one step measured on its batch, before the update.
+
+  Attributes:
+    loss: the training loss.
+    grad_norm: the global L2 norm of the gradient, before clipping.
+    metric: ``task.metric`` on the batch, or ``None`` for a task without one.
+  """
+
+  loss: Float[Array, ""]
+  grad_norm: Float[Array, ""]
+  metric: Float[Array, ""] | None
+
+
+class EvalMetrics(NamedTuple):
+  """The loss and, if the task has one, the metric on an evaluation batch."""
+
+  loss: Float[Array, ""]
+  metric: Float[Array, ""] | None
+
+
+def init_state(
+  cell: Cell, task: Task, key: PRNGKeyArray, optimizer: optax.GradientTransformation
+) -> TrainState:
+  """A fresh run: ``key`` splits into the parameter key and the data key.
+
+  Example:
+    >>> import jax, gatejax as gj
+    >>> from gatejax import tasks, train
+    >>> state = train.init_state(gj.rnn(4), tasks.adding(10), jax.random.key(0),
+    ...                          train.make_optimizer())
+    >>> int(state.step)
+    0
+  """
+  _check_cell_task(cell, task)
+  k_params, k_data = jax.random.split(key)
+  params = init_model(cell, task, k_params)
+  return TrainState(
+    step=jnp.zeros((), jnp.int32), params=params, opt_state=optimizer.init(params), key=k_data
+  )
+
+
+def batch_for_step(task: Task, state: TrainState, batch_size: int) -> Batch:
+  """The batch that step ``state.step`` trains on: ``task.sample(fold_in(state.key, state.step))``."""
+  return task.sample(jax.random.fold_in(state.key, state.step), batch_size)
+
+
+def apply_gradients(
+  optimizer: optax.GradientTransformation, state: TrainState, grads: ModelParams
+) -> TrainState:
+  """One optimizer update of ``state`` with ``grads``; advances ``state.step`` by one."""
+  # optax mixes Python floats with its int32 step count (Adam's bias correction 1 - b**t),
+  # which strict dtype promotion rejects; the optimizer's internal arithmetic is its own.
+  with jax.numpy_dtype_promotion("standard"):
+    updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
+  params = cast(ModelParams, optax.apply_updates(state.params, updates))
+  return TrainState(step=state.step + 1, params=params, opt_state=opt_state, key=state.key)
+
+
+def _step_on_batch(
+  cell: Cell, task: Task, optimizer: optax.GradientTransformation, state: TrainState, batch: Batch
+) -> tuple[TrainState, StepMetrics]:
+  def objective(params: ModelParams) -> tuple[Array, Array]:
+    predictions = predict(cell, task, params, batch)
+    return task.loss(predictions, batch), predictions
+
+  (loss, predictions), grads = jax.value_and_grad(objective, has_aux=True)(state.params)
+  metric = None if task.metric is None else task.metric(predictions, batch)
+  metrics = StepMetrics(loss=loss, grad_norm=optax.tree.norm(grads), metric=metric)
+  return apply_gradients(optimizer, state, grads), metrics
+
+
+@partial(jax.jit, static_argnames=("cell", "task", "optimizer"))
+def step_on_batch(
+  cell: Cell, task: Task, optimizer: optax.GradientTransformation, state: TrainState, batch: Batch
+) -> tuple[TrainState, StepMetrics]:
+  """One jitted update on an explicit ``batch`` (which may be sharded over devices).
+
+  ``train_step(cell, task, optimizer, state)`` is exactly this with
+  ``batch = batch_for_step(task, state, batch_size)``.
+  """
+  return _step_on_batch(cell, task, optimizer, state, batch)
+
+
+@partial(jax.jit, static_argnames=("cell", "task", "optimizer", "batch_size"))
+def train_step(
+  cell: Cell,
+  task: Task,
+  optimizer: optax.GradientTransformation,
+  state: TrainState,
+  *,
+  batch_size: int = 64,
+) -> tuple[TrainState, StepMetrics]:
+  """One pure, jitted training step on the batch of step ``state.step``.
+
+  Args:
+    cell, task, optimizer: static (hashable) descriptions of the run.
+    state: the :class:`TrainState` before the step.
+    batch_size: sequences per batch (static).
+
+  Returns:
+    ``(state, metrics)``: the state after one update and the :class:`StepMetrics`
+    measured before it.
+
+  Example:
+    >>> import jax, gatejax as gj
+    >>> from gatejax import tasks, train
+    >>> cell, task, opt = gj.lstm(8), tasks.adding(10), train.make_optimizer()
+    >>> state = train.init_state(cell, task, jax.random.key(0), opt)
+    >>> state, metrics = train.train_step(cell, task, opt, state, batch_size=16)
+    >>> int(state.step), metrics.loss.shape
+    (1, ())
+  """
+  batch = batch_for_step(task, state, batch_size)
+  return _step_on_batch(cell, task, optimizer, state, batch)
+
+
+@partial(jax.jit, static_argnames=("cell", "task"))
+def evaluate(cell: Cell, task: Task, params: ModelParams, batch: Batch) -> EvalMetrics:
+  """The loss and metric of ``params`` on ``batch``, jitted."""
+  predictions = predict(cell, task, params, batch)
+  metric = None if task.metric is None else task.metric(predictions, batch)
+  return EvalMetrics(loss=task.loss(predictions, batch), metric=metric)
+
+
+def evaluation_batch(task: Task, key: PRNGKeyArray, batch_size: int) -> Batch:
+  """The evaluation set: the whole split for a finite data set, else ``batch_size`` fresh samples."""
+  if task.dataset is not None:
+    return task.dataset()
+  return task.sample(key, batch_size)
+
+
+# ---------------------------------------------------------------------------
+# History
+# ---------------------------------------------------------------------------
+
+
+def _encode(x: float) -> float | str:
+  # Strict JSON has no NaN or infinity; a diverged run has both.
+  return x if math.isfinite(x) else repr(x)
+
+
+def _decode(x: float | str) -> float:
+  return float(x)
+
+
+_SERIES = ("loss", "grad_norm", "metric", "eval_loss", "eval_metric")
+
+
+@dataclasses.dataclass
+class History:
+  """What a run recorded, in plain Python lists (JSON-ready through :meth:`to_dict`).
+
+  Attributes:
+    task: the task's name.
+    baseline: the task's baseline loss.
+    metric_name: the task's metric name, or ``None``.
+    step: the step index ``s`` of each record (the loss of the parameters after ``s``
+      updates, on batch ``s``).
+    loss, grad_norm: per record; ``grad_norm`` before clipping.
+    metric: per record, the task metric on the training batch (empty without a metric).
+    eval_step: the number of updates done at each evaluation (0 is before training).
+    eval_loss, eval_metric: per evaluation, on the fixed evaluation set.
+    diverged: whether the run was stopped for a NaN/infinite or exploding loss.
+    diverged_at: the step whose loss diverged, or ``None``.
+    initial_loss: the loss of the first step of the run (the divergence reference).
+    seconds: wall-clock time spent in :func:`fit`, summed over resumed segments.
+  """
+
+  task: str = ""
+  baseline: float = math.nan
+  metric_name: str | None = None
+  step: list[int] = dataclasses.field(default_factory=list)
+  loss: list[float] = dataclasses.field(default_factory=list)
+  grad_norm: list[float] = dataclasses.field(default_factory=list)
+  metric: list[float] = dataclasses.field(default_factory=list)
+  eval_step: list[int] = dataclasses.field(default_factory=list)
+  eval_loss: list[float] = dataclasses.field(default_factory=list)
+  eval_metric: list[float] = dataclasses.field(default_factory=list)
+  diverged: bool = False
+  diverged_at: int | None = None
+  initial_loss: float | None = None
+  seconds: float = 0.0
+
+  def to_dict(self) -> dict[str, Any]:
+    """A dict of plain JSON values (non-finite floats as the strings ``"nan"``, ``"inf"``)."""
+    out = dataclasses.asdict(self)
+    for name in (*_SERIES, "baseline", "initial_loss"):
+      value = out[name]
+      if isinstance(value, list):
+        out[name] = [_encode(v) for v in value]
+      elif value is not None:
+        out[name] = _encode(value)
+    return out
+
+  @classmethod
+  def from_dict(cls, data: dict[str, Any]) -> History:
+    """The inverse of :meth:`to_dict`."""
+    fields = {f.name for f in dataclasses.fields(cls)}
+    unknown = set(data) - fields
+    if unknown:
+      raise ValueError(f"data has fields History does not know: {sorted(unknown)}")
+    values = dict(data)
+    for name in _SERIES:
+      if name in values:
+        values[name] = [_decode(v) for v in values[name]]
+    for name in ("step", "eval_step"):
+      if name in values:
+        values[name] = [int(v) for v in values[name]]
+    if "baseline" in values:
+      values["baseline"] = _decode(values["baseline"])
+    if values.get("initial_loss") is not None:
+      values["initial_loss"] = _decode(values["initial_loss"])
+    return cls(**values)
+
+  def arrays(self) -> dict[str, np.ndarray]:
+    """The series as NumPy arrays (``step``, ``loss``, ..., ``eval_metric``)."""
+    names = ("step", *_SERIES[:3], "eval_step", *_SERIES[3:])
+    return {name: np.asarray(getattr(self, name)) for name in names}
+
+
+class TrainResult(NamedTuple):
+  """What :func:`fit` returns: the final :class:`TrainState` and the :class:`History`."""
+
+  state: TrainState
+  history: History
+
+  @property
+  def params(self) -> ModelParams:
+    """The trained parameters, ``state.params``."""
+    return self.state.params
+
+
+# ---------------------------------------------------------------------------
+# The loop
+# ---------------------------------------------------------------------------
+
+
+def _positive_int(name: str, value: Any, minimum: int = 1) -> int:
+  if not isinstance(value, int | np.integer) or isinstance(value, bool):
+    raise TypeError(f"{name} must be an int, got {type(value).__name__}")
+  if value < minimum:
+    raise ValueError(f"{name} must be >= {minimum}, got {value}")
+  return int(value)
+
+
+def _resolve_optimizer(
+  optimizer: str | optax.GradientTransformation | None,
+  learning_rate: float | optax.Schedule,
+  clip_norm: float | None,
+) -> optax.GradientTransformation:
+  if optimizer is None or isinstance(optimizer, str):
+    return make_optimizer(
+      learning_rate=learning_rate, clip_norm=clip_norm, optimizer=optimizer or "adam"
+    )
+  if isinstance(optimizer, optax.GradientTransformation):
+    return optimizer
+  raise TypeError(
+    f"optimizer must be a name, an optax.GradientTransformation or None, got {optimizer!r}"
+  )
+
+
+def fit(
+  cell: Cell,
+  task: Task,
+  *,
+  key: PRNGKeyArray,
+  steps: int,
+  batch_size: int = 64,
+  learning_rate: float | optax.Schedule = 1e-3,
+  clip_norm: float | None = 1.0,
+  optimizer: str | optax.GradientTransformation | None = None,
+  eval_every: int | None = None,
+  eval_batch_size: int = 512,
+  eval_task: Task | None = None,
+  log_every: int = 1,
+  progress: bool = True,
+  state: TrainState | None = None,
+  history: History | None = None,
+  callback: Callable[[TrainState, History], bool | None] | None = None,
+  divergence_threshold: float | None = 100.0,
+) -> TrainResult:
+  r"""Train ``cell`` on ``task`` for ``steps`` updates; resumable, and divergence is reported.
+
+  Seeds: ``key`` splits into the run key (parameters and data, :func:`init_state`)
+  and the evaluation key, which draws one fixed evaluation set of ``eval_batch_size``
+  sequences (or takes the whole split of a finite data set), disjoint in randomness
+  from every training batch.
+
+  Divergence: the run stops, with ``history.diverged = True`` and ``diverged_at`` set,
+  at the first step whose loss or gradient norm is NaN or infinite, or whose loss
+  exceeds ``divergence_threshold × max(task.baseline, initial loss)``. The reference
+  is the larger of the baseline and the loss at step 0, so that a task whose
+  baseline is far below the untrained loss (copy memory with a long delay) is not
+  called diverged at its first step; the default of 100 marks a loss that has grown
+  a hundredfold, which a well-behaved run never does.
+
+  Resuming: pass the ``state`` and ``history`` of an interrupted run (with the same
+  ``key``, ``steps`` and options); the result equals the uninterrupted run's bit for
+  bit, since step ``s``'s batch depends only on ``state.key`` and ``s``. ``steps`` is
+  the total length of the run, not the number of steps still to go.
+
+  Args:
+    cell: any :class:`~gatejax.cells.Cell`.
+    task: a :class:`~gatejax.tasks.Task`.
+    key: the run's PRNG key.
+    steps: the total number of updates.
+    batch_size: training sequences per step.
+    learning_rate, clip_norm: passed to :func:`make_optimizer` when ``optimizer`` is
+      a name or ``None`` (Adam); ignored when it is an ``optax.GradientTransformation``.
+    optimizer: ``None`` (Adam), a name for :func:`make_optimizer`, or an optax
+      transformation used as is.
+    eval_every: evaluate after every this many updates (default ``max(1, steps // 10)``);
+      also before training and at the end.
+    eval_batch_size: the size of the evaluation set of a generated task.
+    eval_task: evaluate on this task instead (``digits(split="test")`` for a held-out
+      split); it must have the input and output sizes of ``task``.
+    log_every: record the training metrics of every this many steps in the history.
+    progress: show a tqdm progress bar with the loss.
+    state, history: continue this run.
+    callback: called as ``callback(state, history)`` after every step (checkpointing,
+      early stopping); a true return value stops the run.
+    divergence_threshold: see above; ``None`` stops only on NaN or infinity.
+
+  Returns:
+    A :class:`TrainResult` ``(state, history)``; ``result.params`` is ``state.params``.
+
+  Example:
+    >>> import jax, gatejax as gj
+    >>> from gatejax import tasks, train
+    >>> result = train.fit(gj.lstm(16), tasks.adding(10), key=jax.random.key(0),
+    ...                    steps=20, batch_size=32, progress=False)
+    >>> int(result.state.step), len(result.history.loss), result.history.diverged
+    (20, 20, False)
+  """
+  _check_cell_task(cell, task)
+  steps = _positive_int("steps", steps, 0)
+  batch_size = _positive_int("batch_size", batch_size)
+  eval_batch_size = _positive_int("eval_batch_size", eval_batch_size)
+  log_every = _positive_int("log_every", log_every)
+  eval_every = (
+    max(1, steps // 10) if eval_every is None else _positive_int("eval_every", eval_every)
+  )
+  if divergence_threshold is not None and not divergence_threshold > 0:
+    raise ValueError(f"divergence_threshold must be > 0 or None, got {divergence_threshold}")
+  eval_task = task if eval_task is None else eval_task
+  if not isinstance(eval_task, Task):
+    raise TypeError(f"eval_task must be a Task, got {type(eval_task).__name__}")
+  if (eval_task.input_size, eval_task.output_size, eval_task.readout) != (
+    task.input_size,
+    task.output_size,
+    task.readout,
+  ):
+    raise ValueError(
+      f"eval_task {eval_task.name!r} does not fit a model for task {task.name!r}: it must "
+      "have the same input_size, output_size and readout"
+    )
+  opt = _resolve_optimizer(optimizer, learning_rate, clip_norm)
+
+  k_run, k_eval = jax.random.split(key)
+  if state is not None and not isinstance(state, TrainState):
+    raise TypeError(f"state must be a TrainState, got {type(state).__name__}")
+  current = init_state(cell, task, k_run, opt) if state is None else state
+  if history is None:
+    history = History(task=task.name, baseline=task.baseline, metric_name=task.metric_name)
+  elif not isinstance(history, History):
+    raise TypeError(f"history must be a History, got {type(history).__name__}")
+  if history.diverged:
+    return TrainResult(current, history)
+
+  eval_batch = evaluation_batch(eval_task, k_eval, eval_batch_size)
+
+  def run_eval(at: int) -> None:
+    if history.eval_step and history.eval_step[-1] == at:
+      return
+    result = jax.device_get(evaluate(cell, eval_task, current.params, eval_batch))
+    history.eval_step.append(at)
+    history.eval_loss.append(float(result.loss))
+    if result.metric is not None:
+      history.eval_metric.append(float(result.metric))
+
+  start = int(current.step)
+  bar = None
+  if progress:
+    from tqdm import tqdm
+
+    bar = tqdm(total=steps, initial=start, desc=f"{cell.kind} {task.name}", dynamic_ncols=True)
+  refresh = max(1, (steps - start) // 200)
+  began = _time.perf_counter()
+  try:
+    if start == 0 and start < steps:
+      run_eval(0)
+    for s in range(start, steps):
+      new_state, metrics = train_step(cell, task, opt, current, batch_size=batch_size)
+      metrics = jax.device_get(metrics)
+      loss, grad_norm = float(metrics.loss), float(metrics.grad_norm)
+      if history.initial_loss is None:
+        history.initial_loss = loss
+      current = new_state
+      finite = math.isfinite(loss) and math.isfinite(grad_norm)
+      reference = max(task.baseline, history.initial_loss)
+      exploded = (
+        divergence_threshold is not None
+        and math.isfinite(reference)
+        and loss > divergence_threshold * reference
+      )
+      if s % log_every == 0 or s == steps - 1 or not finite or exploded:
+        history.step.append(s)
+        history.loss.append(loss)
+        history.grad_norm.append(grad_norm)
+        if metrics.metric is not None:
+          history.metric.append(float(metrics.metric))
+      if not finite or exploded:
+        history.diverged, history.diverged_at = True, s
+        break
+      done = s + 1
+      if done % eval_every == 0 or done == steps:
+        run_eval(done)
+      if bar is not None:
+        bar.update(1)
+        if done % refresh == 0 or done == steps:
+          postfix = {"loss": f"{loss:.4g}", "baseline": f"{task.baseline:.4g}"}
+          if history.eval_loss:
+            postfix["eval"] = f"{history.eval_loss[-1]:.4g}"
+          bar.set_postfix(postfix, refresh=False)
+      if callback is not None and callback(current, history):
+        break
+  finally:
+    history.seconds += _time.perf_counter() - began
+    if bar is not None:
+      if history.diverged:
+        bar.set_postfix({"diverged at": history.diverged_at}, refresh=False)
+      bar.close()
+  return TrainResult(current, history)
