@@ -59,6 +59,7 @@ __all__ = [
   "LSTMState",
   "RNNOptions",
   "RNNParams",
+  "RecurSplit",
   "chrono",
   "gru",
   "lstm",
@@ -186,6 +187,28 @@ class LSTMOptions(NamedTuple):
   activation: Activation
 
 
+class RecurSplit(NamedTuple):
+  r"""``recur`` cut at its recurrent matmul, for runners that differentiate it by hand.
+
+  ``recur(params, carry, px) == combine(carry, px, mix(params, hidden(carry)))``, and
+  ``recur`` is built from these three, so they cannot disagree. ``combine`` reads no
+  parameters: every parameter the recurrence uses goes through ``mix``, so the weight
+  gradient of a whole sequence is one ``jax.vjp`` of ``mix`` with time as a batch axis
+  (one large matmul, :math:`\partial W_h = \sum_t h_{t-1}^\top \delta_t`), see
+  :mod:`gatejax.fused`.
+
+  Attributes:
+    hidden: ``hidden(carry) -> h``, the part of the carry the recurrent matmul reads.
+    mix: ``mix(params, h) -> hh``, the recurrent matmul (plus any bias inside it),
+      ``(*batch, hidden) -> (*batch, G * hidden)``.
+    combine: ``combine(carry, px, hh) -> (carry, y, gates)``, the elementwise rest.
+  """
+
+  hidden: Callable[[Carry], Array]
+  mix: Callable[[Params, Array], Array]
+  combine: Callable[[Carry, Array, Array], tuple[Carry, Array, Any]]
+
+
 class Cell(NamedTuple):
   """A recurrent cell: pure functions and the options that made them.
 
@@ -201,6 +224,8 @@ class Cell(NamedTuple):
     kind: ``"rnn"``, ``"gru"`` or ``"lstm"``.
     options: the factory's options (:class:`RNNOptions`, :class:`GRUOptions` or
       :class:`LSTMOptions`).
+    split: ``recur`` as a :class:`RecurSplit`, or ``None`` where the recurrence has no
+      single recurrent matmul (GRU ``reset="before"``: its candidate's matmul reads ``r``).
   """
 
   hidden_size: int
@@ -211,6 +236,7 @@ class Cell(NamedTuple):
   recur: Callable[[Params, Carry, Array], tuple[Carry, Array, Any]]
   kind: str
   options: Any
+  split: RecurSplit | None = None
 
 
 # ---------------------------------------------------------------------------
@@ -285,6 +311,21 @@ def _zeros_carry(hidden_size: int) -> Callable[..., Array]:
   return initial_carry
 
 
+def _recur_from(split: RecurSplit) -> Callable:
+  def recur(params: Params, carry: Carry, px: Array) -> tuple[Carry, Array, Any]:
+    return split.combine(carry, px, split.mix(params, split.hidden(carry)))
+
+  return recur
+
+
+def _matmul_w_h(params: Params, h: Array) -> Array:
+  return h @ params.w_h
+
+
+def _identity(carry: Array) -> Array:
+  return carry
+
+
 def _make_step(project: Callable, recur: Callable) -> Callable:
   def step(params: Params, carry: Carry, x: Array) -> tuple[Carry, Array]:
     carry, y, _ = recur(params, carry, project(params, x))
@@ -333,9 +374,12 @@ def rnn(hidden_size: int, *, activation: Activation = jnp.tanh) -> Cell:
   def project(params: RNNParams, x: Array) -> Array:
     return _add_bias(x @ params.w_x, params.b)
 
-  def recur(params: RNNParams, h: Array, px: Array) -> tuple[Array, Array, tuple[()]]:
-    h = activation(px + h @ params.w_h)
+  def combine(h: Array, px: Array, hh: Array) -> tuple[Array, Array, tuple[()]]:
+    h = activation(px + hh)
     return h, h, ()
+
+  split = RecurSplit(hidden=_identity, mix=_matmul_w_h, combine=combine)
+  recur = _recur_from(split)
 
   return Cell(
     hidden_size=H,
@@ -346,6 +390,7 @@ def rnn(hidden_size: int, *, activation: Activation = jnp.tanh) -> Cell:
     recur=recur,
     kind="rnn",
     options=RNNOptions(activation=activation),
+    split=split,
   )
 
 
@@ -421,21 +466,33 @@ def gru(
   def project(params: GRUParams, x: Array) -> Array:
     return _add_bias(x @ params.w_x, params.b_x)
 
-  def recur(params: GRUParams, h: Array, px: Array) -> tuple[Array, Array, GRUGates]:
+  def mix_after(params: GRUParams, h: Array) -> Array:
+    return _add_bias(h @ params.w_h, params.b_h)
+
+  def combine_after(h: Array, px: Array, hh: Array) -> tuple[Array, Array, GRUGates]:
     px_r, px_z, px_n = _split(px, 3)
-    if reset == "after":
-      hh_r, hh_z, hh_n = _split(_add_bias(h @ params.w_h, params.b_h), 3)
-      r = gate_fn(px_r + hh_r)
-      z = gate_fn(px_z + hh_z)
-      n = activation(px_n + r * hh_n)
-    else:
-      w_h_rz, w_h_n = params.w_h[:, : 2 * H], params.w_h[:, 2 * H :]
-      hh_r, hh_z = _split(_add_bias(h @ w_h_rz, params.b_h[: 2 * H]), 2)
-      r = gate_fn(px_r + hh_r)
-      z = gate_fn(px_z + hh_z)
-      n = activation(px_n + _add_bias((r * h) @ w_h_n, params.b_h[2 * H :]))
+    hh_r, hh_z, hh_n = _split(hh, 3)
+    r = gate_fn(px_r + hh_r)
+    z = gate_fn(px_z + hh_z)
+    n = activation(px_n + r * hh_n)
     h = z * h + (1 - z) * n
     return h, h, GRUGates(r=r, z=z, n=n)
+
+  def recur_before(params: GRUParams, h: Array, px: Array) -> tuple[Array, Array, GRUGates]:
+    px_r, px_z, px_n = _split(px, 3)
+    w_h_rz, w_h_n = params.w_h[:, : 2 * H], params.w_h[:, 2 * H :]
+    hh_r, hh_z = _split(_add_bias(h @ w_h_rz, params.b_h[: 2 * H]), 2)
+    r = gate_fn(px_r + hh_r)
+    z = gate_fn(px_z + hh_z)
+    n = activation(px_n + _add_bias((r * h) @ w_h_n, params.b_h[2 * H :]))
+    h = z * h + (1 - z) * n
+    return h, h, GRUGates(r=r, z=z, n=n)
+
+  if reset == "after":
+    split = RecurSplit(hidden=_identity, mix=mix_after, combine=combine_after)
+    recur = _recur_from(split)
+  else:
+    split, recur = None, recur_before
 
   return Cell(
     hidden_size=H,
@@ -448,6 +505,7 @@ def gru(
     options=GRUOptions(
       reset=reset, update_bias=update_bias, gate_fn=gate_fn, activation=activation
     ),
+    split=split,
   )
 
 
@@ -519,12 +577,18 @@ def lstm(
   def project(params: LSTMParams, x: Array) -> Array:
     return _add_bias(x @ params.w_x, params.b)
 
-  def recur(params: LSTMParams, carry: LSTMState, px: Array) -> tuple[LSTMState, Array, LSTMGates]:
-    a_i, a_f, a_g, a_o = _split(px + carry.h @ params.w_h, 4)
+  def hidden(carry: LSTMState) -> Array:
+    return carry.h
+
+  def combine(carry: LSTMState, px: Array, hh: Array) -> tuple[LSTMState, Array, LSTMGates]:
+    a_i, a_f, a_g, a_o = _split(px + hh, 4)
     i, f, g, o = gate_fn(a_i), gate_fn(a_f), activation(a_g), gate_fn(a_o)
     c = f * carry.c + i * g
     h = o * activation(c)
     return LSTMState(h=h, c=c), h, LSTMGates(i=i, f=f, g=g, o=o)
+
+  split = RecurSplit(hidden=hidden, mix=_matmul_w_h, combine=combine)
+  recur = _recur_from(split)
 
   return Cell(
     hidden_size=H,
@@ -535,6 +599,7 @@ def lstm(
     recur=recur,
     kind="lstm",
     options=LSTMOptions(forget_bias=forget_bias, gate_fn=gate_fn, activation=activation),
+    split=split,
   )
 
 
