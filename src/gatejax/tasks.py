@@ -104,6 +104,29 @@ def _check_int(name: str, value: object, minimum: int) -> int:
   return int(value)
 
 
+def _sampler(draw: Callable[[PRNGKeyArray, int], Batch]) -> Callable[[PRNGKeyArray, int], Batch]:
+  """``draw`` with its batch size checked, jitted: one compilation per batch size, not per operation."""
+  jitted = jax.jit(draw, static_argnums=1)
+
+  def sample(key: PRNGKeyArray, batch_size: int) -> Batch:
+    return jitted(key, _check_int("batch_size", batch_size, 1))
+
+  return sample
+
+
+def _uniform_int(u: Array, low: Array | int, high: Array | int) -> Array:
+  """Integers uniform in ``[low, high)`` from uniforms ``u`` in ``[0, 1)``, elementwise.
+
+  One ``uniform`` draw per task rather than one ``randint`` per quantity: each random
+  draw is a threefry hash that XLA compiles separately, and compiling them dominated
+  the cost of a first ``sample``.
+  """
+  low, high = jnp.asarray(low, jnp.int32), jnp.asarray(high, jnp.int32)
+  span = high - low
+  k = jnp.floor(u * span.astype(jnp.float32)).astype(jnp.int32)
+  return low + jnp.minimum(k, span - 1)  # float rounding may give u * span == span
+
+
 def _check_predictions(task: str, predictions: Array, shape: tuple[int, ...]) -> None:
   if tuple(predictions.shape) != shape:
     raise ValueError(f"predictions for {task} must have shape {shape}, got {predictions.shape}")
@@ -116,7 +139,9 @@ def _cross_entropy(logits: Array, labels: Array) -> Array:
 
 
 def _accuracy(logits: Array, labels: Array) -> Array:
-  return jnp.mean((jnp.argmax(logits, axis=-1) == labels).astype(jnp.float32))
+  # Counting in int32 keeps a perfect score exactly 1 (a float32 mean may round below it).
+  correct = jnp.sum(jnp.argmax(logits, axis=-1) == labels, dtype=jnp.int32)
+  return correct.astype(jnp.float32) / jnp.float32(labels.size)
 
 
 # ---------------------------------------------------------------------------
@@ -176,20 +201,18 @@ def adding(time: int, *, variable_length: bool = False, min_length: int | None =
 
 @functools.cache
 def _adding(time: int, variable_length: bool, min_length: int) -> Task:
-  def sample(key: PRNGKeyArray, batch_size: int) -> Batch:
-    batch_size = _check_int("batch_size", batch_size, 1)
-    k_values, k_first, k_second, k_length = jax.random.split(key, 4)
+  def draw(key: PRNGKeyArray, batch_size: int) -> Batch:
+    u = jax.random.uniform(key, (time + 3, batch_size), jnp.float32)
     if variable_length:
-      lengths = jax.random.randint(k_length, (batch_size,), min_length, time + 1, dtype=jnp.int32)
+      lengths = _uniform_int(u[time + 2], min_length, time + 1)
     else:
       lengths = jnp.full((batch_size,), time, jnp.int32)
     half = lengths // 2
-    first = jax.random.randint(k_first, (batch_size,), 0, half, dtype=jnp.int32)
-    second = jax.random.randint(k_second, (batch_size,), half, lengths, dtype=jnp.int32)
+    first = _uniform_int(u[time], 0, half)
+    second = _uniform_int(u[time + 1], half, lengths)
     steps = jnp.arange(time, dtype=jnp.int32)[:, None]
     valid = steps < lengths[None, :]
-    values = jax.random.uniform(k_values, (time, batch_size), jnp.float32)
-    values = jnp.where(valid, values, jnp.float32(0))
+    values = jnp.where(valid, u[:time], jnp.float32(0))
     marks = ((steps == first[None, :]) | (steps == second[None, :])).astype(jnp.float32)
     columns = jnp.arange(batch_size)
     targets = values[first, columns] + values[second, columns]
@@ -207,7 +230,7 @@ def _adding(time: int, variable_length: bool, min_length: int) -> Task:
     output_size=1,
     readout="last",
     kind="regression",
-    sample=sample,
+    sample=_sampler(draw),
     loss=loss,
     baseline=1.0 / 6.0,
   )
@@ -280,9 +303,8 @@ def _copy_memory(delay: int, n_symbols: int, copy_length: int) -> Task:
   time = delay + 2 * copy_length
   blank, delimiter = 0, n_symbols + 1
 
-  def sample(key: PRNGKeyArray, batch_size: int) -> Batch:
-    batch_size = _check_int("batch_size", batch_size, 1)
-    symbols = jax.random.randint(key, (copy_length, batch_size), 1, n_symbols + 1, dtype=jnp.int32)
+  def draw(key: PRNGKeyArray, batch_size: int) -> Batch:
+    symbols = _uniform_int(jax.random.uniform(key, (copy_length, batch_size)), 1, n_symbols + 1)
     blanks = jnp.full((delay - 1, batch_size), blank, jnp.int32)
     tail = jnp.full((copy_length, batch_size), blank, jnp.int32)
     marker = jnp.full((1, batch_size), delimiter, jnp.int32)
@@ -306,7 +328,7 @@ def _copy_memory(delay: int, n_symbols: int, copy_length: int) -> Task:
     output_size=n_symbols + 1,
     readout="all",
     kind="classification",
-    sample=sample,
+    sample=_sampler(draw),
     loss=loss,
     baseline=copy_length * math.log(n_symbols) / time,
     metric=metric,
@@ -389,9 +411,8 @@ def _digits(split: str) -> Task:
   def as_batch(pixels: Array, targets: Array) -> Batch:
     return Batch(xs=jnp.transpose(pixels)[..., None], targets=targets, lengths=None)
 
-  def sample(key: PRNGKeyArray, batch_size: int) -> Batch:
-    batch_size = _check_int("batch_size", batch_size, 1)
-    index = jax.random.randint(key, (batch_size,), 0, n, dtype=jnp.int32)
+  def draw(key: PRNGKeyArray, batch_size: int) -> Batch:
+    index = _uniform_int(jax.random.uniform(key, (batch_size,)), 0, n)
     return as_batch(jnp.asarray(images)[index], jnp.asarray(labels)[index])
 
   def dataset() -> Batch:
@@ -411,7 +432,7 @@ def _digits(split: str) -> Task:
     output_size=10,
     readout="last",
     kind="classification",
-    sample=sample,
+    sample=_sampler(draw),
     loss=loss,
     baseline=math.log(10),
     metric=metric,
