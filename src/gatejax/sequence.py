@@ -11,6 +11,13 @@ The input half of every step (``cell.project``) has no time dependence, so it is
 applied to the whole sequence at once, one large matmul, before the recurrence;
 the scan body runs only the recurrent half (``cell.recur``). Both halves are the
 cell's own functions, so ``scan`` and ``cell.step`` cannot disagree.
+
+Under reverse-mode differentiation the runners use, by default, a hand-written VJP of
+the whole sequence (:mod:`gatejax.fused`): the same numbers as JAX's autodiff of the
+scan, with the weight gradients as a few large matmuls after the reverse sweep.
+``impl="autodiff"`` selects the plain path (needed for ``jax.jvp``/``jax.jacfwd``);
+``remat`` bounds activation memory; ``matmul_dtype=jnp.bfloat16`` runs the matmuls
+in bfloat16 with the state in float32.
 """
 
 from __future__ import annotations
@@ -24,7 +31,7 @@ import jax.numpy as jnp
 from jax.typing import DTypeLike
 from jaxtyping import Array, Float, Int, PRNGKeyArray
 
-from gatejax import _validate
+from gatejax import _validate, fused
 from gatejax.cells import Cell
 
 __all__ = ["Bidirectional", "Stack", "scan", "scan_stack", "scan_with_gates", "stack"]
@@ -38,7 +45,13 @@ def _mask(valid: Array, new: Any, old: Any) -> Any:
   return jax.tree.map(lambda n, o: jnp.where(valid[..., None], n, o), new, old)
 
 
-@partial(jax.jit, static_argnames=("cell", "reverse", "unroll", "with_gates"))
+IMPLS = ("auto", "fused", "autodiff")
+
+
+@partial(
+  jax.jit,
+  static_argnames=("cell", "reverse", "unroll", "with_gates", "impl", "remat", "matmul_dtype"),
+)
 def _run(
   cell: Cell,
   params: Params,
@@ -49,22 +62,48 @@ def _run(
   reverse: bool,
   unroll: int | bool,
   with_gates: bool,
+  impl: str = "auto",
+  remat: int | bool | None = None,
+  matmul_dtype: str | None = None,
 ) -> tuple[Carry, Array, Any]:
-  """The one recurrence behind :func:`scan`, :func:`scan_with_gates` and :func:`scan_stack`."""
-  pxs = cell.project(params, xs)
+  """The one recurrence behind :func:`scan`, :func:`scan_with_gates` and :func:`scan_stack`.
 
-  def body(carry: Carry, inputs: tuple[Array, Array]) -> tuple[Carry, tuple[Array, Any]]:
-    t, px = inputs
-    new_carry, y, gates = cell.recur(params, carry, px)
-    if lengths is not None:
-      valid = t < lengths
-      new_carry = _mask(valid, new_carry, carry)
-      y = jnp.where(valid[..., None], y, 0)
-    return new_carry, (y, gates if with_gates else ())
+  Both implementations run the same forward scan (``cell.project`` over the whole
+  sequence, then ``cell.recur`` per step); they differ only in how reverse-mode
+  differentiation sees it (:mod:`gatejax.fused`).
+  """
+  steps = xs.shape[0]
+  if remat is True:
+    remat = max(1, round(steps**0.5))
+  cfg = fused.Config(
+    reverse=reverse,
+    unroll=unroll,
+    with_gates=with_gates,
+    remat=remat or None,
+    matmul_dtype=matmul_dtype,
+  )
+  runner = fused.run_autodiff if impl == "autodiff" else fused.run
+  return runner(cell, cfg, params, xs, carry, lengths)
 
-  time = jnp.arange(xs.shape[0])
-  carry, (ys, gates) = jax.lax.scan(body, carry, (time, pxs), reverse=reverse, unroll=unroll)
-  return carry, ys, gates
+
+def _speed_options(impl: Any, remat: Any, matmul_dtype: Any, dtype: Any) -> tuple[str, Any, Any]:
+  """Check ``impl``, ``remat`` and ``matmul_dtype``; return them in the form ``_run`` keys on."""
+  if impl not in IMPLS:
+    raise ValueError(f"impl must be one of {IMPLS}, got {impl!r}")
+  bad_int = not isinstance(remat, int) or remat < 1
+  if remat is not None and not isinstance(remat, bool) and bad_int:
+    raise ValueError(
+      f"remat must be None, a bool or an int >= 1 (steps per segment), got {remat!r}"
+    )
+  if matmul_dtype is not None:
+    try:
+      matmul_dtype = jnp.dtype(matmul_dtype)
+    except TypeError:
+      raise TypeError(f"matmul_dtype must be a floating dtype, got {matmul_dtype!r}") from None
+    if not jnp.issubdtype(matmul_dtype, jnp.floating):
+      raise TypeError(f"matmul_dtype must be a floating dtype, got {matmul_dtype}")
+    matmul_dtype = None if matmul_dtype == jnp.dtype(dtype) else matmul_dtype.name
+  return impl, remat, matmul_dtype
 
 
 def _prepare(
@@ -95,6 +134,9 @@ def scan(
   lengths: Int[Array, "*batch"] | None = None,
   reverse: bool = False,
   unroll: int | bool = 1,
+  impl: str = "auto",
+  remat: int | bool | None = None,
+  matmul_dtype: DTypeLike | None = None,
 ) -> tuple[Carry, Float[Array, "time *batch hidden"]]:
   r"""Run ``cell`` over a time-major sequence; jit-compiled, equal to a loop over ``cell.step``.
 
@@ -111,6 +153,18 @@ def scan(
     reverse: read each sequence from its last valid step back to its first;
       ``ys[t]`` is still the output at input position ``t``.
     unroll: how many steps the compiled loop unrolls (as ``jax.lax.scan``).
+    impl: how reverse-mode differentiation runs (the forward pass is the same):
+      ``"fused"``, a hand-written VJP of the whole sequence with the weight gradients
+      as large matmuls over all steps (:mod:`gatejax.fused`); ``"autodiff"``, JAX's
+      autodiff of the scan (also supports ``jax.jvp``/``jax.jacfwd``, which
+      ``"fused"`` does not); ``"auto"`` (default) is ``"fused"``.
+    remat: bound activation memory under differentiation: an int ``S`` keeps only the
+      carry at the start of every ``S`` steps and recomputes the rest in the backward
+      pass; ``True`` picks ``S = round(sqrt(time))``; ``None`` (default) keeps all.
+    matmul_dtype: run the input projection and the recurrent matmul with operands and
+      results in this dtype (``jnp.bfloat16``), the carry and gates in the compute dtype;
+      ``None`` (default) uses the compute dtype. Needs ``cell.split`` (not GRU
+      ``reset="before"``).
 
   Returns:
     ``(carry, ys)``: each sequence's carry after its last valid step, and the
@@ -133,8 +187,19 @@ def scan(
     True
   """
   xs, carry, lengths = _prepare(cell, params, xs, carry, lengths, unroll)
+  impl, remat, matmul_dtype = _speed_options(impl, remat, matmul_dtype, _dtype(carry))
   carry, ys, _ = _run(
-    cell, params, xs, carry, lengths, reverse=bool(reverse), unroll=unroll, with_gates=False
+    cell,
+    params,
+    xs,
+    carry,
+    lengths,
+    reverse=bool(reverse),
+    unroll=unroll,
+    with_gates=False,
+    impl=impl,
+    remat=remat,
+    matmul_dtype=matmul_dtype,
   )
   return carry, ys
 
@@ -148,6 +213,9 @@ def scan_with_gates(
   lengths: Int[Array, "*batch"] | None = None,
   reverse: bool = False,
   unroll: int | bool = 1,
+  impl: str = "auto",
+  remat: int | bool | None = None,
+  matmul_dtype: DTypeLike | None = None,
 ) -> tuple[Carry, Float[Array, "time *batch hidden"], Any]:
   """:func:`scan` that also returns every step's gate activations, time first.
 
@@ -155,7 +223,8 @@ def scan_with_gates(
   :class:`~gatejax.cells.GRUGates`, :class:`~gatejax.cells.LSTMGates`, or ``()``
   for the RNN, each leaf of shape ``(time, *batch, hidden)``. At padded steps
   (``t >= lengths``) they are what the cell would compute from the held carry;
-  mask them out before taking statistics.
+  mask them out before taking statistics. The keyword options are :func:`scan`'s;
+  gradients flow through the gates too.
 
   Example:
     >>> import jax, jax.numpy as jnp, gatejax as gj
@@ -166,9 +235,24 @@ def scan_with_gates(
     (5, 8)
   """
   xs, carry, lengths = _prepare(cell, params, xs, carry, lengths, unroll)
+  impl, remat, matmul_dtype = _speed_options(impl, remat, matmul_dtype, _dtype(carry))
   return _run(
-    cell, params, xs, carry, lengths, reverse=bool(reverse), unroll=unroll, with_gates=True
+    cell,
+    params,
+    xs,
+    carry,
+    lengths,
+    reverse=bool(reverse),
+    unroll=unroll,
+    with_gates=True,
+    impl=impl,
+    remat=remat,
+    matmul_dtype=matmul_dtype,
   )
+
+
+def _dtype(carry: Carry) -> Any:
+  return jax.tree.leaves(carry)[0].dtype
 
 
 # ---------------------------------------------------------------------------
@@ -280,6 +364,9 @@ def scan_stack(
   lengths: Int[Array, "*batch"] | None = None,
   reverse: bool = False,
   unroll: int | bool = 1,
+  impl: str = "auto",
+  remat: int | bool | None = None,
+  matmul_dtype: DTypeLike | None = None,
 ) -> tuple[tuple[Carry, ...], Float[Array, "time *batch features"]]:
   """Run a :class:`Stack`: each layer through :func:`scan`, layer ``k + 1`` reading layer ``k``.
 
@@ -294,6 +381,9 @@ def scan_stack(
     lengths: as in :func:`scan`.
     reverse: run a unidirectional stack right to left (not allowed when bidirectional).
     unroll: as in :func:`scan`.
+    impl: as in :func:`scan`, for every layer.
+    remat: as in :func:`scan`, for every layer.
+    matmul_dtype: as in :func:`scan`, for every layer.
 
   Returns:
     ``(carries, ys)``: a tuple over layers of final carries (:class:`Bidirectional`
@@ -313,6 +403,7 @@ def scan_stack(
     carry = tuple(carry) if isinstance(carry, list | tuple) else carry
     if not isinstance(carry, tuple) or len(carry) != len(net.layers):
       raise ValueError(f"carry must be a tuple of {len(net.layers)} layer carries")
+  run = partial(scan, unroll=unroll, impl=impl, remat=remat, matmul_dtype=matmul_dtype)
   carries = []
   for k, (cell, layer_params) in enumerate(zip(net.layers, params, strict=True)):
     layer_carry = None if carry is None else carry[k]
@@ -321,29 +412,25 @@ def scan_stack(
         _validate.pair("params", k, layer_params)
         if layer_carry is not None:
           _validate.pair("carry", k, layer_carry)
-        c_f, y_f = scan(
+        c_f, y_f = run(
           cell,
           layer_params.forward,
           xs,
           carry=None if layer_carry is None else layer_carry.forward,
           lengths=lengths,
-          unroll=unroll,
         )
-        c_b, y_b = scan(
+        c_b, y_b = run(
           cell,
           layer_params.backward,
           xs,
           carry=None if layer_carry is None else layer_carry.backward,
           lengths=lengths,
           reverse=True,
-          unroll=unroll,
         )
         carries.append(Bidirectional(c_f, c_b))
         xs = jnp.concatenate([y_f, y_b], axis=-1)
       else:
-        c, xs = scan(
-          cell, layer_params, xs, carry=layer_carry, lengths=lengths, reverse=reverse, unroll=unroll
-        )
+        c, xs = run(cell, layer_params, xs, carry=layer_carry, lengths=lengths, reverse=reverse)
         carries.append(c)
     except (TypeError, ValueError) as e:
       if k == 0:

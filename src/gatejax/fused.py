@@ -1,0 +1,383 @@
+r"""The sequence runner's fast path: a hand-written VJP of the whole recurrence.
+
+Reverse-mode autodiff of ``jax.lax.scan`` differentiates the loop body and accumulates
+each loop-invariant's cotangent inside the reverse loop: every step adds an outer
+product :math:`h_{t-1}^\top \delta_t` (a matmul with only ``batch`` rows) into a
+``(hidden, G·hidden)`` accumulator. :func:`run` instead gives the sequence one
+``jax.custom_vjp``:
+
+* forward: the same scan as the plain path, saving per step the carry it read and
+  the recurrent matmul's output ``hh`` (the gate activations are recomputed from them
+  in the backward sweep, cheaply, by the cell's own elementwise code);
+* backward: a reverse scan that runs only the adjoint recurrence,
+
+  .. math::
+
+    (\delta c_{t-1}, \delta px_t, \delta hh_t) = \mathrm{combine}^*(\delta c_t, \delta y_t),
+    \qquad \delta h_{t-1} \mathrel{+}= \delta hh_t\, W_h^\top,
+
+  stacking :math:`\delta px_t` and :math:`\delta hh_t` over time;
+* then the weight gradients as a few large matmuls over all ``time · batch`` rows at
+  once, :math:`\partial W_h = \sum_t h_{t-1}^\top \delta hh_t` and
+  :math:`\partial W_x = \sum_t x_t^\top \delta px_t`, obtained as ``jax.vjp`` of the
+  cell's own ``mix`` and ``project`` with time taken as one more batch axis.
+
+Every derivative comes from ``jax.vjp`` of the cell's own functions
+(:class:`~gatejax.cells.RecurSplit`), so any ``gate_fn`` or ``activation`` works and
+there is one source of truth. A cell without a split (GRU ``reset="before"``, whose
+candidate matmul reads ``r``) takes a generic form of the same scheme: the reverse scan
+pulls back through ``cell.recur`` with the parameters held fixed (recomputing the step),
+and the parameter gradient is one ``jax.vjp`` of ``recur`` over all steps at once.
+
+``remat=S`` bounds the activation memory: the forward pass keeps only the carry at the
+start of each segment of ``S`` steps, and the backward pass recomputes one segment's
+residuals at a time (memory :math:`O(T/S + S)` carries instead of :math:`O(T)`).
+
+``matmul_dtype=jnp.bfloat16`` runs the input projection and the recurrent matmul with
+bfloat16 operands and results (XLA accumulates inside the dot in float32); the carry,
+the gates and every elementwise operation stay in the compute dtype.
+
+Forward-mode differentiation (``jax.jvp``, ``jax.jacfwd``) is not defined for a
+``custom_vjp``; use ``impl="autodiff"`` for it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import partial
+from typing import Any, NamedTuple, cast
+
+import jax
+import jax.numpy as jnp
+from jaxtyping import Array
+
+from gatejax.cells import Cell, RecurSplit
+
+__all__ = ["Config", "run", "run_autodiff"]
+
+Params = Any
+Carry = Any
+
+
+class Config(NamedTuple):
+  """Static options of one run (hashable, so they key the jit cache).
+
+  Attributes:
+    reverse: run from the last valid step back to the first.
+    unroll: ``jax.lax.scan``'s ``unroll`` for every loop over time.
+    with_gates: also return the gate activations.
+    remat: segment length for checkpointing, or ``None`` to keep every step's residuals.
+    matmul_dtype: dtype name of the matmul operands (``"bfloat16"``), or ``None``.
+  """
+
+  reverse: bool
+  unroll: int | bool
+  with_gates: bool
+  remat: int | None
+  matmul_dtype: str | None
+
+
+# ---------------------------------------------------------------------------
+# The cell's functions, in the precision the run asks for
+# ---------------------------------------------------------------------------
+
+
+def _low_precision(fn: Callable[[Params, Array], Array], dtype: str) -> Callable:
+  """``fn(params, a)`` with ``a`` and every parameter rounded to ``dtype``, result in ``a``'s."""
+
+  def wrapped(params: Params, a: Array) -> Array:
+    low = jax.tree.map(lambda leaf: leaf.astype(dtype), params)
+    return fn(low, a.astype(dtype)).astype(a.dtype)
+
+  return wrapped
+
+
+class _Parts(NamedTuple):
+  project: Callable[[Params, Array], Array]
+  recur: Callable[[Params, Carry, Array], tuple[Carry, Array, Any]]
+  split: RecurSplit | None
+
+
+def _parts(cell: Cell, matmul_dtype: str | None) -> _Parts:
+  if matmul_dtype is None:
+    return _Parts(cell.project, cell.recur, cell.split)
+  if cell.split is None:
+    raise ValueError(
+      f"matmul_dtype needs a cell whose recurrence has one recurrent matmul (cell.split); "
+      f"this {cell.kind} cell has none (GRU reset='before')"
+    )
+  split = cell.split._replace(mix=_low_precision(cell.split.mix, matmul_dtype))
+
+  def recur(params: Params, carry: Carry, px: Array) -> tuple[Carry, Array, Any]:
+    return split.combine(carry, px, split.mix(params, split.hidden(carry)))
+
+  return _Parts(_low_precision(cell.project, matmul_dtype), recur, split)
+
+
+# ---------------------------------------------------------------------------
+# Forward
+# ---------------------------------------------------------------------------
+
+
+def _where(valid: Array, new: Any, old: Any) -> Any:
+  """``new`` where ``valid`` (shape ``batch``), else ``old``, leaf by leaf."""
+  return jax.tree.map(lambda n, o: jnp.where(valid[..., None], n, o), new, old)
+
+
+def _zeros_like(tree: Any) -> Any:
+  return jax.tree.map(jnp.zeros_like, tree)
+
+
+def _forward(
+  parts: _Parts,
+  cfg: Config,
+  params: Params,
+  carry: Carry,
+  xs: Array,
+  time: Array,
+  lengths: Array | None,
+  *,
+  save: bool,
+) -> tuple[Carry, Array, Any, Any]:
+  """Scan over one stretch of time; with ``save``, also the residuals of :func:`_backward`.
+
+  Residuals: the projected inputs, each step's input carry and, for a split cell, each
+  step's recurrent matmul output ``hh``.
+  """
+  pxs = parts.project(params, xs)
+  split = parts.split
+
+  def body(c: Carry, inputs: tuple[Array, Array]) -> tuple[Carry, Any]:
+    t, px = inputs
+    hh = ()
+    if save and split is not None:
+      hh = split.mix(params, split.hidden(c))
+      new, y, gates = split.combine(c, px, hh)
+    else:
+      new, y, gates = parts.recur(params, c, px)
+    if lengths is not None:
+      valid = t < lengths
+      new = _where(valid, new, c)
+      y = jnp.where(valid[..., None], y, 0)
+    return new, (y, gates if cfg.with_gates else (), c if save else (), hh)
+
+  carry, (ys, gates, before, hhs) = jax.lax.scan(
+    body, carry, (time, pxs), reverse=cfg.reverse, unroll=cfg.unroll
+  )
+  return carry, ys, gates, (pxs, before, hhs) if save else ()
+
+
+# ---------------------------------------------------------------------------
+# Backward
+# ---------------------------------------------------------------------------
+
+
+def _mix_carry(split: RecurSplit, params: Params, carry: Carry) -> Array:
+  return split.mix(params, split.hidden(carry))
+
+
+def _add(a: Any, b: Any) -> Any:
+  return jax.tree.map(jnp.add, a, b)
+
+
+def _backward(
+  parts: _Parts,
+  cfg: Config,
+  params: Params,
+  xs: Array,
+  time: Array,
+  lengths: Array | None,
+  residuals: Any,
+  d_carry: Carry,
+  d_ys: Array,
+  d_gates: Any,
+) -> tuple[Carry, Params, Array]:
+  """Pull ``(d_carry, d_ys, d_gates)`` back through one stretch: ``(d_carry0, d_params, d_xs)``."""
+  pxs, before, hhs = residuals
+  split = parts.split
+
+  def outputs(fn: Callable) -> Callable:
+    # The gates' cotangent only exists when the run returns them.
+    return fn if cfg.with_gates else (lambda *a: fn(*a)[:2])
+
+  def body(dc: Carry, inputs: Any) -> tuple[Carry, Any]:
+    t, c, px, hh, dy, dg = inputs
+    held = None
+    if lengths is not None:
+      # A padded step passed its input carry through unchanged and wrote a zero output.
+      valid = t < lengths
+      zeros = _zeros_like(dc)
+      dy = jnp.where(valid[..., None], dy, 0)
+      dc, held = _where(valid, dc, zeros), _where(valid, zeros, dc)
+    cts = (dc, dy, dg) if cfg.with_gates else (dc, dy)
+    if split is not None:
+      _, pull = jax.vjp(outputs(split.combine), c, px, hh)
+      dc_prev, dpx, dhh = pull(cts)
+      _, pull_mix = jax.vjp(partial(_mix_carry, split, params), c)
+      (dc_mix,) = pull_mix(dhh)
+      dc_prev, per_step = _add(dc_prev, dc_mix), dhh
+    else:
+      _, pull = jax.vjp(outputs(lambda c, px: parts.recur(params, c, px)), c, px)
+      dc_prev, dpx = pull(cts)
+      per_step = cts
+    if held is not None:
+      dc_prev = _add(dc_prev, held)
+    return dc_prev, (dpx, per_step)
+
+  inputs = (time, before, pxs, hhs, d_ys, d_gates)
+  d_carry0, (dpxs, per_step) = jax.lax.scan(
+    body, d_carry, inputs, reverse=not cfg.reverse, unroll=cfg.unroll
+  )
+  # Weight gradients over all steps at once: time is one more batch axis of the cell's
+  # own functions, so each transposed matmul has time·batch rows.
+  _, pull_project = jax.vjp(parts.project, params, xs)
+  d_params, d_xs = pull_project(dpxs)
+  if split is not None:
+    hs, mix = split.hidden(before), split.mix
+    _, pull_mix = jax.vjp(lambda p: mix(p, hs), params)
+  else:
+    _, pull_mix = jax.vjp(lambda p: outputs(parts.recur)(p, before, pxs), params)
+  (d_params_rec,) = pull_mix(per_step)
+  return d_carry0, _add(d_params, d_params_rec), d_xs
+
+
+# ---------------------------------------------------------------------------
+# The custom VJP, whole sequence or segment by segment
+# ---------------------------------------------------------------------------
+
+
+def _segments(a: Any, size: int) -> Any:
+  return jax.tree.map(lambda x: x.reshape((x.shape[0] // size, size, *x.shape[1:])), a)
+
+
+def _unsegment(a: Any) -> Any:
+  return jax.tree.map(lambda x: x.reshape((x.shape[0] * x.shape[1], *x.shape[2:])), a)
+
+
+@partial(jax.custom_vjp, nondiff_argnums=(0, 1))
+def _sequence(
+  cell: Cell, cfg: Config, params: Params, xs: Array, carry: Carry, lengths: Array | None
+) -> tuple[Carry, Array, Any]:
+  time = jnp.arange(xs.shape[0])
+  carry, ys, gates, _ = _forward(
+    _parts(cell, cfg.matmul_dtype), cfg, params, carry, xs, time, lengths, save=False
+  )
+  return carry, ys, gates
+
+
+def _sequence_fwd(
+  cell: Cell, cfg: Config, params: Params, xs: Array, carry: Carry, lengths: Array | None
+) -> tuple[tuple[Carry, Array, Any], Any]:
+  parts = _parts(cell, cfg.matmul_dtype)
+  time = jnp.arange(xs.shape[0])
+  if cfg.remat is None:
+    out, ys, gates, residuals = _forward(parts, cfg, params, carry, xs, time, lengths, save=True)
+    return (out, ys, gates), (params, xs, lengths, residuals)
+
+  def segment(c: Carry, inputs: tuple[Array, Array]) -> tuple[Carry, Any]:
+    t, x = inputs
+    c_end, ys, gates, _ = _forward(parts, cfg, params, c, x, t, lengths, save=False)
+    return c_end, (ys, gates, c)
+
+  size = cfg.remat
+  out, (ys, gates, starts) = jax.lax.scan(
+    segment, carry, (_segments(time, size), _segments(xs, size)), reverse=cfg.reverse
+  )
+  return (out, _unsegment(ys), _unsegment(gates)), (params, xs, lengths, starts)
+
+
+def _sequence_bwd(cell: Cell, cfg: Config, saved: Any, cts: Any) -> tuple[Any, ...]:
+  parts = _parts(cell, cfg.matmul_dtype)
+  params, xs, lengths, residuals = saved
+  d_carry, d_ys, d_gates = cts
+  time = jnp.arange(xs.shape[0])
+  if cfg.remat is None:
+    d_carry0, d_params, d_xs = _backward(
+      parts, cfg, params, xs, time, lengths, residuals, d_carry, d_ys, d_gates
+    )
+    return d_params, d_xs, d_carry0, None
+
+  def segment(acc: tuple[Carry, Params], inputs: Any) -> tuple[tuple[Carry, Params], Array]:
+    dc, dp = acc
+    t, x, start, dy, dg = inputs
+    _, _, _, seg_residuals = _forward(parts, cfg, params, start, x, t, lengths, save=True)
+    dc, dp_seg, dx = _backward(parts, cfg, params, x, t, lengths, seg_residuals, dc, dy, dg)
+    return (dc, _add(dp, dp_seg)), dx
+
+  size = cfg.remat
+  inputs = (
+    _segments(time, size),
+    _segments(xs, size),
+    residuals,
+    _segments(d_ys, size),
+    _segments(d_gates, size),
+  )
+  (d_carry0, d_params), d_xs = jax.lax.scan(
+    segment, (d_carry, _zeros_like(params)), inputs, reverse=not cfg.reverse
+  )
+  return d_params, _unsegment(d_xs), d_carry0, None
+
+
+_sequence.defvjp(_sequence_fwd, _sequence_bwd)
+
+
+def _pad_time(cfg: Config, xs: Array, lengths: Array | None) -> tuple[Array, Array | None]:
+  """Pad ``xs`` to whole segments with steps past every length (they hold the carry)."""
+  size = cfg.remat
+  steps = xs.shape[0]
+  if size is None or steps % size == 0:
+    return xs, lengths
+  pad = size - steps % size
+  xs = jnp.concatenate([xs, jnp.zeros((pad, *xs.shape[1:]), xs.dtype)])
+  if lengths is None:
+    lengths = jnp.full(xs.shape[1:-1], steps, jnp.int32)
+  return xs, lengths
+
+
+def _effective(cfg: Config, steps: int) -> Config:
+  """``cfg`` with ``remat`` dropped where one segment would hold the whole sequence."""
+  if cfg.remat is not None and cfg.remat >= steps:
+    return cfg._replace(remat=None)
+  return cfg
+
+
+def run(
+  cell: Cell, cfg: Config, params: Params, xs: Array, carry: Carry, lengths: Array | None
+) -> tuple[Carry, Array, Any]:
+  """The fused runner: ``(carry, ys, gates)`` as the plain scan, with the hand-written VJP."""
+  steps = xs.shape[0]
+  cfg = _effective(cfg, steps)
+  xs_padded, lengths = _pad_time(cfg, xs, lengths)
+  out = _sequence(cell, cfg, params, xs_padded, carry, lengths)
+  carry, ys, gates = cast(tuple[Carry, Array, Any], out)
+  if xs_padded.shape[0] != steps:
+    ys, gates = jax.tree.map(lambda a: a[:steps], (ys, gates))
+  return carry, ys, gates
+
+
+def run_autodiff(
+  cell: Cell, cfg: Config, params: Params, xs: Array, carry: Carry, lengths: Array | None
+) -> tuple[Carry, Array, Any]:
+  """The plain runner, differentiated by JAX; with ``remat``, checkpointed per segment."""
+  steps = xs.shape[0]
+  cfg = _effective(cfg, steps)
+  parts = _parts(cell, cfg.matmul_dtype)
+  xs_padded, lengths = _pad_time(cfg, xs, lengths)
+  time = jnp.arange(xs_padded.shape[0])
+  if cfg.remat is None:
+    carry, ys, gates, _ = _forward(parts, cfg, params, carry, xs, time, lengths, save=False)
+    return carry, ys, gates
+
+  # Only each segment's input carry is saved; its steps are recomputed in the backward pass.
+  @partial(jax.checkpoint, prevent_cse=False)
+  def segment(c: Carry, inputs: tuple[Array, Array]) -> tuple[Carry, Any]:
+    t, x = inputs
+    c, ys, gates, _ = _forward(parts, cfg, params, c, x, t, lengths, save=False)
+    return c, (ys, gates)
+
+  size = cfg.remat
+  carry, (ys, gates) = jax.lax.scan(
+    segment, carry, (_segments(time, size), _segments(xs_padded, size)), reverse=cfg.reverse
+  )
+  ys, gates = jax.tree.map(lambda a: _unsegment(a)[:steps], (ys, gates))
+  return carry, ys, gates
