@@ -474,8 +474,13 @@ def gradient_horizon(norms: Curve, *, fraction: float = 0.01) -> Int[Array, "*ba
   norms = _curve(norms)
   if not 0 < fraction <= 1:
     raise ValueError(f"fraction must lie in (0, 1], got {fraction}")
+  return _horizon(norms, fraction)
+
+
+@jax.jit
+def _horizon(norms: Array, fraction: Array) -> Array:
   back, d = _back(norms)
-  peak = jnp.max(back, axis=0)
+  peak = jnp.max(back, axis=0, keepdims=True)
   alive = (back >= fraction * peak) & (peak > 0)
   return jnp.max(jnp.where(alive, d + 1, 0), axis=0)
 
@@ -502,9 +507,14 @@ def far_share(norms: Curve, k: int) -> Float[Array, "*batch"]:
     0.25
   """
   norms = _curve(norms)
-  k = _steps(k, norms.shape[0])
+  return _share(norms, _steps(k, norms.shape[0]), far=True)
+
+
+@partial(jax.jit, static_argnames=("k", "far"))
+def _share(norms: Array, k: int, far: bool) -> Array:
   back, _ = _back(norms)
-  return jnp.sum(back[k:], axis=0) / jnp.sum(back, axis=0)
+  part = back[k:] if far else back[:k]
+  return jnp.sum(part, axis=0) / jnp.sum(back, axis=0)
 
 
 def near_share(norms: Curve, k: int) -> Float[Array, "*batch"]:
@@ -521,9 +531,7 @@ def near_share(norms: Curve, k: int) -> Float[Array, "*batch"]:
     0.5
   """
   norms = _curve(norms)
-  k = _steps(k, norms.shape[0])
-  back, _ = _back(norms)
-  return jnp.sum(back[:k], axis=0) / jnp.sum(back, axis=0)
+  return _share(norms, _steps(k, norms.shape[0]), far=False)
 
 
 def decay_rate(norms: Curve, *, start: int = 1, stop: int | None = None) -> Float[Array, "*batch"]:
@@ -532,8 +540,8 @@ def decay_rate(norms: Curve, *, start: int = 1, stop: int | None = None) -> Floa
   A least-squares line through :math:`(d, \log n_d)` over steps back
   ``start <= d < stop``, returning :math:`\rho = e^{\text{slope}}`: below 1 the
   contribution shrinks by that factor per step back (vanishing), above 1 it grows.
-  ``1 / (1 - ρ)`` is the corresponding memory length in steps. Zero and non-finite
-  entries (a contribution that underflowed, say) are left out of the fit.
+  ``1 / (1 - ρ)`` is the corresponding memory length in steps. Zero, subnormal and
+  non-finite entries (a contribution that underflowed, say) are left out of the fit.
 
   The default range starts one step back because the last step's contribution carries no
   step Jacobian at all (the loss reads it directly) and usually sits off the line; it runs
@@ -555,9 +563,15 @@ def decay_rate(norms: Curve, *, start: int = 1, stop: int | None = None) -> Floa
   T = norms.shape[0]
   start = _steps(start, T, "start")
   stop = T if stop is None else _steps(stop, T, "stop")
+  return _decay(norms, start, stop)
+
+
+@partial(jax.jit, static_argnames=("start", "stop"))
+def _decay(norms: Array, start: int, stop: int) -> Array:
   back, d = _back(norms)
   back, d = back[start:stop], jnp.broadcast_to(d[start:stop], back[start:stop].shape)
-  usable = (back > 0) & jnp.isfinite(back)
+  # Subnormals are left out too: XLA on CPU flushes them to zero inside log.
+  usable = (back >= jnp.finfo(back.dtype).tiny) & jnp.isfinite(back)
   w = usable.astype(back.dtype)
   y = jnp.log(jnp.where(usable, back, jnp.ones_like(back)))
   x = d.astype(back.dtype)
@@ -678,11 +692,18 @@ def gate_statistics(
   if isinstance(eps, bool) or not isinstance(eps, int | float) or not 0 < eps <= 0.5:
     raise ValueError(f"eps must be a number in (0, 0.5], got {eps!r}")
   _, ys, gates = scan_with_gates(cell, params, xs, carry=carry, lengths=lengths)
+  lengths = None if lengths is None else jnp.asarray(lengths)
+  return _gate_statistics(cell.kind, ys, gates, lengths, eps)
+
+
+@partial(jax.jit, static_argnames=("kind",))
+def _gate_statistics(
+  kind: str, ys: Array, gates: Any, lengths: Array | None, eps: float
+) -> GateStatistics:
   T, batch_shape = ys.shape[0], ys.shape[1:-1]
   if lengths is None:
     valid = jnp.ones((T, *batch_shape), bool)
   else:
-    lengths = jnp.asarray(lengths)
     valid = jnp.arange(T).reshape((T,) + (1,) * len(batch_shape)) < lengths[None]
   mask = jnp.broadcast_to(valid[..., None], ys.shape)
   count = jnp.sum(mask).astype(ys.dtype)
@@ -690,14 +711,13 @@ def gate_statistics(
   def fraction(condition: Array) -> Array:
     return jnp.sum(condition & mask).astype(ys.dtype) / count
 
-  names = _GATES[cell.kind]
-  acts = {name: getattr(gates, name) for name in names}
+  acts = {name: getattr(gates, name) for name in _GATES[kind]}
   unit_axes = tuple(range(ys.ndim - 1))
   never_open = {n: jnp.all((a == 0) | ~mask, axis=unit_axes) for n, a in acts.items()}
   keep_plus_write = None
-  if cell.kind == "gru":
+  if kind == "gru":
     keep_plus_write = _summary(gates.z + (1 - gates.z), valid)
-  elif cell.kind == "lstm":
+  elif kind == "lstm":
     keep_plus_write = _summary(gates.f + gates.i, valid)
   sequences = jnp.sum(valid.reshape(T, -1), axis=1)
   norms = jnp.where(valid, jnp.linalg.norm(ys, axis=-1), 0).reshape(T, -1)
