@@ -1,0 +1,198 @@
+"""gatejax.parallel: sharded equals single-device (4 forced host devices, in a subprocess).
+
+The main test process keeps JAX's one CPU device (other test files assume it), so every
+check that needs several devices runs in ONE subprocess started with
+``XLA_FLAGS=--xla_force_host_platform_device_count=4``; it prints the measured
+disagreements as JSON and the test asserts on them here.
+"""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import gatejax as gj
+from gatejax import parallel, tasks, train
+
+# Relative disagreement allowed between a sharded and a single-device computation: the
+# sums over the batch run in another order, so the results differ by float32 rounding
+# (eps = 1.2e-7) accumulated over a few dozen terms, never by more than ~1e-6.
+FLOAT32_ROUNDING = 1e-5
+
+_SCRIPT = textwrap.dedent(
+  """
+  import json
+  import jax, jax.numpy as jnp, numpy as np
+  jax.config.update("jax_numpy_rank_promotion", "raise")
+  jax.config.update("jax_numpy_dtype_promotion", "strict")
+  import gatejax as gj
+  from gatejax import analysis, parallel, tasks, train
+
+  def rel(a, b):
+    a = np.concatenate([np.ravel(np.asarray(x, np.float64)) for x in jax.tree.leaves(a)])
+    b = np.concatenate([np.ravel(np.asarray(x, np.float64)) for x in jax.tree.leaves(b)])
+    return float(np.linalg.norm(a - b) / np.linalg.norm(b))
+
+  def specs(tree):
+    return sorted({str(x.sharding.spec) for x in jax.tree.leaves(tree)})
+
+  out = {"devices": jax.device_count()}
+  mesh = parallel.data_mesh()
+  # Variable lengths, so the per-sequence lengths are sharded too.
+  cell, task = gj.lstm(6), tasks.adding(8, variable_length=True)
+  opt = train.make_optimizer(learning_rate=1e-2)
+  state = train.init_state(cell, task, jax.random.key(0), opt)
+
+  # loss and gradients of the same batch, sharded over 4 devices vs on one
+  batch = train.batch_for_step(task, state, 8)
+  value_and_grad = jax.jit(jax.value_and_grad(lambda p, b: train.loss_fn(cell, task, p, b)))
+  loss_1, grads_1 = value_and_grad(state.params, batch)
+  sharded = parallel.shard_batch(batch, mesh)
+  out["batch_specs"] = [str(x.sharding.spec) for x in sharded]
+  out["shards_per_array"] = len(sharded.xs.addressable_shards)
+  loss_4, grads_4 = value_and_grad(parallel.replicate(state.params, mesh), sharded)
+  out["loss"] = rel(loss_4, loss_1)
+  out["grads"] = rel(grads_4, grads_1)
+
+  # two training steps: parallel.train_step on the mesh vs train.train_step on one device
+  s_1, s_4 = state, state
+  for _ in range(2):
+    s_1, m_1 = train.train_step(cell, task, opt, s_1, batch_size=8)
+    s_4, m_4 = parallel.train_step(cell, task, opt, s_4, mesh=mesh, batch_size=8)
+  out["step_loss"] = rel(m_4.loss, m_1.loss)
+  out["step_params"] = rel(s_4.params, s_1.params)
+  out["step_opt_state"] = rel(s_4.opt_state, s_1.opt_state)
+  out["step_state_specs"] = specs(s_4.params)
+
+  # analysis on a sharded batch
+  params = state.params.cell
+  xs, lengths = batch.xs, batch.lengths
+  xs_4, lengths_4 = parallel.shard(xs, mesh, dim=1), parallel.shard(lengths, mesh, dim=0)
+  params_4 = parallel.replicate(params, mesh)
+  loss_fn = lambda ys, carry: jnp.sum(ys[-1] ** 2)
+  norms_1 = analysis.contribution_norms(cell, params, xs, loss_fn, lengths=lengths)
+  norms_4 = analysis.contribution_norms(cell, params_4, xs_4, loss_fn, lengths=lengths_4)
+  out["contribution_norms"] = rel(norms_4, norms_1)
+  jac_1 = analysis.jacobian_norms(cell, params, xs, lengths=lengths)
+  jac_4 = analysis.jacobian_norms(cell, params_4, xs_4, lengths=lengths_4)
+  out["jacobian_norms"] = rel(jac_4, jac_1)
+  out["jacobian_norms_spec"] = str(jac_4.sharding.spec)
+
+  # the seed sweep, seeds split over the 4 devices, vs a loop over seeds on one device
+  keys = jax.random.split(jax.random.key(1), 4)
+  states, metrics = parallel.train_many_seeds(
+    cell, task, keys, steps=2, batch_size=8, optimizer=opt, mesh=mesh
+  )
+  out["sweep_specs"] = specs(metrics.loss)
+  sweep_params, sweep_loss = [], []
+  for i, key in enumerate(keys):
+    s = train.init_state(cell, task, jax.random.split(key)[0], opt)
+    losses = []
+    for _ in range(2):
+      s, m = train.train_step(cell, task, opt, s, batch_size=8)
+      losses.append(m.loss)
+    sweep_params.append(rel(jax.tree.map(lambda x: x[i], states.params), s.params))
+    sweep_loss.append(rel(metrics.loss[i], jnp.stack(losses)))
+  out["sweep_params"] = max(sweep_params)
+  out["sweep_loss"] = max(sweep_loss)
+  print("RESULT" + json.dumps(out))
+  """
+)
+
+
+@pytest.fixture(scope="module")
+def four_devices():
+  env = dict(os.environ)
+  env["XLA_FLAGS"] = (
+    env.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=4"
+  ).strip()
+  env["JAX_PLATFORMS"] = "cpu"
+  done = subprocess.run(
+    [sys.executable, "-W", "error", "-c", _SCRIPT],
+    env=env,
+    capture_output=True,
+    text=True,
+    timeout=600,
+    check=False,
+  )
+  lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT")]
+  assert done.returncode == 0 and lines, f"subprocess failed:\n{done.stdout}\n{done.stderr}"
+  return json.loads(lines[-1][len("RESULT") :])
+
+
+def test_subprocess_sees_four_devices_and_shards_the_batch(four_devices):
+  assert four_devices["devices"] == 4
+  assert four_devices["shards_per_array"] == 4
+  assert four_devices["batch_specs"] == ["P(None, 'data', None)", "P('data',)", "P('data',)"]
+
+
+@pytest.mark.parametrize("what", ["loss", "grads"])
+def test_sharded_loss_and_gradients_equal_single_device(four_devices, what):
+  assert four_devices[what] <= FLOAT32_ROUNDING
+
+
+@pytest.mark.parametrize("what", ["step_loss", "step_params", "step_opt_state"])
+def test_sharded_train_step_equals_single_device(four_devices, what):
+  assert four_devices[what] <= FLOAT32_ROUNDING
+  assert four_devices["step_state_specs"] == ["P()"]  # parameters stay replicated
+
+
+@pytest.mark.parametrize("what", ["contribution_norms", "jacobian_norms"])
+def test_analysis_accepts_a_sharded_batch(four_devices, what):
+  assert four_devices[what] <= FLOAT32_ROUNDING
+  assert four_devices["jacobian_norms_spec"] == "P(None, 'data')"  # per sequence, still split
+
+
+@pytest.mark.parametrize("what", ["sweep_params", "sweep_loss"])
+def test_sharded_seed_sweep_equals_a_loop_over_seeds(four_devices, what):
+  assert four_devices[what] <= FLOAT32_ROUNDING
+  assert four_devices["sweep_specs"] == ["P('data',)"]
+
+
+# ---------------------------------------------------------------------------
+# One device (the main process): layout, padding, errors
+# ---------------------------------------------------------------------------
+
+
+def test_batch_sharding_layout():
+  mesh = parallel.data_mesh(1)
+  batch = tasks.copy_memory(2, n_symbols=3, copy_length=2).sample(jax.random.key(0), 4)
+  spec = parallel.batch_sharding(batch, mesh)
+  assert spec.xs.spec == jax.sharding.PartitionSpec(None, "data", None)
+  assert spec.targets.spec == jax.sharding.PartitionSpec(None, "data")  # a label per step
+  assert spec.lengths is None
+
+
+def test_sweep_pads_to_the_device_count_and_drops_the_padding():
+  keys = jax.random.split(jax.random.key(0), 3)
+
+  def experiment(key):
+    return {"x": jax.random.normal(key, (2,)), "n": jnp.sum(jax.random.uniform(key, (5,)))}
+
+  out = parallel.sweep(experiment, keys)
+  loop = [experiment(k) for k in keys]
+  for i, want in enumerate(loop):
+    np.testing.assert_allclose(out["x"][i], want["x"], rtol=1e-6)
+    np.testing.assert_allclose(out["n"][i], want["n"], rtol=1e-6)
+
+
+def test_sweep_and_mesh_errors():
+  mesh = parallel.data_mesh(1)
+  with pytest.raises(ValueError, match="only 1 devices"):
+    parallel.data_mesh(jax.device_count() + 1)
+  with pytest.raises(ValueError, match=r"axis 'seeds' is not an axis"):
+    parallel.sweep(lambda k: k, jax.random.split(jax.random.key(0), 2), mesh=mesh, axis="seeds")
+  with pytest.raises(TypeError, match="fn must be callable"):
+    parallel.sweep(None, jax.random.split(jax.random.key(0), 2))  # type: ignore[arg-type]
+  with pytest.raises(TypeError, match=r"mesh must be a jax\.sharding\.Mesh"):
+    parallel.shard(jnp.zeros((2, 2)), "cpu", dim=0)  # type: ignore[arg-type]
+  cell, task, opt = gj.rnn(2), tasks.adding(3), train.make_optimizer()
+  state = train.init_state(cell, task, jax.random.key(0), opt)
+  with pytest.raises(ValueError, match="batch_size must be an int"):
+    parallel.train_step(cell, task, opt, state, mesh=mesh, batch_size=0)
