@@ -1,0 +1,234 @@
+r"""``gatejax vanishing``: how much each earlier step still contributes to the gradient.
+
+Every configuration reads the same random inputs (unit normal, ``batch × T × 8``) from
+its default initialisation, and the loss reads the last step only,
+:math:`L = \sum_b \lVert y_{T-1, b} \rVert^2`, so a step's contribution
+:math:`\lVert g_t \rVert` (:func:`gatejax.analysis.contribution_norms`) can only reach the
+loss through the ``T - 1 - t`` step Jacobians after it. The configurations:
+
+* ``rnn``: tanh RNN (orthogonal ``W_h``);
+* ``gru``: the default ``update_bias=0`` (the *neutral* bias: ``z = σ(0) = 0.5`` keeps half
+  the carry per step at zero input), and ``gj.chrono(T)``;
+* ``lstm``: the default ``forget_bias=1`` (Jozefowicz et al. 2015, ``f ≈ σ(1) = 0.73``),
+  and ``gj.chrono(T)``.
+
+The library function :func:`run_vanishing` computes; :func:`format_table` and :func:`main`
+print; :func:`gatejax.plots.contribution_curves` draws.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time as _time
+from collections.abc import Sequence
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+import gatejax as gj
+from gatejax import analysis
+
+__all__ = [
+  "CELL_KINDS",
+  "VanishingResult",
+  "VanishingRun",
+  "add_arguments",
+  "configurations",
+  "format_table",
+  "main",
+  "run_vanishing",
+]
+
+CELL_KINDS = ("rnn", "gru", "lstm")
+DISTANCES = (0, 1, 10, 30, 100, 300, 1000, 3000, 10_000)
+
+
+class VanishingRun(NamedTuple):
+  """One configuration's curve and its summaries.
+
+  Attributes:
+    label: e.g. ``"lstm, forget_bias=1"``.
+    norms: ``(T,)`` NumPy array, ``norms[t] = ‖g_t‖``; ``norms[::-1][d]`` is ``d`` steps back.
+    horizon: :func:`~gatejax.analysis.gradient_horizon` at the result's ``fraction``.
+    far_share: :func:`~gatejax.analysis.far_share` of the far half (``T // 2`` or more back).
+    decay_rate: :func:`~gatejax.analysis.decay_rate`, the fitted factor per step back.
+    seconds: wall time of the sweep, compilation included.
+  """
+
+  label: str
+  norms: np.ndarray
+  horizon: int
+  far_share: float
+  decay_rate: float
+  seconds: float
+
+
+class VanishingResult(NamedTuple):
+  """The experiment's settings and one :class:`VanishingRun` per configuration."""
+
+  time: int
+  hidden: int
+  batch: int
+  input_size: int
+  seed: int
+  fraction: float
+  runs: tuple[VanishingRun, ...]
+
+  @property
+  def curves(self) -> dict[str, np.ndarray]:
+    """label -> ``(T,)`` norms, the argument of :func:`gatejax.plots.contribution_curves`."""
+    return {run.label: run.norms for run in self.runs}
+
+
+def configurations(kinds: Sequence[str], time: int, hidden: int) -> dict[str, gj.Cell]:
+  """label -> cell: each kind at its default (neutral) bias, the gated ones also with chrono."""
+  cells: dict[str, gj.Cell] = {}
+  for kind in kinds:
+    if kind == "rnn":
+      cells["rnn (tanh)"] = gj.rnn(hidden)
+    elif kind == "gru":
+      cells["gru, update_bias=0"] = gj.gru(hidden)
+      cells[f"gru, chrono({time})"] = gj.gru(hidden, update_bias=gj.chrono(time))
+    elif kind == "lstm":
+      cells["lstm, forget_bias=1"] = gj.lstm(hidden)
+      cells[f"lstm, chrono({time})"] = gj.lstm(hidden, forget_bias=gj.chrono(time))
+    else:
+      raise ValueError(f"cells must be among {CELL_KINDS}, got {kind!r}")
+  return cells
+
+
+def _last_step_loss(ys: jax.Array, final_carry: object) -> jax.Array:
+  return jnp.sum(ys[-1] ** 2)
+
+
+def run_vanishing(
+  *,
+  cells: Sequence[str] = CELL_KINDS,
+  time: int = 1000,
+  hidden: int = 32,
+  batch: int = 16,
+  input_size: int = 8,
+  seed: int = 0,
+  fraction: float = 0.01,
+) -> VanishingResult:
+  """Contribution norm against distance for each configuration, on the same inputs.
+
+  Args:
+    cells: kinds among ``"rnn", "gru", "lstm"``; each gated kind runs twice (default bias
+      and ``gj.chrono(time)``).
+    time: sequence length ``T`` (at least 3, for ``gj.chrono(T)``).
+    hidden: hidden size.
+    batch: sequences in the batch.
+    input_size: features per step.
+    seed: PRNG seed of the inputs and of every cell's initialisation.
+    fraction: the threshold of :func:`~gatejax.analysis.gradient_horizon`.
+
+  Returns:
+    A :class:`VanishingResult`.
+
+  Example:
+    >>> from gatejax.experiments.vanishing import run_vanishing
+    >>> result = run_vanishing(cells=["lstm"], time=40, hidden=8, batch=2)
+    >>> [run.label for run in result.runs]
+    ['lstm, forget_bias=1', 'lstm, chrono(40)']
+    >>> result.runs[0].norms.shape
+    (40,)
+  """
+  for name, value, low in (("time", time, 3), ("hidden", hidden, 1), ("batch", batch, 1)):
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+      raise ValueError(f"{name} must be an int >= {low}, got {value!r}")
+  configs = configurations(list(cells), time, hidden)
+  k_x, k_p = jax.random.split(jax.random.key(seed))
+  xs = jax.random.normal(k_x, (time, batch, input_size))
+  runs = []
+  for label, cell in configs.items():
+    params = cell.init(k_p, input_size)
+    start = _time.perf_counter()
+    norms = analysis.contribution_norms(cell, params, xs, _last_step_loss)
+    norms = np.asarray(jax.block_until_ready(norms))
+    seconds = _time.perf_counter() - start
+    runs.append(
+      VanishingRun(
+        label=label,
+        norms=norms,
+        horizon=int(analysis.gradient_horizon(norms, fraction=fraction)),
+        far_share=float(analysis.far_share(norms, time // 2)),
+        decay_rate=float(analysis.decay_rate(norms)),
+        seconds=seconds,
+      )
+    )
+  return VanishingResult(time, hidden, batch, input_size, seed, fraction, tuple(runs))
+
+
+def format_table(result: VanishingResult) -> str:
+  """The table :func:`main` prints: relative contribution ``d`` steps back, and the summaries."""
+  T = result.time
+  distances = [d for d in DISTANCES if d < T]
+  width = max(len(run.label) for run in result.runs) + 2
+  lines = [
+    f"Contribution of the step d steps back, ‖g_(T-1-d)‖ / max_t ‖g_t‖, for L = Σ ‖y_(T-1)‖²"
+    f" (T = {T}, hidden {result.hidden}, batch {result.batch}, seed {result.seed})",
+    "",
+    f"{'cell':<{width}}"
+    + "".join(f"{'d=' + str(d):>10}" for d in distances)
+    + f"{'horizon':>9}{'far half':>10}{'ρ/step':>8}",
+  ]
+  for run in result.runs:
+    back = run.norms[::-1]
+    peak = back.max()
+    relative = back / peak if peak > 0 else back
+    row = "".join(f"{relative[d]:>10.1e}" for d in distances)
+    lines.append(
+      f"{run.label:<{width}}{row}{run.horizon:>9}{run.far_share:>10.1e}{run.decay_rate:>8.3f}"
+    )
+  lines += [
+    "",
+    f"horizon: steps back holding every step above {result.fraction:g} of the peak "
+    f"(= T: the whole sequence still matters).",
+    f"far half: share of Σ_t ‖g_t‖ from {T // 2} or more steps back.  "
+    "ρ/step: fitted decay factor per step back.",
+    "0.0e+00: below float32's range (underflowed).",
+  ]
+  return "\n".join(lines)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+  parser.add_argument(
+    "--cells",
+    nargs="+",
+    choices=CELL_KINDS,
+    default=list(CELL_KINDS),
+    help="cell kinds to run (gated kinds run at their default bias and with gj.chrono(T))",
+  )
+  parser.add_argument("--time", type=int, default=1000, help="sequence length T")
+  parser.add_argument("--hidden", type=int, default=32, help="hidden size")
+  parser.add_argument("--batch", type=int, default=16, help="sequences in the batch")
+  parser.add_argument("--seed", type=int, default=0, help="PRNG seed")
+  parser.add_argument(
+    "--out", default="vanishing.png", help="path of the figure (PNG), '' for none"
+  )
+
+
+def main(args: argparse.Namespace) -> int:
+  try:
+    result = run_vanishing(
+      cells=args.cells, time=args.time, hidden=args.hidden, batch=args.batch, seed=args.seed
+    )
+  except ValueError as e:
+    print(f"gatejax vanishing: error: {e}")
+    return 2
+  print(format_table(result))
+  print(f"\n{sum(run.seconds for run in result.runs):.1f} s for {len(result.runs)} sweeps.")
+  if args.out:
+    from gatejax import plots
+
+    fig = plots.contribution_curves(
+      result.curves,
+      title=f"Gradient contribution against distance (T = {result.time}, hidden {result.hidden})",
+    )
+    fig.savefig(args.out, dpi=120)
+    plots._pyplot().close(fig)
+    print(f"Figure: {args.out}")
+  return 0
