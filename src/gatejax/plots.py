@@ -286,3 +286,57 @@ def learning_curves(
   if title:
     ax.set_title(title)
   return fig
+
+
+def contribution_curves(
+  curves: Mapping[str, Any],
+  *,
+  normalize: bool = True,
+  fraction: float | None = 0.01,
+  title: str | None = None,
+) -> Any:
+  r"""Each step's gradient contribution against how many steps back it lies, on a log scale.
+
+  Step ``t`` of a ``T``-step sequence is drawn at ``T - 1 - t`` steps back, so the last step
+  sits at 0 and a contribution that shrinks by a constant factor per step is a straight line.
+
+  Args:
+    curves: label -> ``(T,)`` per-step norms, time first, as
+      :func:`gatejax.analysis.contribution_norms` returns them. Zero entries (underflowed)
+      are gaps.
+    normalize: divide each curve by its peak, so curves of different scales compare.
+    fraction: draw this fraction of the peak as a dashed line (the threshold of
+      :func:`gatejax.analysis.gradient_horizon`); ``None`` for none. Only with ``normalize``.
+    title: an optional title.
+
+  Returns:
+    A ``matplotlib.figure.Figure``.
+
+  Example:
+    >>> import numpy as np
+    >>> fig = contribution_curves({"rnn": 0.6 ** np.arange(50.0)[::-1]})
+    >>> fig.axes[0].get_yscale(), fig.axes[0].get_xlabel()
+    ('log', 'steps back from the last step')
+    >>> import matplotlib.pyplot as plt; plt.close(fig)
+  """
+  import numpy as np
+
+  plt = _pyplot()
+  fig, ax = plt.subplots(figsize=(6.4, 4.0), layout="constrained")
+  for label, values in curves.items():
+    back = np.asarray(values, dtype=np.float64)[::-1]
+    if back.ndim != 1:
+      raise ValueError(f"curves[{label!r}] must be 1-D (T,), got shape {back.shape}")
+    if normalize and np.nanmax(back, initial=0.0) > 0:
+      back = back / np.nanmax(back)
+    ax.plot(np.arange(back.size), _finite_positive(back), label=label)
+  if normalize and fraction is not None:
+    ax.axhline(fraction, color="black", linestyle="--", linewidth=1, label=f"{fraction:g} of peak")
+  ax.set_yscale("log")
+  ax.set_xlabel("steps back from the last step")
+  ax.set_ylabel(r"$\|g_t\|$ / peak" if normalize else r"$\|g_t\|$ (per-step contribution)")
+  ax.grid(True, which="major", alpha=0.3)
+  ax.legend(fontsize="small")
+  if title:
+    ax.set_title(title)
+  return fig
