@@ -112,15 +112,22 @@ def distance_curves(
   *,
   ylabel: str = r"$\|\partial c_T / \partial c_k\|_2$",
   title: str | None = None,
+  start: int = 1,
+  xlabel: str | None = None,
 ) -> Any:
-  r"""A norm against the distance :math:`T - k` from the end, on a log scale.
+  r"""A norm against the distance from the end of the sequence, on a log scale.
 
   Args:
-    curves: label -> values indexed by ``k`` (time first, as
-      :func:`gatejax.analysis.jacobian_norms` returns them), shape ``(time,)`` or
-      ``(runs, time)``; entry ``k`` is drawn at distance ``time - k``.
+    curves: label -> values indexed by step, time first (as
+      :func:`gatejax.analysis.jacobian_norms` and
+      :func:`gatejax.analysis.contribution_norms` return them), shape ``(time,)`` or
+      ``(runs, time)``; the last entry is drawn at ``start`` and entry ``k`` at
+      ``time - 1 - k + start``.
     ylabel: the quantity on the vertical axis.
     title: an optional title.
+    start: the distance of the last entry: 1 for Jacobian norms (entry ``k`` at
+      ``T - k``), 0 for per-step contributions (step ``t`` at ``T - 1 - t`` steps back).
+    xlabel: the horizontal axis label; by default it names the distance ``start`` implies.
 
   Returns:
     A ``matplotlib.figure.Figure``; a straight line means a constant factor per step.
@@ -134,8 +141,16 @@ def distance_curves(
   """
   plt = _pyplot()
   fig, ax = plt.subplots(figsize=(6.4, 4.0), layout="constrained")
-  _band_curves(ax, curves, lambda n: range(n, 0, -1), log=True)
-  ax.set_xlabel("distance from the end $T - k$ (steps)")
+  _band_curves(ax, curves, lambda n: range(n - 1 + start, start - 1, -1), log=True)
+  if xlabel is None:
+    xlabel = (
+      "distance from the end $T - k$ (steps)"
+      if start == 1
+      else f"steps back from the last step (+{start})"
+      if start
+      else "steps back from the last step"
+    )
+  ax.set_xlabel(xlabel)
   ax.set_ylabel(ylabel)
   if title:
     ax.set_title(title)
