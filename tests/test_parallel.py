@@ -59,16 +59,27 @@ _SCRIPT = textwrap.dedent(
   loss_4, grads_4 = value_and_grad(parallel.replicate(state.params, mesh), sharded)
   out["loss"] = rel(loss_4, loss_1)
   out["grads"] = rel(grads_4, grads_1)
+  # each device differentiates its own sequences; the compiler sums the gradients across them
+  hlo = value_and_grad.lower(parallel.replicate(state.params, mesh), sharded).compile().as_text()
+  out["all_reduce"] = "all-reduce" in hlo
 
-  # two training steps: parallel.train_step on the mesh vs train.train_step on one device
-  s_1, s_4 = state, state
-  for _ in range(2):
-    s_1, m_1 = train.train_step(cell, task, opt, s_1, batch_size=8)
-    s_4, m_4 = parallel.train_step(cell, task, opt, s_4, mesh=mesh, batch_size=8)
+  # training: parallel.fit on the mesh vs train.fit on one device (same key, same batches)
+  run = dict(key=jax.random.key(2), steps=2, batch_size=8, optimizer=opt, eval_every=1,
+             eval_batch_size=8, progress=False)
+  single = train.fit(cell, task, **run)
+  data_parallel = parallel.fit(cell, task, mesh=mesh, **run)
+  out["fit_loss"] = rel(data_parallel.history.loss, single.history.loss)
+  out["fit_eval_loss"] = rel(data_parallel.history.eval_loss, single.history.eval_loss)
+  out["fit_params"] = rel(data_parallel.state.params, single.state.params)
+  out["fit_opt_state"] = rel(data_parallel.state.opt_state, single.state.opt_state)
+  out["fit_state_specs"] = specs(data_parallel.state.params)
+  out["fit_steps"] = [single.history.step, data_parallel.history.step]
+  # one step of parallel.train_step vs train.train_step
+  s_1, m_1 = train.train_step(cell, task, opt, state, batch_size=8)
+  s_4, m_4 = parallel.train_step(cell, task, opt, state, mesh=mesh, batch_size=8)
   out["step_loss"] = rel(m_4.loss, m_1.loss)
   out["step_params"] = rel(s_4.params, s_1.params)
-  out["step_opt_state"] = rel(s_4.opt_state, s_1.opt_state)
-  out["step_state_specs"] = specs(s_4.params)
+  out["step_state_specs"] = specs(s_4)
 
   # analysis on a sharded batch
   params = state.params.cell
@@ -130,6 +141,7 @@ def test_subprocess_sees_four_devices_and_shards_the_batch(four_devices):
   assert four_devices["devices"] == 4
   assert four_devices["shards_per_array"] == 4
   assert four_devices["batch_specs"] == ["P(None, 'data', None)", "P('data',)", "P('data',)"]
+  assert four_devices["all_reduce"]
 
 
 @pytest.mark.parametrize("what", ["loss", "grads"])
@@ -137,10 +149,17 @@ def test_sharded_loss_and_gradients_equal_single_device(four_devices, what):
   assert four_devices[what] <= FLOAT32_ROUNDING
 
 
-@pytest.mark.parametrize("what", ["step_loss", "step_params", "step_opt_state"])
+@pytest.mark.parametrize("what", ["step_loss", "step_params"])
 def test_sharded_train_step_equals_single_device(four_devices, what):
   assert four_devices[what] <= FLOAT32_ROUNDING
-  assert four_devices["step_state_specs"] == ["P()"]  # parameters stay replicated
+  assert four_devices["step_state_specs"] == ["P()"]  # the whole state stays replicated
+
+
+@pytest.mark.parametrize("what", ["fit_loss", "fit_eval_loss", "fit_params", "fit_opt_state"])
+def test_data_parallel_fit_equals_single_device_fit(four_devices, what):
+  assert four_devices[what] <= FLOAT32_ROUNDING
+  assert four_devices["fit_state_specs"] == ["P()"]
+  assert four_devices["fit_steps"][0] == four_devices["fit_steps"][1] == [0, 1]
 
 
 @pytest.mark.parametrize("what", ["contribution_norms", "jacobian_norms"])
@@ -193,6 +212,5 @@ def test_sweep_and_mesh_errors():
   with pytest.raises(TypeError, match=r"mesh must be a jax\.sharding\.Mesh"):
     parallel.shard(jnp.zeros((2, 2)), "cpu", dim=0)  # type: ignore[arg-type]
   cell, task, opt = gj.rnn(2), tasks.adding(3), train.make_optimizer()
-  state = train.init_state(cell, task, jax.random.key(0), opt)
   with pytest.raises(ValueError, match="batch_size must be an int"):
-    parallel.train_step(cell, task, opt, state, mesh=mesh, batch_size=0)
+    parallel.train_step(cell, task, opt, None, mesh=mesh, batch_size=0)  # type: ignore[arg-type]

@@ -65,6 +65,17 @@ __all__ = [
 FORMAT = "gatejax.checkpoint/1"
 
 
+def _orbax() -> Any:
+  try:
+    import orbax.checkpoint as ocp
+  except ImportError as e:
+    raise ImportError(
+      "gatejax.checkpoint needs orbax-checkpoint, an optional dependency: "
+      "pip install 'gatejax[checkpoint]'"
+    ) from e
+  return ocp
+
+
 class CheckpointError(ValueError):
   """A checkpoint does not fit what it is restored into, or is incomplete."""
 
@@ -174,7 +185,7 @@ def _abstract_state(
 
 def _check_tree(stored: Any, abstract: Any) -> None:
   """Every array the state needs is stored with its shape and dtype, and nothing else is stored."""
-  import orbax.checkpoint as ocp
+  ocp = _orbax()
 
   def flat(tree: Any, is_leaf: Callable[[Any], bool] | None = None) -> dict[str, Any]:
     pairs = jax.tree_util.tree_flatten_with_path(tree, is_leaf=is_leaf)[0]
@@ -243,7 +254,7 @@ class Checkpoints:
     keep: int | None = None,
     run: Mapping[str, Any] | None = None,
   ):
-    import orbax.checkpoint as ocp
+    ocp = _orbax()
 
     self.description = describe(cell, task)
     if not isinstance(optimizer, optax.GradientTransformation):
@@ -299,7 +310,7 @@ class Checkpoints:
 
     A step that is already saved is replaced.
     """
-    import orbax.checkpoint as ocp
+    ocp = _orbax()
 
     if not isinstance(state, train.TrainState):
       raise TypeError(f"state must be a train.TrainState, got {type(state).__name__}")
@@ -390,7 +401,7 @@ class Checkpoints:
       CheckpointError: the checkpoint belongs to another cell, task, optimizer or run, or
         is incomplete; the message names every difference.
     """
-    import orbax.checkpoint as ocp
+    ocp = _orbax()
 
     path = self._step_path(step)
     meta = self._read_metadata(path)

@@ -52,9 +52,11 @@ __all__ = [
   "DATA",
   "batch_sharding",
   "data_mesh",
+  "fit",
   "replicate",
   "shard",
   "shard_batch",
+  "shard_task",
   "sweep",
   "train_many_seeds",
   "train_step",
@@ -182,26 +184,45 @@ def shard_batch(batch: Batch, mesh: Mesh, *, axis: str | None = None) -> Batch:
   return jax.device_put(batch, batch_sharding(batch, mesh, axis=axis))
 
 
-@functools.partial(
-  jax.jit, static_argnames=("cell", "task", "optimizer", "batch_size", "mesh", "axis")
-)
-def _train_step(
-  cell: Cell,
-  task: Task,
-  optimizer: optax.GradientTransformation,
-  state: train.TrainState,
-  *,
-  batch_size: int,
-  mesh: Mesh,
-  axis: str,
-) -> tuple[train.TrainState, train.StepMetrics]:
-  replicated = NamedSharding(mesh, P())
-  state = jax.lax.with_sharding_constraint(state, replicated)
-  batch = train.batch_for_step(task, state, batch_size)
-  # Drawn inside the step and constrained here, each device generates only its own shard.
-  batch = jax.lax.with_sharding_constraint(batch, batch_sharding(batch, mesh, axis=axis))
-  new_state, metrics = train.step_on_batch(cell, task, optimizer, state, batch)
-  return jax.lax.with_sharding_constraint((new_state, metrics), replicated)
+@functools.lru_cache(maxsize=64)
+def _shard_task(task: Task, mesh: Mesh, axis: str) -> Task:
+  # Cached: an equal (task, mesh, axis) gives the same Task object, so the jitted steps
+  # that take the task as a static argument compile once.
+  sample = task.sample
+
+  def sharded_sample(key: PRNGKeyArray, batch_size: int) -> Batch:
+    batch = sample(key, batch_size)
+    return jax.lax.with_sharding_constraint(batch, batch_sharding(batch, mesh, axis=axis))
+
+  return task._replace(sample=sharded_sample)
+
+
+def shard_task(task: Task, mesh: Mesh, *, axis: str | None = None) -> Task:
+  """``task`` whose every batch comes split over ``mesh`` along its batch axis.
+
+  This is how the training code of :mod:`gatejax.train` runs data-parallel unchanged:
+  ``train.train_step`` and ``train.fit`` draw their batch with ``task.sample`` inside the
+  jitted step, and the sharding constraint added here makes each device generate and
+  process its share only (JAX's partitionable threefry gives the same numbers however the
+  batch is split). With the parameters replicated (:func:`replicate`), the compiler adds
+  the all-reduce of the gradients. Everything else about the task (name, sizes, loss,
+  baseline, metric, ``dataset``) is unchanged.
+
+  Example:
+    >>> import jax
+    >>> from gatejax import parallel, tasks
+    >>> task = parallel.shard_task(tasks.adding(10), parallel.data_mesh(1))
+    >>> task.sample(jax.random.key(0), 8).xs.sharding.spec
+    P(None, 'data', None)
+  """
+  return _shard_task(task, mesh, _axis(mesh, axis))
+
+
+def _check_batch_size(batch_size: Any, mesh: Mesh, axis: str) -> int:
+  if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
+    raise ValueError(f"batch_size must be an int >= 1, got {batch_size!r}")
+  _check_divisible(batch_size, mesh, axis, "batch_size")
+  return batch_size
 
 
 def train_step(
@@ -216,10 +237,10 @@ def train_step(
 ) -> tuple[train.TrainState, train.StepMetrics]:
   """:func:`gatejax.train.train_step` with the batch split over ``mesh`` and the state replicated.
 
-  The step trains on the very batch of the single-device step (``fold_in(state.key,
-  state.step)``; JAX's partitionable threefry draws the same numbers however the batch is
-  split), so its loss, gradients and new state equal the single-device step's up to the
-  order of the cross-device sums. With a one-device mesh it is the single-device step.
+  It is ``train.train_step`` itself, run on :func:`shard_task` of ``task`` with the state
+  placed by :func:`replicate`: the same batch (``fold_in(state.key, state.step)``), so its
+  loss, gradients and new state equal the single-device step's up to the order of the
+  cross-device sums. With a one-device mesh it is the single-device step.
 
   Args:
     cell, task, optimizer, state: as in :func:`gatejax.train.train_step`.
@@ -238,10 +259,73 @@ def train_step(
     1
   """
   axis = _axis(mesh, axis)
-  if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
-    raise ValueError(f"batch_size must be an int >= 1, got {batch_size!r}")
-  _check_divisible(batch_size, mesh, axis, "batch_size")
-  return _train_step(cell, task, optimizer, state, batch_size=batch_size, mesh=mesh, axis=axis)
+  batch_size = _check_batch_size(batch_size, mesh, axis)
+  return train.train_step(
+    cell,
+    shard_task(task, mesh, axis=axis),
+    optimizer,
+    replicate(state, mesh),
+    batch_size=batch_size,
+  )
+
+
+def fit(
+  cell: Cell,
+  task: Task,
+  *,
+  mesh: Mesh,
+  key: PRNGKeyArray,
+  steps: int,
+  batch_size: int = 64,
+  axis: str | None = None,
+  state: train.TrainState | None = None,
+  optimizer: str | optax.GradientTransformation | None = None,
+  learning_rate: float | optax.Schedule = 1e-3,
+  clip_norm: float | None = 1.0,
+  **fit_kwargs: Any,
+) -> train.TrainResult:
+  """:func:`gatejax.train.fit`, data-parallel over ``mesh``: the same loop, history and results.
+
+  The training and evaluation batches are split over the mesh (:func:`shard_task`) and
+  the state is replicated on it; everything else is :func:`gatejax.train.fit` (resuming,
+  callbacks such as :class:`gatejax.checkpoint.Checkpoints`, divergence checks). The
+  result equals the single-device run's up to float32 rounding in the gradient sums.
+  ``batch_size`` and ``eval_batch_size`` must be multiples of the number of devices
+  (a finite data set's ``dataset()`` split is evaluated unsplit).
+
+  Example:
+    >>> import jax, gatejax as gj
+    >>> from gatejax import parallel, tasks
+    >>> result = parallel.fit(gj.rnn(4), tasks.adding(5), mesh=parallel.data_mesh(),
+    ...                       key=jax.random.key(0), steps=3, batch_size=8,
+    ...                       eval_batch_size=8, progress=False)
+    >>> len(result.history.loss)
+    3
+  """
+  axis = _axis(mesh, axis)
+  batch_size = _check_batch_size(batch_size, mesh, axis)
+  if task.dataset is None:
+    _check_batch_size(fit_kwargs.get("eval_batch_size", 512), mesh, axis)
+  if optimizer is None or isinstance(optimizer, str):
+    optimizer = train.make_optimizer(
+      learning_rate=learning_rate, clip_norm=clip_norm, optimizer=optimizer or "adam"
+    )
+  if state is None:
+    # fit's seed convention: the run key (the first half of key) makes the initial state.
+    state = train.init_state(cell, task, jax.random.split(key)[0], optimizer)
+  sharded = shard_task(task, mesh, axis=axis)
+  if fit_kwargs.get("eval_task") is not None:
+    fit_kwargs["eval_task"] = shard_task(fit_kwargs["eval_task"], mesh, axis=axis)
+  return train.fit(
+    cell,
+    sharded,
+    key=key,
+    steps=steps,
+    batch_size=batch_size,
+    optimizer=optimizer,
+    state=replicate(state, mesh),
+    **fit_kwargs,
+  )
 
 
 # ---------------------------------------------------------------------------
@@ -351,11 +435,11 @@ def train_many_seeds(
   Example:
     >>> import jax, gatejax as gj
     >>> from gatejax import parallel, tasks
-    >>> keys = jax.random.split(jax.random.key(0), 4)
-    >>> states, metrics = parallel.train_many_seeds(gj.gru(8), tasks.adding(10), keys,
-    ...                                             steps=5, batch_size=16)
+    >>> keys = jax.random.split(jax.random.key(0), 2)
+    >>> states, metrics = parallel.train_many_seeds(gj.rnn(4), tasks.adding(5), keys,
+    ...                                             steps=3, batch_size=4)
     >>> metrics.loss.shape, states.params.cell.w_h.shape
-    ((4, 5), (4, 8, 24))
+    ((2, 3), (2, 4, 4))
   """
   if not isinstance(steps, int) or isinstance(steps, bool) or steps < 0:
     raise ValueError(f"steps must be an int >= 0, got {steps!r}")
