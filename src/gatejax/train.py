@@ -311,8 +311,10 @@ def step_on_batch(
 ) -> tuple[TrainState, StepMetrics]:
   """One jitted update on an explicit ``batch`` (which may be sharded over devices).
 
-  ``train_step(cell, task, optimizer, state)`` is exactly this with
-  ``batch = batch_for_step(task, state, batch_size)``.
+  ``train_step(cell, task, optimizer, state)`` is this with
+  ``batch = batch_for_step(task, state, batch_size)``, equal up to float32 rounding
+  (XLA may fuse a program that samples its batch differently from one that receives
+  it); each of the two is deterministic on its own.
   """
   return _step_on_batch(cell, task, optimizer, state, batch)
 
@@ -513,7 +515,7 @@ def fit(
   state: TrainState | None = None,
   history: History | None = None,
   callback: Callable[[TrainState, History], bool | None] | None = None,
-  divergence_threshold: float | None = 100.0,
+  divergence_threshold: float | None = 1000.0,
 ) -> TrainResult:
   r"""Train ``cell`` on ``task`` for ``steps`` updates; resumable, and divergence is reported.
 
@@ -527,8 +529,11 @@ def fit(
   exceeds ``divergence_threshold × max(task.baseline, initial loss)``. The reference
   is the larger of the baseline and the loss at step 0, so that a task whose
   baseline is far below the untrained loss (copy memory with a long delay) is not
-  called diverged at its first step; the default of 100 marks a loss that has grown
-  a hundredfold, which a well-behaved run never does.
+  called diverged at its first step. The default, 1000, is far beyond any run that is
+  still learning: a run whose hidden state is bounded (sigmoid gates, tanh) can still
+  reach a hundred times its starting loss for a few steps when its readout is thrown
+  by too large a learning rate, and recover; an exploding state overshoots 1000 by
+  many orders of magnitude within a step or two, then turns to infinity and NaN.
 
   Resuming: pass the ``state`` and ``history`` of an interrupted run (with the same
   ``key``, ``steps`` and options); the result equals the uninterrupted run's bit for
@@ -545,8 +550,8 @@ def fit(
       a name or ``None`` (Adam); ignored when it is an ``optax.GradientTransformation``.
     optimizer: ``None`` (Adam), a name for :func:`make_optimizer`, or an optax
       transformation used as is.
-    eval_every: evaluate after every this many updates (default ``max(1, steps // 10)``);
-      also before training and at the end.
+    eval_every: evaluate after every this many updates (default ``max(1, steps // 10)``),
+      also before training and at the end; ``0`` never evaluates.
     eval_batch_size: the size of the evaluation set of a generated task.
     eval_task: evaluate on this task instead (``digits(split="test")`` for a held-out
       split); it must have the input and output sizes of ``task``.
@@ -574,7 +579,7 @@ def fit(
   eval_batch_size = _positive_int("eval_batch_size", eval_batch_size)
   log_every = _positive_int("log_every", log_every)
   eval_every = (
-    max(1, steps // 10) if eval_every is None else _positive_int("eval_every", eval_every)
+    max(1, steps // 10) if eval_every is None else _positive_int("eval_every", eval_every, 0)
   )
   if divergence_threshold is not None and not divergence_threshold > 0:
     raise ValueError(f"divergence_threshold must be > 0 or None, got {divergence_threshold}")
@@ -603,10 +608,10 @@ def fit(
   if history.diverged:
     return TrainResult(current, history)
 
-  eval_batch = evaluation_batch(eval_task, k_eval, eval_batch_size)
+  eval_batch = evaluation_batch(eval_task, k_eval, eval_batch_size) if eval_every else None
 
   def run_eval(at: int) -> None:
-    if history.eval_step and history.eval_step[-1] == at:
+    if eval_batch is None or (history.eval_step and history.eval_step[-1] == at):
       return
     result = jax.device_get(evaluate(cell, eval_task, current.params, eval_batch))
     history.eval_step.append(at)
@@ -649,7 +654,7 @@ def fit(
         history.diverged, history.diverged_at = True, s
         break
       done = s + 1
-      if done % eval_every == 0 or done == steps:
+      if done == steps or (eval_every and done % eval_every == 0):
         run_eval(done)
       if bar is not None:
         bar.update(1)
