@@ -210,6 +210,7 @@ def gate_histograms(
   *,
   bins: int = 60,
   title: str | None = None,
+  ncols: int = 3,
 ) -> Any:
   """Histograms of gate values, one panel per gate, one outline per gate function.
 
@@ -220,6 +221,7 @@ def gate_histograms(
     panels: panel title (``"GRU z"``) -> label (``"relu"``) -> gate values (any shape).
     bins: number of bins.
     title: an optional figure title.
+    ncols: panels per row.
 
   Returns:
     A ``matplotlib.figure.Figure`` with one axis per panel.
@@ -236,10 +238,14 @@ def gate_histograms(
   if not panels:
     raise ValueError("panels must not be empty")
   plt = _pyplot()
+  ncols = min(ncols, len(panels))
+  nrows = -(-len(panels) // ncols)
   fig, axes = plt.subplots(
-    1, len(panels), figsize=(3.6 * len(panels), 3.4), layout="constrained", squeeze=False
+    nrows, ncols, figsize=(3.6 * ncols, 3.2 * nrows), layout="constrained", squeeze=False
   )
-  for ax, (name, by_label) in zip(axes[0], panels.items(), strict=True):
+  for ax in axes.ravel()[len(panels) :]:
+    ax.remove()
+  for ax, (name, by_label) in zip(axes.ravel(), panels.items(), strict=False):
     arrays = {k: np.asarray(v, dtype=np.float64).ravel() for k, v in by_label.items()}
     arrays = {k: v[np.isfinite(v)] for k, v in arrays.items()}
     pooled = np.concatenate([v for v in arrays.values() if v.size] or [np.zeros(1)])
@@ -298,6 +304,75 @@ def learning_curves(
     ax.legend(fontsize="small")
   ax.set_xlabel("training step")
   ax.set_ylabel(ylabel)
+  if title:
+    ax.set_title(title)
+  return fig
+
+
+def before_after_curves(
+  before: Mapping[str, Any],
+  after: Mapping[str, Any],
+  *,
+  normalize: bool = True,
+  fraction: float | None = 0.01,
+  ylabel: str | None = None,
+  title: str | None = None,
+) -> Any:
+  r"""Per-step gradient contributions before (dashed) and after (solid) training, by steps back.
+
+  One colour per cell. Step ``t`` of a ``T``-step curve is drawn at ``T - 1 - t`` steps
+  back, as :func:`contribution_curves` does.
+
+  Args:
+    before, after: label -> ``(T,)`` per-step norms, time first
+      (:func:`gatejax.analysis.contribution_norms`), with the same labels.
+    normalize: divide each curve by its own peak, so that the shapes compare even though
+      training shrinks the loss and with it every contribution.
+    fraction: with ``normalize``, draw this fraction of the peak as a dotted line (the
+      threshold of :func:`gatejax.analysis.gradient_horizon`); ``None`` for none.
+    ylabel: the vertical axis label (a default names the normalisation).
+    title: an optional title.
+
+  Returns:
+    A ``matplotlib.figure.Figure`` with two lines per label.
+
+  Example:
+    >>> import numpy as np
+    >>> fig = before_after_curves({"gru": 0.5 ** np.arange(9.0)[::-1]}, {"gru": np.ones(9)})
+    >>> [line.get_linestyle() for line in fig.axes[0].lines[:2]]
+    ['--', '-']
+    >>> import matplotlib.pyplot as plt; plt.close(fig)
+  """
+  import numpy as np
+
+  if set(before) != set(after):
+    raise ValueError(
+      f"before and after must have the same labels, got {set(before)} and {set(after)}"
+    )
+  plt = _pyplot()
+  fig, ax = plt.subplots(figsize=(6.4, 4.0), layout="constrained")
+  for label in before:
+    color = None
+    for when, values, style in (("before", before[label], "--"), ("after", after[label], "-")):
+      back = _finite_positive(values)[::-1]
+      if back.ndim != 1:
+        raise ValueError(f"{when}[{label!r}] must be 1-D (T,), got shape {back.shape}")
+      if normalize and np.isfinite(back).any():
+        back = back / np.nanmax(back)
+      (line,) = ax.plot(
+        np.arange(back.size), back, linestyle=style, color=color, label=f"{label}, {when}"
+      )
+      color = line.get_color()
+  if normalize and fraction is not None:
+    ax.axhline(
+      fraction, color="grey", linestyle=":", linewidth=1, label=f"{fraction:g} of the peak"
+    )
+  ax.set_yscale("log")
+  ax.grid(True, alpha=0.3)
+  ax.legend(fontsize="small")
+  ax.set_xlabel("steps back from the last step")
+  default = r"$\|g_t\|$ / its peak" if normalize else r"$\|g_t\|$"
+  ax.set_ylabel(ylabel or default)
   if title:
     ax.set_title(title)
   return fig

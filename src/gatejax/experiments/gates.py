@@ -131,15 +131,18 @@ class GateSizes(NamedTuple):
 
 
 DEFAULT_SIZES = GateSizes()
+# Training sizes equal to horizon.QUICK_SIZES, so that a quick report compiles each
+# sigmoid cell's training step once for both experiments.
 QUICK_SIZES = GateSizes(
   time=20,
   hidden=8,
   batch=4,
   jacobian_batch=4,
   seeds=2,
-  train_time=10,
-  train_steps=30,
+  train_time=20,
+  train_steps=40,
   train_batch=16,
+  learning_rate=1e-2,
 )
 
 
@@ -436,10 +439,14 @@ def _inputs(probe: str, key: jax.Array, *, seeds: int, time: int, batch: int) ->
   return jax.vmap(lambda k: jax.random.normal(k, (time, batch, 2)))(keys)
 
 
-@functools.partial(jax.jit, static_argnames=("cell", "seeds"))
 def _init(cell: Cell, key: jax.Array, seeds: int) -> Any:
-  """Parameters for seeds ``0 .. seeds-1``, stacked: seed ``s`` uses ``fold_in(key, s)``."""
-  return jax.vmap(lambda s: cell.init(jax.random.fold_in(key, s), 2))(jnp.arange(seeds))
+  """Parameters for seeds ``0 .. seeds-1``, stacked: seed ``s`` uses ``fold_in(key, s)``.
+
+  Eager, not jitted: the eager operations of ``cell.init`` are compiled once per shape and
+  shared with every other initialisation in the process (:func:`gatejax.train.fit`'s too).
+  """
+  params = [cell.init(jax.random.fold_in(key, s), 2) for s in range(seeds)]
+  return jax.tree.map(lambda *leaves: jnp.stack(leaves), *params)
 
 
 def run_gates(
@@ -448,7 +455,7 @@ def run_gates(
   kinds: Sequence[str] = KINDS,
   gates: Sequence[str] = tuple(GATE_FUNCTIONS),
   probes: Sequence[str] = PROBES,
-  train: bool = True,
+  train: bool | Sequence[str] = True,
   seed: int = 0,
   progress: Callable[[str], None] | None = None,
 ) -> GateExperiment:
@@ -465,7 +472,8 @@ def run_gates(
     gates: gate functions, keys of :data:`GATE_FUNCTIONS`.
     probes: inputs of (a) and (b), from ``("adding", "gaussian")``; (c) probes its
       trained gates on the adding inputs.
-    train: run part (c) (the slow part).
+    train: run part (c), the slow part: ``True`` for every configuration, ``False`` for
+      none, or the labels to train (``("LSTM sigmoid", "LSTM relu")``).
     seed: the base seed.
     progress: called with a one-line message as each configuration starts.
 
@@ -498,7 +506,7 @@ def run_gates(
         say(f"gates: {name}, {p} inputs: gates and Jacobians at initialisation")
         activity[p][name] = _activity(cell, params, inputs[p])
         jacobian[p][name] = _jacobian(cell, params, inputs[p][:, :, :sub])
-      if train:
+      if train is True or (not isinstance(train, bool) and name in train):
         say(f"gates: {name}: {sizes.seeds} training runs on the adding problem")
         training[name] = _train(cell, sizes, seed, inputs["adding"])
   return GateExperiment(

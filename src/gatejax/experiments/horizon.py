@@ -44,6 +44,7 @@ from jaxtyping import Array
 import gatejax as gj
 from gatejax import analysis, tasks
 from gatejax.cells import Cell
+from gatejax.experiments import gates
 
 __all__ = [
   "DEFAULT_SIZES",
@@ -132,11 +133,16 @@ class HorizonResult(NamedTuple):
 
 @functools.cache
 def horizon_cell(kind: str, hidden: int) -> Cell:
-  """The default cell of a kind (tanh RNN, sigmoid-gated GRU and LSTM); cached."""
-  factories = {"rnn": gj.rnn, "gru": gj.gru, "lstm": gj.lstm}
-  if kind not in factories:
-    raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
-  return factories[kind](hidden)
+  """The default cell of a kind (tanh RNN, sigmoid-gated GRU and LSTM); cached.
+
+  The gated cells are :func:`gatejax.experiments.gates.gate_cell`'s sigmoid cells, the
+  same values, so a training step compiled for one experiment serves the other.
+  """
+  if kind == "rnn":
+    return gj.rnn(hidden)
+  if kind in ("gru", "lstm"):
+    return gates.gate_cell(kind, "sigmoid", hidden)
+  raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
 
 
 @functools.partial(jax.jit, static_argnames=("cell", "task"))
