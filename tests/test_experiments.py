@@ -88,13 +88,18 @@ def test_only_relu_gates_exceed_one(gate_result):
 
 def test_activity_fractions_match_analysis_gate_statistics():
   """Independent reference: gatejax.analysis.gate_statistics on each seed."""
+  # The fixture's shapes, so the experiment's compiled scan is reused.
+  n, shape = SIZES.seeds, (SIZES.seeds, SIZES.time, SIZES.batch, 2)
   cell = gates.gate_cell("gru", "relu", SIZES.hidden)
-  params = gates._init(cell, jax.random.key(3), 2)
-  xs = jax.random.uniform(jax.random.key(4), (2, 15, 3, 2))
+  params = gates._init(cell, jax.random.key(3), n)
+  # Small inputs keep the ReLU GRU finite: gate_statistics counts over every value, the
+  # experiment over the finite ones, and the two agree only without overflow.
+  xs = 0.2 * jax.random.uniform(jax.random.key(4), shape)
   act = gates._activity(cell, params, xs)
+  assert act.non_finite == 0
   per_seed = [
     analysis.gate_statistics(cell, jax.tree.map(lambda p, s=s: p[s], params), xs[s])
-    for s in range(2)
+    for s in range(n)
   ]
   for g in ("r", "z"):
     expected = np.mean([float(st.dead[g]) for st in per_seed])
@@ -109,10 +114,11 @@ def test_activity_fractions_match_analysis_gate_statistics():
 
 def test_jacobian_summary_closed_form():
   """With every parameter zero a GRU's carry Jacobian is 0.5^(T-k): the factor is 0.5."""
-  cell = gates.gate_cell("gru", "sigmoid", 4)
-  zeros = jax.tree.map(jnp.zeros_like, gates._init(cell, jax.random.key(0), 2))
-  jac = gates._jacobian(cell, zeros, jnp.ones((2, 10, 3, 2)))
-  np.testing.assert_allclose(jac.norms, np.broadcast_to(0.5 ** np.arange(10, 0, -1), (2, 10)))
+  n, T = SIZES.seeds, SIZES.time
+  cell = gates.gate_cell("gru", "sigmoid", SIZES.hidden)
+  zeros = jax.tree.map(jnp.zeros_like, gates._init(cell, jax.random.key(0), n))
+  jac = gates._jacobian(cell, zeros, jnp.ones((n, T, SIZES.jacobian_batch, 2)))
+  np.testing.assert_allclose(jac.norms, np.broadcast_to(0.5 ** np.arange(T, 0, -1), (n, T)))
   np.testing.assert_allclose(jac.rate, 0.5, rtol=1e-4)
   assert jac.amplified == 0 and jac.non_finite == 0
 
@@ -175,7 +181,7 @@ def test_probe_model_measures_the_training_loss():
   sizes = horizon.QUICK_SIZES
   cell, task = horizon.horizon_cell("lstm", sizes.hidden), tasks.adding(sizes.time)
   params = train.init_model(cell, task, jax.random.key(1))
-  batch = task.sample(jax.random.key(2), 5)
+  batch = task.sample(jax.random.key(2), sizes.probe_batch)  # the compiled probe's shape
   probe = horizon.probe_model(cell, task, params, batch)
   assert float(probe["loss"]) == pytest.approx(float(train.loss_fn(cell, task, params, batch)))
   grad = jax.grad(lambda p: train.loss_fn(cell, task, params._replace(cell=p), batch))(params.cell)

@@ -349,6 +349,15 @@ def _verdict(v: VanishingResult, g: gates.GateExperiment, h: horizon.HorizonResu
   return out
 
 
+def _divergence_threshold() -> float:
+  """:func:`gatejax.train.fit`'s default divergence threshold, read from its signature."""
+  import inspect
+
+  from gatejax import train
+
+  return inspect.signature(train.fit).parameters["divergence_threshold"].default
+
+
 def _markdown(
   sizes: ReportSizes,
   quick: bool,
@@ -413,7 +422,8 @@ def _markdown(
       f"Adam, learning rate {gs.learning_rate}, clipping at global norm {gs.clip_norm}, "
       f"{gs.train_steps} steps of {gs.train_batch} sequences, {gs.seeds} seeds per "
       f"configuration; final loss on 512 held-out sequences (baseline {g.baseline:.3f}). A run "
-      "diverges when its loss turns NaN/inf or grows a hundredfold (`gatejax.train.fit`).",
+      "diverges when its loss turns NaN/inf or exceeds "
+      f"{_divergence_threshold():g} × max(baseline, initial loss) (`gatejax.train.fit`).",
       gates.training_table(g),
       img("gates_training", "training curves per gate function"),
       "The gates after training (runs that did not diverge), on the adding inputs of (a):",
