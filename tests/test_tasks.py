@@ -27,20 +27,20 @@ TASKS = {
 @pytest.mark.parametrize("name", sorted(TASKS))
 def test_shapes_and_dtypes(name):
   task = TASKS[name]()
-  batch = task.sample(jax.random.key(0), 5)
-  chex.assert_shape(batch.xs, (task.time, 5, task.input_size))
+  batch = task.sample(jax.random.key(0), 16)
+  chex.assert_shape(batch.xs, (task.time, 16, task.input_size))
   assert batch.xs.dtype == jnp.float32
   if task.kind == "regression":
-    chex.assert_shape(batch.targets, (5,))
+    chex.assert_shape(batch.targets, (16,))
     assert batch.targets.dtype == jnp.float32
   elif task.readout == "all":
-    chex.assert_shape(batch.targets, (task.time, 5))
+    chex.assert_shape(batch.targets, (task.time, 16))
     assert batch.targets.dtype == jnp.int32
   else:
-    chex.assert_shape(batch.targets, (5,))
+    chex.assert_shape(batch.targets, (16,))
     assert batch.targets.dtype == jnp.int32
   if name == "adding_variable":
-    chex.assert_shape(batch.lengths, (5,))
+    chex.assert_shape(batch.lengths, (16,))
     assert batch.lengths.dtype == jnp.int32
   else:
     assert batch.lengths is None

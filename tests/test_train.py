@@ -174,7 +174,7 @@ def test_nan_at_the_first_step_is_reported():
 
 def test_resumed_run_equals_the_uninterrupted_run():
   cell, task = SMALL["gru_after"], VARIABLE
-  options = dict(key=jax.random.key(3), steps=12, batch_size=16, eval_every=4, progress=False)
+  options = dict(key=jax.random.key(3), steps=12, batch_size=8, eval_every=4, progress=False)
   full = train.fit(cell, task, **options)
 
   seen = []
@@ -220,10 +220,11 @@ EVERY = {
 def test_every_cell_trains(name):
   cell, task = SMALL[name], EVERY[name]
   key = jax.random.key(0)
-  result = train.fit(cell, task, key=key, steps=3, batch_size=8, progress=False)
+  # No evaluation: it would compile one more program per cell; the tests below evaluate.
+  result = train.fit(cell, task, key=key, steps=3, batch_size=8, eval_every=0, progress=False)
   h = result.history
   assert not h.diverged and len(h.loss) == 3 and all(math.isfinite(x) for x in h.loss)
-  assert h.eval_step == [0, 1, 2, 3]
+  assert h.eval_step == []
   start = train.init_model(cell, task, jax.random.split(jax.random.split(key)[0])[0])
   changed = jax.tree.map(lambda a, b: bool(jnp.any(a != b)), result.params, start)
   assert all(jax.tree.leaves(changed))  # every parameter, cell and readout, is trained
@@ -255,7 +256,7 @@ def test_digits_evaluates_on_the_held_out_split():
 
 
 def test_progress_bar_shows_the_loss(capsys):
-  train.fit(SMALL["rnn_tanh"], VARIABLE, key=jax.random.key(0), steps=3, batch_size=8)
+  train.fit(SMALL["rnn_tanh"], VARIABLE, key=jax.random.key(0), steps=3, batch_size=8, eval_every=0)
   err = capsys.readouterr().err
   assert "rnn adding" in err and "loss=" in err and "3/3" in err
 
