@@ -39,6 +39,8 @@ modules exactly, whatever initialiser made them.
 
 from __future__ import annotations
 
+import functools
+import inspect
 from collections.abc import Callable
 from typing import Any, Literal, NamedTuple, TypeAlias
 
@@ -326,6 +328,30 @@ def _identity(carry: Array) -> Array:
   return carry
 
 
+def _memoized(factory: Callable[..., Cell]) -> Callable[..., Cell]:
+  """Cache a cell factory: the same options give the same :class:`Cell` object.
+
+  A cell holds closures, so two separately built cells never compare equal, and every
+  jitted function that takes a cell as a static argument (``gj.scan`` among them) would
+  compile again for each. Cached, ``gj.lstm(8) is gj.lstm(8)`` and compilations are shared.
+  Unhashable options skip the cache and reach the factory's own argument checks.
+  """
+  cached = functools.lru_cache(maxsize=512, typed=True)(factory)
+  signature = inspect.signature(factory)
+
+  @functools.wraps(factory)
+  def wrapper(*args: Any, **kwargs: Any) -> Cell:
+    try:
+      bound = signature.bind(*args, **kwargs)
+      bound.apply_defaults()  # gj.gru(8) and gj.gru(8, reset="after") share one entry
+      hash(tuple(bound.arguments.items()))
+    except TypeError:
+      return factory(*args, **kwargs)
+    return cached(*bound.args, **bound.kwargs)
+
+  return wrapper
+
+
 def _make_step(project: Callable, recur: Callable) -> Callable:
   def step(params: Params, carry: Carry, x: Array) -> tuple[Carry, Array]:
     carry, y, _ = recur(params, carry, project(params, x))
@@ -339,6 +365,7 @@ def _make_step(project: Callable, recur: Callable) -> Callable:
 # ---------------------------------------------------------------------------
 
 
+@_memoized
 def rnn(hidden_size: int, *, activation: Activation = jnp.tanh) -> Cell:
   r"""Elman recurrent cell.
 
@@ -399,6 +426,7 @@ def rnn(hidden_size: int, *, activation: Activation = jnp.tanh) -> Cell:
 # ---------------------------------------------------------------------------
 
 
+@_memoized
 def gru(
   hidden_size: int,
   *,
@@ -514,6 +542,7 @@ def gru(
 # ---------------------------------------------------------------------------
 
 
+@_memoized
 def lstm(
   hidden_size: int,
   *,
