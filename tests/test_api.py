@@ -25,19 +25,9 @@ def modules_after(code: str) -> set[str]:
 
 def test_import_gatejax_is_light():
   loaded = modules_after("import gatejax as gj; gj.gru(4); gj.scan")
-  assert "gatejax" in loaded
+  assert {"gatejax", "gatejax.cells", "gatejax.sequence", "jax"} <= loaded  # the probe sees
   heavy = sorted(m for m in loaded if any(m == h or m.startswith(h + ".") for h in HEAVY))
   assert not heavy, f"import gatejax loaded {heavy}"
-
-
-def test_the_check_above_can_fail():
-  """Touching gj.interop's Flax conversion does import flax.linen (the probe sees it)."""
-  loaded = modules_after(
-    "import jax, gatejax as gj\n"
-    "c = gj.gru(2)\n"
-    "gj.interop.to_flax_linen(c, c.init(jax.random.key(0), 1))"
-  )
-  assert "flax.linen" in loaded and "torch" not in loaded
 
 
 @pytest.mark.parametrize("name", gj.__all__)

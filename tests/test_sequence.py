@@ -72,7 +72,7 @@ def padded_oracle(name, xs, carry, lengths, reverse):
 # ---------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("batch_shape", "reverse"), [((), False), ((2,), True)])
+@pytest.mark.parametrize(("batch_shape", "reverse"), [((2,), False), ((), True)])
 @pytest.mark.parametrize("name", NAMES)
 def test_scan_equals_a_loop_over_step(name, batch_shape, reverse):
   cell, params = CELLS[name], PARAMS[name]
@@ -88,7 +88,7 @@ def test_scan_equals_a_loop_over_step(name, batch_shape, reverse):
 @pytest.mark.parametrize("name", NAMES)
 def test_default_carry_is_zeros_and_a_given_carry_is_honoured(name):
   cell, params = CELLS[name], PARAMS[name]
-  xs = random_xs(1, (4, 2, I))
+  xs = random_xs(1, (5, 2, I))
   zeros = cell.initial_carry((2,))
   chex.assert_trees_all_equal(gj.scan(cell, params, xs), gj.scan(cell, params, xs, carry=zeros))
   carry = random_carry(cell, 2, (2,))
@@ -100,10 +100,10 @@ def test_default_carry_is_zeros_and_a_given_carry_is_honoured(name):
 
 def test_unroll_gives_the_same_values():
   cell, params = CELLS["lstm"], PARAMS["lstm"]
-  xs = random_xs(1, (5, 2, I))
-  lengths = jnp.array([5, 3])
+  xs = random_xs(1, (3, 2, I))
+  lengths = jnp.array([3, 1])
   expected = gj.scan(cell, params, xs, lengths=lengths)
-  for unroll in (2, True):  # 2 does not divide T = 5; True unrolls fully
+  for unroll in (2, True):  # 2 does not divide T = 3; True unrolls fully
     assert_close(gj.scan(cell, params, xs, lengths=lengths, unroll=unroll), expected)
 
 
@@ -116,9 +116,9 @@ def test_unroll_gives_the_same_values():
 @pytest.mark.parametrize("name", NAMES)
 def test_padded_batch_equals_each_sequence_alone(name, reverse):
   cell = CELLS[name]
-  xs = random_xs(1, (5, 4, I))
-  carry = random_carry(cell, 2, (4,))
-  lengths = np.array([5, 0, 2, 4])
+  xs = random_xs(1, (5, 3, I))
+  carry = random_carry(cell, 2, (3,))
+  lengths = np.array([5, 0, 2])
   final, ys = gj.scan(
     cell, PARAMS[name], xs, carry=carry, lengths=jnp.asarray(lengths), reverse=reverse
   )
@@ -130,10 +130,10 @@ def test_padded_batch_equals_each_sequence_alone(name, reverse):
   chex.assert_trees_all_equal(take(final, 1), take(carry, 1))
 
 
-@settings(max_examples=12, deadline=None)
+@settings(max_examples=8, deadline=None)  # each new (cell, T) compiles: keep it few
 @given(
   name=st.sampled_from(NAMES),
-  time=st.integers(0, 6),
+  time=st.integers(0, 4),
   data=st.data(),
   reverse=st.booleans(),
 )
@@ -159,7 +159,7 @@ def test_lengths_may_be_traced():
   assert_close(run(xs, lengths), gj.scan(cell, params, xs, lengths=lengths, reverse=True))
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", ["gru_before", "lstm"])  # an array carry and a tuple carry
 def test_empty_sequence_returns_the_initial_carry(name):
   cell, params = CELLS[name], PARAMS[name]
   xs = jnp.zeros((0, 2, I))
@@ -194,7 +194,7 @@ def test_gradient_does_not_flow_through_padded_steps():
 @pytest.mark.parametrize("name", NAMES)
 def test_scan_with_gates_matches_recomputation(name):
   cell, params = CELLS[name], PARAMS[name]
-  xs = random_xs(1, (4, 2, I))
+  xs = random_xs(1, (5, 2, I))
   carry0 = random_carry(cell, 2, (2,))
   final, ys, gates = gj.scan_with_gates(cell, params, xs, carry=carry0)
   assert_close((final, ys), gj.scan(cell, params, xs, carry=carry0))
@@ -207,17 +207,17 @@ def test_scan_with_gates_matches_recomputation(name):
     return
   assert type(gates) is type(expected[0])
   for field in gates._fields:
-    chex.assert_shape(getattr(gates, field), (4, 2, H))
+    chex.assert_shape(getattr(gates, field), (5, 2, H))
   assert_close(gates, jax.tree.map(lambda *g: jnp.stack(g), *expected))
 
 
 def test_scan_with_gates_at_padded_steps_uses_the_held_carry():
   cell, params = CELLS["lstm"], PARAMS["lstm"]
-  xs = random_xs(1, (4, 2, I))
-  lengths = jnp.array([4, 2])
+  xs = random_xs(1, (5, 2, I))
+  lengths = jnp.array([5, 2])
   final, _, gates = gj.scan_with_gates(cell, params, xs, lengths=lengths)
-  _, _, g3 = cell.recur(params, take(final, 1), cell.project(params, xs[3, 1]))
-  assert_close(take(gates, (3, 1)), g3)
+  _, _, g4 = cell.recur(params, take(final, 1), cell.project(params, xs[4, 1]))
+  assert_close(take(gates, (4, 1)), g4)
 
 
 # ---------------------------------------------------------------------------
@@ -308,8 +308,6 @@ def manual_stack(cells, params, xs, carries, lengths, bidirectional, reverse=Fal
   ("layers", "bidirectional", "reverse"),
   [
     (("lstm", "lstm"), False, False),
-    (("gru_after", "gru_after"), True, False),
-    (("lstm",), True, False),
     (("gru_before", "rnn_relu"), False, True),
     (("rnn_tanh", "lstm"), True, False),
   ],
@@ -344,13 +342,13 @@ def test_stack_equals_manual_composition(layers, bidirectional, reverse, given_c
 
 def test_bidirectional_halves():
   """Forward features at t read x_0..x_t, backward ones x_t..x_{L-1}: checked by perturbation."""
-  net = gj.stack(CELLS["gru_after"], bidirectional=True)
+  net = gj.stack(CELLS["lstm"], bidirectional=True)
   params = random_stack_params(net, 0)
-  xs = random_xs(1, (6, 1, I))
-  lengths = jnp.array([4])
+  xs = random_xs(1, (5, 2, I))
+  lengths = jnp.array([4, 5])
   _, ys = gj.scan_stack(net, params, xs, lengths=lengths)
   _, ys2 = gj.scan_stack(net, params, xs.at[2].add(1.0), lengths=lengths)
   changed = np.abs(np.asarray(ys2 - ys))[:, 0] > 1e-6
   forward, backward = changed[:, :H].any(-1), changed[:, H:].any(-1)
-  np.testing.assert_array_equal(forward, [False, False, True, True, False, False])
-  np.testing.assert_array_equal(backward, [True, True, True, False, False, False])
+  np.testing.assert_array_equal(forward, [False, False, True, True, False])
+  np.testing.assert_array_equal(backward, [True, True, True, False, False])
