@@ -38,7 +38,6 @@ Example:
 
 from __future__ import annotations
 
-import functools
 from typing import Any
 
 import jax
@@ -99,37 +98,16 @@ def _to_tensor(a: Array) -> Any:
   return torch.from_numpy(np.array(a))
 
 
-def _make_cell(kind: str, hidden_size: int, gate_fn: Any, activation: Any) -> Cell:
-  if kind == "rnn":
-    return rnn(hidden_size, activation=activation)
-  if kind == "gru":
-    return gru(hidden_size, reset="after", gate_fn=gate_fn, activation=activation)
-  return lstm(hidden_size, gate_fn=gate_fn, activation=activation)
-
-
-_cached_cell = functools.cache(_make_cell)
-
-
-def _cell(kind: str, hidden_size: int, gate_fn: Any, activation: Any) -> Cell:
-  """One cell object per configuration, so that converted modules share compiled code.
-
-  ``scan`` compiles once per cell object; cells are immutable values, safe to share.
-  """
-  try:
-    hash((gate_fn, activation))
-  except TypeError:
-    return _make_cell(kind, hidden_size, gate_fn, activation)
-  return _cached_cell(kind, hidden_size, gate_fn, activation)
-
-
 def _torch_cell(module: Any) -> Cell:
   mode = module.mode
   H = module.hidden_size
   if mode == "RNN_TANH":
-    return _cell("rnn", H, None, jnp.tanh)
+    return rnn(H, activation=jnp.tanh)
   if mode == "RNN_RELU":
-    return _cell("rnn", H, None, jax.nn.relu)
-  return _cell(mode.lower(), H, jax.nn.sigmoid, jnp.tanh)
+    return rnn(H, activation=jax.nn.relu)
+  if mode == "GRU":
+    return gru(H, reset="after")
+  return lstm(H)
 
 
 def _torch_layer_params(module: Any, kind: str, layer: int, reverse: bool) -> Params:
@@ -443,7 +421,7 @@ def from_flax_linen(module: Any, variables: Any) -> tuple[Cell, Params]:
   p = _linen_params(variables)
   H = getattr(module, "features", 0)
   if isinstance(module, nn.GRUCell):
-    cell = _cell("gru", H, module.gate_fn, module.activation_fn)
+    cell = gru(H, reset="after", gate_fn=module.gate_fn, activation=module.activation_fn)
     w_x = jnp.concatenate([p["i" + g]["kernel"] for g in _GRU_GATES], axis=-1)
     w_h = jnp.concatenate([p["h" + g]["kernel"] for g in _GRU_GATES], axis=-1)
     b_x = jnp.concatenate([p["i" + g]["bias"] for g in _GRU_GATES])
@@ -451,7 +429,7 @@ def from_flax_linen(module: Any, variables: Any) -> tuple[Cell, Params]:
     b_h = jnp.concatenate([jnp.zeros((2 * H,), b_hn.dtype), b_hn])
     return cell, GRUParams(w_x=w_x, w_h=w_h, b_x=b_x, b_h=b_h)
   if isinstance(module, nn.LSTMCell | nn.OptimizedLSTMCell):
-    cell = _cell("lstm", H, module.gate_fn, module.activation_fn)
+    cell = lstm(H, gate_fn=module.gate_fn, activation=module.activation_fn)
     w_x = jnp.concatenate([p["i" + g]["kernel"] for g in _LSTM_GATES], axis=-1)
     w_h = jnp.concatenate([p["h" + g]["kernel"] for g in _LSTM_GATES], axis=-1)
     b = jnp.concatenate([p["h" + g]["bias"] for g in _LSTM_GATES])
@@ -459,7 +437,7 @@ def from_flax_linen(module: Any, variables: Any) -> tuple[Cell, Params]:
   if isinstance(module, nn.SimpleCell):
     if module.residual:
       raise ValueError("module is a SimpleCell with residual=True, which gj.rnn does not compute")
-    cell = _cell("rnn", H, None, module.activation_fn)
+    cell = rnn(H, activation=module.activation_fn)
     return cell, RNNParams(w_x=p["i"]["kernel"], w_h=p["h"]["kernel"], b=p["i"]["bias"])
   raise TypeError(
     "module must be a flax.linen GRUCell, LSTMCell, OptimizedLSTMCell or SimpleCell, "
