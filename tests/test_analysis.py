@@ -182,6 +182,24 @@ def test_contribution_norms_neither_underflow_nor_overflow():
     np.testing.assert_allclose(scaled, scale * np.asarray(base, np.float64), rtol=1e-5)
 
 
+@pytest.mark.parametrize("batch_shape", [(), (2, 3)])
+def test_any_batch_shape_equals_a_flat_batch(batch_shape):
+  cell = cell_of("lstm")
+  params = draw_params(cell, 0, jnp.float32)
+  xs = normal(100, (T, *batch_shape, I), jnp.float32)
+  flat = xs.reshape(T, -1, I)
+  lengths = jnp.full(batch_shape, 4)
+  norms = analysis.contribution_norms(cell, params, xs, last_step_loss, lengths=lengths)
+  np.testing.assert_allclose(
+    norms, analysis.contribution_norms(cell, params, flat, last_step_loss, lengths=lengths.ravel())
+  )
+  jn = analysis.jacobian_norms(cell, params, xs, lengths=lengths)
+  chex.assert_shape(jn, (T, *batch_shape))
+  np.testing.assert_allclose(
+    jn.reshape(T, -1), analysis.jacobian_norms(cell, params, flat, lengths=lengths.ravel())
+  )
+
+
 # ---------------------------------------------------------------------------
 # Carry adjoints and Jacobian norms against jax.grad / jax.jacrev of a restarted loop
 # ---------------------------------------------------------------------------

@@ -171,8 +171,11 @@ def _backward(
     g_new = jax.tree.map(jnp.add, g_after, read_t)
     _, vjp = jax.vjp(lambda p, c: step(p, c, x, t), params, c)
     g_params, g_before = vjp(g_new)
-    out = {"contributions": g_params, "norms": _global_norm(g_params), "carries": g_new}[emit]
-    return g_before, out
+    if emit == "contributions":
+      return g_before, g_params
+    if emit == "norms":
+      return g_before, _global_norm(g_params)
+    return g_before, g_new
 
   time = jnp.arange(xs.shape[0])
   _, out = jax.lax.scan(body, g_final, (time, xs, before, g_ys), reverse=True)
