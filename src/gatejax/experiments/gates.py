@@ -693,21 +693,26 @@ def _jacobian_findings(result: GateExperiment, probe: str, kind: str) -> list[st
   r_sig = float(np.median(sig.rate))
   r_relu = float(np.median(relu.rate)) if np.isfinite(relu.rate).all() else math.nan
   if _exploded(relu):
-    detail = (
-      f"{_pct(relu.non_finite)} of the norms are inf/NaN"
-      if relu.non_finite > 0
-      else f"the fitted factor is {_num(r_relu)} per step back"
-    )
     sig_text = (
       f"with sigmoid gates no sequence is amplified and the norm fades by {_num(r_sig)} per step"
       if not _exploded(sig)
       else "but the sigmoid gates amplify too here"
     )
+    if relu.non_finite > 0.5:
+      what = (
+        f"with ReLU gates the state itself overflows, and {_pct(relu.non_finite)} of the norms "
+        "are inf/NaN"
+      )
+    else:
+      what = (
+        f"with ReLU gates ‖∂c_T/∂c_0‖ exceeds 1 for {_pct(relu.amplified)} of sequences over "
+        f"{T} steps (fitted factor {_num(r_relu)} per step back"
+        + (f", {_pct(relu.non_finite)} of the norms inf/NaN)" if relu.non_finite > 0 else ")")
+      )
     return [
-      f"{K}, {where}: with ReLU gates ‖∂c_T/∂c_0‖ exceeds 1 for {_pct(relu.amplified)} of "
-      f"sequences over {T} steps and {detail}; {sig_text}. The carry path amplifies instead "
-      "of fading: a gate above 1 is an amplifier, a failure of unboundedness that one-sided "
-      "suppression alone would not cause."
+      f"{K}, {where}: {what}; {sig_text}. The carry path amplifies instead of fading: a gate "
+      "above 1 is an amplifier, a failure of unboundedness that one-sided suppression alone "
+      "would not cause."
     ]
   comparison = "faster" if r_relu < r_sig else "slower"
   return [
@@ -782,21 +787,47 @@ def _overall(result: GateExperiment) -> list[str]:
     if any(j is not None and _exploded(j) for j in relu_j) or any(
       a is not None and a.non_finite > 0 for a in relu_a
     ):
-      relu_fails.append(kind.upper())
-      if hard_j and all(j is not None and not _exploded(j) for j in hard_j):
+      relu_fails.append(kind)
+      hard_tr = result.training.get(label(kind, "hard_sigmoid"))
+      sig_tr = result.training.get(label(kind, "sigmoid"))
+      trains_alike = (
+        hard_tr is None
+        or sig_tr is None
+        or (not hard_tr.diverged.any() and _median_final(hard_tr) <= 2 * _median_final(sig_tr))
+      )
+      if hard_j and all(j is not None and not _exploded(j) for j in hard_j) and trains_alike:
         hard_ok.append(kind.upper())
   if not relu_fails:
     return ["No ReLU-gated cell exploded here: the measured difference is the exact zeros alone."]
   out = [
-    f"Overall: the seed is right that ReLU gates are exactly 0 for a large share of values, "
-    f"but in {', '.join(relu_fails)} the failure that matters is the other side of the ReLU: "
-    "unbounded above, a keep gate above 1 amplifies the carry and its gradient step after step."
+    "Overall: the seed is right that ReLU gates are exactly 0 for a large share of values, "
+    f"but in {', '.join(k.upper() for k in relu_fails)} the failure that shows is the other "
+    "side of the ReLU: unbounded above, a keep gate above 1 amplifies the carry and its "
+    "gradient step after step."
   ]
+  for kind in relu_fails:
+    relu_tr = result.training.get(label(kind, "relu"))
+    sig_tr = result.training.get(label(kind, "sigmoid"))
+    if relu_tr is None or sig_tr is None:
+      continue
+    if relu_tr.diverged.mean() > sig_tr.diverged.mean():
+      out.append(
+        f"For the {kind.upper()} this is fatal: {int(relu_tr.diverged.sum())} of "
+        f"{relu_tr.diverged.size} ReLU-gated training runs diverged "
+        f"(sigmoid: {int(sig_tr.diverged.sum())})."
+      )
+    elif _learned(relu_tr, result.baseline):
+      out.append(
+        f"For the {kind.upper()} it is not: with gradient clipping the ReLU-gated cell still "
+        f"learned (median final loss {_num(_median_final(relu_tr))} against "
+        f"{_num(_median_final(sig_tr))} with sigmoid gates), so 'ReLU gates fail' is not a law."
+      )
   if hard_ok:
     out.append(
-      f"The hard sigmoid, piecewise linear with exact zeros like a ReLU but bounded by 1, does "
-      f"not explode in {', '.join(hard_ok)}: what the gate needs is the bounded range (0, 1) "
-      "that the seed names, more than smoothness or differentiability everywhere."
+      "The hard sigmoid, piecewise linear with exact zeros like a ReLU but bounded by 1, "
+      f"neither explodes nor trains worse than twice the sigmoid's loss in {', '.join(hard_ok)}: "
+      "what a gate needs is the bounded range (0, 1) the seed names, more than smoothness or "
+      "being differentiable everywhere."
     )
   return out
 
