@@ -53,7 +53,7 @@ from jaxtyping import Array
 
 from gatejax.cells import Cell, RecurSplit
 
-__all__ = ["Config", "run", "run_autodiff"]
+__all__ = ["Config", "default_block", "run", "run_autodiff"]
 
 Params = Any
 Carry = Any
@@ -68,6 +68,9 @@ class Config(NamedTuple):
     with_gates: also return the gate activations.
     remat: segment length for checkpointing, or ``None`` to keep every step's residuals.
     matmul_dtype: dtype name of the matmul operands (``"bfloat16"``), or ``None``.
+    block: steps per block (projection and weight-gradient matmuls); see :func:`default_block`.
+    recompute: the backward pass recomputes each block from its input carry instead of
+      reading residuals saved by the forward pass.
   """
 
   reverse: bool
@@ -75,6 +78,18 @@ class Config(NamedTuple):
   with_gates: bool
   remat: int | None
   matmul_dtype: str | None
+  block: int = 1
+  recompute: bool = False
+
+
+def default_block(steps: int) -> int:
+  """Steps per block when the caller names none: 1 on a CPU, the whole sequence elsewhere.
+
+  Measured on a two-core CPU (BENCHMARKS.md): the smallest block is fastest there, since
+  every array of a step stays in cache; a GPU pays per kernel launch, so it wants the
+  largest matmuls, which one block of the whole sequence gives.
+  """
+  return 1 if jax.default_backend() == "cpu" else max(steps, 1)
 
 
 # ---------------------------------------------------------------------------
@@ -115,8 +130,15 @@ def _parts(cell: Cell, matmul_dtype: str | None) -> _Parts:
 
 
 # ---------------------------------------------------------------------------
-# Forward
+# Time in blocks
 # ---------------------------------------------------------------------------
+#
+# Time is cut into blocks of ``cfg.block`` steps. A block projects its inputs at once
+# (one matmul of block·batch rows) and runs its steps as an unrolled loop; in the
+# backward pass it turns its stacked cotangents into weight gradients with one matmul of
+# block·batch rows. On a CPU a small block keeps every per-block array in cache: there
+# the (time, batch, G·hidden) arrays of the whole-sequence form cost more in memory
+# traffic than their large matmuls save (see BENCHMARKS.md). A GPU prefers one block.
 
 
 def _where(valid: Array, new: Any, old: Any) -> Any:
@@ -128,7 +150,25 @@ def _zeros_like(tree: Any) -> Any:
   return jax.tree.map(jnp.zeros_like, tree)
 
 
-def _forward(
+def _add(a: Any, b: Any) -> Any:
+  return jax.tree.map(jnp.add, a, b)
+
+
+def _blocks(a: Any, size: int) -> Any:
+  """Leading axis ``n·size`` -> ``(n, size)``."""
+  return jax.tree.map(lambda x: x.reshape((x.shape[0] // size, size, *x.shape[1:])), a)
+
+
+def _unblock(a: Any) -> Any:
+  return jax.tree.map(lambda x: x.reshape((x.shape[0] * x.shape[1], *x.shape[2:])), a)
+
+
+def _inner_unroll(cfg: Config) -> int | bool:
+  # A short block runs unrolled: a nested loop's per-iteration cost is what blocks avoid.
+  return True if cfg.block <= 16 else cfg.unroll
+
+
+def _block_forward(
   parts: _Parts,
   cfg: Config,
   params: Params,
@@ -139,11 +179,7 @@ def _forward(
   *,
   save: bool,
 ) -> tuple[Carry, Array, Any, Any]:
-  """Scan over one stretch of time; with ``save``, also the residuals of :func:`_backward`.
-
-  Residuals: the projected inputs, each step's input carry and, for a split cell, each
-  step's recurrent matmul output ``hh``.
-  """
+  """Run one block; with ``save``, also its residuals ``(input carries, pxs, hhs)``."""
   pxs = parts.project(params, xs)
   split = parts.split
 
@@ -162,25 +198,16 @@ def _forward(
     return new, (y, gates if cfg.with_gates else (), c if save else (), hh)
 
   carry, (ys, gates, before, hhs) = jax.lax.scan(
-    body, carry, (time, pxs), reverse=cfg.reverse, unroll=cfg.unroll
+    body, carry, (time, pxs), reverse=cfg.reverse, unroll=_inner_unroll(cfg)
   )
-  return carry, ys, gates, (pxs, before, hhs) if save else ()
-
-
-# ---------------------------------------------------------------------------
-# Backward
-# ---------------------------------------------------------------------------
+  return carry, ys, gates, (before, pxs, hhs) if save else ()
 
 
 def _mix_carry(split: RecurSplit, params: Params, carry: Carry) -> Array:
   return split.mix(params, split.hidden(carry))
 
 
-def _add(a: Any, b: Any) -> Any:
-  return jax.tree.map(jnp.add, a, b)
-
-
-def _backward(
+def _block_backward(
   parts: _Parts,
   cfg: Config,
   params: Params,
@@ -192,13 +219,17 @@ def _backward(
   d_ys: Array,
   d_gates: Any,
 ) -> tuple[Carry, Params, Array]:
-  """Pull ``(d_carry, d_ys, d_gates)`` back through one stretch: ``(d_carry0, d_params, d_xs)``."""
-  pxs, before, hhs = residuals
+  """Pull ``(d_carry, d_ys, d_gates)`` back through one block: ``(d_carry0, d_params, d_xs)``."""
+  before, pxs, hhs = residuals
   split = parts.split
 
   def outputs(fn: Callable) -> Callable:
     # The gates' cotangent only exists when the run returns them.
     return fn if cfg.with_gates else (lambda *a: fn(*a)[:2])
+
+  # For cells whose combine reads px + hh, the pulled-back dpx and dhh are one array:
+  # stacking it once halves the writes (found while tracing the body, which runs once).
+  shared = []
 
   def body(dc: Carry, inputs: Any) -> tuple[Carry, Any]:
     t, c, px, hh, dy, dg = inputs
@@ -216,6 +247,9 @@ def _backward(
       _, pull_mix = jax.vjp(partial(_mix_carry, split, params), c)
       (dc_mix,) = pull_mix(dhh)
       dc_prev, per_step = _add(dc_prev, dc_mix), dhh
+      if dpx is dhh:
+        shared.append(True)
+        dpx = ()
     else:
       _, pull = jax.vjp(outputs(lambda c, px: parts.recur(params, c, px)), c, px)
       dc_prev, dpx = pull(cts)
@@ -226,10 +260,12 @@ def _backward(
 
   inputs = (time, before, pxs, hhs, d_ys, d_gates)
   d_carry0, (dpxs, per_step) = jax.lax.scan(
-    body, d_carry, inputs, reverse=not cfg.reverse, unroll=cfg.unroll
+    body, d_carry, inputs, reverse=not cfg.reverse, unroll=_inner_unroll(cfg)
   )
-  # Weight gradients over all steps at once: time is one more batch axis of the cell's
-  # own functions, so each transposed matmul has time·batch rows.
+  if shared:
+    dpxs = per_step
+  # Weight gradients of the whole block at once: time is one more batch axis of the
+  # cell's own functions, so each transposed matmul has block·batch rows.
   _, pull_project = jax.vjp(parts.project, params, xs)
   d_params, d_xs = pull_project(dpxs)
   if split is not None:
@@ -241,27 +277,98 @@ def _backward(
   return d_carry0, _add(d_params, d_params_rec), d_xs
 
 
+# Residuals kept by the forward pass: none, each block's input carry (the backward pass
+# recomputes the block), or every step's residuals.
+NONE, STARTS, ALL = "none", "starts", "all"
+
+
+def _span_forward(
+  parts: _Parts,
+  cfg: Config,
+  params: Params,
+  carry: Carry,
+  xs: Array,
+  time: Array,
+  lengths: Array | None,
+  keep: str,
+) -> tuple[Carry, Array, Any, Any]:
+  """Run a whole number of blocks; keep the residuals ``keep`` names."""
+
+  def block(c: Carry, inputs: tuple[Array, Array]) -> tuple[Carry, Any]:
+    t, x = inputs
+    c_end, ys, gates, residuals = _block_forward(
+      parts, cfg, params, c, x, t, lengths, save=keep == ALL
+    )
+    if keep == ALL:
+      # The projection is recomputed per block in the backward pass: one cache-sized
+      # matmul costs less than writing and reading back (block, batch, G·hidden).
+      before, _, hhs = residuals
+      return c_end, (ys, gates, (before, hhs))
+    return c_end, (ys, gates, c if keep == STARTS else ())
+
+  size = cfg.block
+  carry, (ys, gates, kept) = jax.lax.scan(
+    block, carry, (_blocks(time, size), _blocks(xs, size)), reverse=cfg.reverse
+  )
+  return carry, _unblock(ys), _unblock(gates), kept
+
+
+def _span_backward(
+  parts: _Parts,
+  cfg: Config,
+  params: Params,
+  xs: Array,
+  time: Array,
+  lengths: Array | None,
+  kept: Any,
+  keep: str,
+  d_carry: Carry,
+  d_ys: Array,
+  d_gates: Any,
+) -> tuple[Carry, Params, Array]:
+  """Pull back through the blocks of a span, last block first; sum their weight gradients."""
+
+  def block(acc: tuple[Carry, Params], inputs: Any) -> tuple[tuple[Carry, Params], Array]:
+    dc, dp = acc
+    t, x, kept_b, dy, dg = inputs
+    if keep == STARTS:
+      _, _, _, residuals = _block_forward(parts, cfg, params, kept_b, x, t, lengths, save=True)
+    else:
+      before, hhs = kept_b
+      residuals = (before, parts.project(params, x), hhs)
+    dc, dp_b, dx = _block_backward(parts, cfg, params, x, t, lengths, residuals, dc, dy, dg)
+    return (dc, _add(dp, dp_b)), dx
+
+  size = cfg.block
+  inputs = (
+    _blocks(time, size),
+    _blocks(xs, size),
+    kept,
+    _blocks(d_ys, size),
+    _blocks(d_gates, size),
+  )
+  (d_carry0, d_params), d_xs = jax.lax.scan(
+    block, (d_carry, _zeros_like(params)), inputs, reverse=not cfg.reverse
+  )
+  return d_carry0, d_params, _unblock(d_xs)
+
+
 # ---------------------------------------------------------------------------
-# The custom VJP, whole sequence or segment by segment
+# The custom VJP: whole sequence, or segment by segment under remat
 # ---------------------------------------------------------------------------
 
 
-def _segments(a: Any, size: int) -> Any:
-  return jax.tree.map(lambda x: x.reshape((x.shape[0] // size, size, *x.shape[1:])), a)
-
-
-def _unsegment(a: Any) -> Any:
-  return jax.tree.map(lambda x: x.reshape((x.shape[0] * x.shape[1], *x.shape[2:])), a)
+def _keep(cfg: Config) -> str:
+  return STARTS if cfg.recompute else ALL
 
 
 @partial(jax.custom_vjp, nondiff_argnums=(0, 1))
 def _sequence(
   cell: Cell, cfg: Config, params: Params, xs: Array, carry: Carry, lengths: Array | None
 ) -> tuple[Carry, Array, Any]:
+  parts = _parts(cell, cfg.matmul_dtype)
   time = jnp.arange(xs.shape[0])
-  carry, ys, gates, _ = _forward(
-    _parts(cell, cfg.matmul_dtype), cfg, params, carry, xs, time, lengths, save=False
-  )
+  carry, ys, gates, _ = _span_forward(parts, cfg, params, carry, xs, time, lengths, NONE)
   return carry, ys, gates
 
 
@@ -271,74 +378,91 @@ def _sequence_fwd(
   parts = _parts(cell, cfg.matmul_dtype)
   time = jnp.arange(xs.shape[0])
   if cfg.remat is None:
-    out, ys, gates, residuals = _forward(parts, cfg, params, carry, xs, time, lengths, save=True)
-    return (out, ys, gates), (params, xs, lengths, residuals)
+    out, ys, gates, kept = _span_forward(parts, cfg, params, carry, xs, time, lengths, _keep(cfg))
+    return (out, ys, gates), (params, xs, lengths, kept)
 
   def segment(c: Carry, inputs: tuple[Array, Array]) -> tuple[Carry, Any]:
     t, x = inputs
-    c_end, ys, gates, _ = _forward(parts, cfg, params, c, x, t, lengths, save=False)
+    c_end, ys, gates, _ = _span_forward(parts, cfg, params, c, x, t, lengths, NONE)
     return c_end, (ys, gates, c)
 
   size = cfg.remat
   out, (ys, gates, starts) = jax.lax.scan(
-    segment, carry, (_segments(time, size), _segments(xs, size)), reverse=cfg.reverse
+    segment, carry, (_blocks(time, size), _blocks(xs, size)), reverse=cfg.reverse
   )
-  return (out, _unsegment(ys), _unsegment(gates)), (params, xs, lengths, starts)
+  return (out, _unblock(ys), _unblock(gates)), (params, xs, lengths, starts)
 
 
 def _sequence_bwd(cell: Cell, cfg: Config, saved: Any, cts: Any) -> tuple[Any, ...]:
   parts = _parts(cell, cfg.matmul_dtype)
-  params, xs, lengths, residuals = saved
+  params, xs, lengths, kept = saved
   d_carry, d_ys, d_gates = cts
   time = jnp.arange(xs.shape[0])
+  keep = _keep(cfg)
   if cfg.remat is None:
-    d_carry0, d_params, d_xs = _backward(
-      parts, cfg, params, xs, time, lengths, residuals, d_carry, d_ys, d_gates
+    d_carry0, d_params, d_xs = _span_backward(
+      parts, cfg, params, xs, time, lengths, kept, keep, d_carry, d_ys, d_gates
     )
     return d_params, d_xs, d_carry0, None
 
   def segment(acc: tuple[Carry, Params], inputs: Any) -> tuple[tuple[Carry, Params], Array]:
     dc, dp = acc
     t, x, start, dy, dg = inputs
-    _, _, _, seg_residuals = _forward(parts, cfg, params, start, x, t, lengths, save=True)
-    dc, dp_seg, dx = _backward(parts, cfg, params, x, t, lengths, seg_residuals, dc, dy, dg)
-    return (dc, _add(dp, dp_seg)), dx
+    _, _, _, kept_s = _span_forward(parts, cfg, params, start, x, t, lengths, keep)
+    dc, dp_s, dx = _span_backward(parts, cfg, params, x, t, lengths, kept_s, keep, dc, dy, dg)
+    return (dc, _add(dp, dp_s)), dx
 
   size = cfg.remat
   inputs = (
-    _segments(time, size),
-    _segments(xs, size),
-    residuals,
-    _segments(d_ys, size),
-    _segments(d_gates, size),
+    _blocks(time, size),
+    _blocks(xs, size),
+    kept,
+    _blocks(d_ys, size),
+    _blocks(d_gates, size),
   )
   (d_carry0, d_params), d_xs = jax.lax.scan(
     segment, (d_carry, _zeros_like(params)), inputs, reverse=not cfg.reverse
   )
-  return d_params, _unsegment(d_xs), d_carry0, None
+  return d_params, _unblock(d_xs), d_carry0, None
 
 
 _sequence.defvjp(_sequence_fwd, _sequence_bwd)
 
 
-def _pad_time(cfg: Config, xs: Array, lengths: Array | None) -> tuple[Array, Array | None]:
-  """Pad ``xs`` to whole segments with steps past every length (they hold the carry)."""
-  size = cfg.remat
-  steps = xs.shape[0]
-  if size is None or steps % size == 0:
+# ---------------------------------------------------------------------------
+# Entry points
+# ---------------------------------------------------------------------------
+
+
+def _layout(cfg: Config, steps: int) -> tuple[Config, int]:
+  """``cfg`` with concrete ``block`` and ``remat`` (a multiple of it) and the padded length.
+
+  A block longer than the sequence is the whole sequence; a ``remat`` segment at least as
+  long as the sequence is no segmentation at all.
+  """
+  block = max(1, min(cfg.block, steps))
+  remat = cfg.remat
+  if remat is not None:
+    remat = -(-max(remat, block) // block) * block
+    if remat >= steps:
+      remat = None
+  unit = remat or block
+  padded = -(-steps // unit) * unit if steps else 0
+  return cfg._replace(block=block, remat=remat), padded
+
+
+def _pad(xs: Array, lengths: Array | None, steps: int, padded: int) -> tuple[Array, Array | None]:
+  """Pad ``xs`` to ``padded`` steps with steps past every length (they hold the carry)."""
+  if padded == steps:
     return xs, lengths
-  pad = size - steps % size
-  xs = jnp.concatenate([xs, jnp.zeros((pad, *xs.shape[1:]), xs.dtype)])
+  xs = jnp.concatenate([xs, jnp.zeros((padded - steps, *xs.shape[1:]), xs.dtype)])
   if lengths is None:
     lengths = jnp.full(xs.shape[1:-1], steps, jnp.int32)
   return xs, lengths
 
 
-def _effective(cfg: Config, steps: int) -> Config:
-  """``cfg`` with ``remat`` dropped where one segment would hold the whole sequence."""
-  if cfg.remat is not None and cfg.remat >= steps:
-    return cfg._replace(remat=None)
-  return cfg
+def _trim(ys: Array, gates: Any, steps: int) -> tuple[Array, Any]:
+  return jax.tree.map(lambda a: a[:steps], (ys, gates))
 
 
 def run(
@@ -346,38 +470,47 @@ def run(
 ) -> tuple[Carry, Array, Any]:
   """The fused runner: ``(carry, ys, gates)`` as the plain scan, with the hand-written VJP."""
   steps = xs.shape[0]
-  cfg = _effective(cfg, steps)
-  xs_padded, lengths = _pad_time(cfg, xs, lengths)
-  out = _sequence(cell, cfg, params, xs_padded, carry, lengths)
+  cfg, padded = _layout(cfg, steps)
+  if padded == 0:
+    return run_autodiff(cell, cfg, params, xs, carry, lengths)
+  xs, lengths = _pad(xs, lengths, steps, padded)
+  out = _sequence(cell, cfg, params, xs, carry, lengths)
   carry, ys, gates = cast(tuple[Carry, Array, Any], out)
-  if xs_padded.shape[0] != steps:
-    ys, gates = jax.tree.map(lambda a: a[:steps], (ys, gates))
-  return carry, ys, gates
+  return carry, *_trim(ys, gates, steps)
 
 
 def run_autodiff(
   cell: Cell, cfg: Config, params: Params, xs: Array, carry: Carry, lengths: Array | None
 ) -> tuple[Carry, Array, Any]:
-  """The plain runner, differentiated by JAX; with ``remat``, checkpointed per segment."""
+  """The same forward pass, differentiated by JAX; under ``remat``, checkpointed per segment."""
   steps = xs.shape[0]
-  cfg = _effective(cfg, steps)
+  cfg, padded = _layout(cfg, steps)
   parts = _parts(cell, cfg.matmul_dtype)
-  xs_padded, lengths = _pad_time(cfg, xs, lengths)
-  time = jnp.arange(xs_padded.shape[0])
-  if cfg.remat is None:
-    carry, ys, gates, _ = _forward(parts, cfg, params, carry, xs, time, lengths, save=False)
+  if padded == 0:
+    pxs = parts.project(params, xs)
+    body = lambda c, px: parts.recur(params, c, px)
+    carry, (ys, gates) = jax.lax.scan(lambda c, px: _drop(body(c, px), cfg), carry, pxs)
     return carry, ys, gates
+  xs, lengths = _pad(xs, lengths, steps, padded)
+  time = jnp.arange(padded)
+  if cfg.remat is None:
+    carry, ys, gates, _ = _span_forward(parts, cfg, params, carry, xs, time, lengths, NONE)
+    return carry, *_trim(ys, gates, steps)
 
   # Only each segment's input carry is saved; its steps are recomputed in the backward pass.
   @partial(jax.checkpoint, prevent_cse=False)
   def segment(c: Carry, inputs: tuple[Array, Array]) -> tuple[Carry, Any]:
     t, x = inputs
-    c, ys, gates, _ = _forward(parts, cfg, params, c, x, t, lengths, save=False)
+    c, ys, gates, _ = _span_forward(parts, cfg, params, c, x, t, lengths, NONE)
     return c, (ys, gates)
 
   size = cfg.remat
   carry, (ys, gates) = jax.lax.scan(
-    segment, carry, (_segments(time, size), _segments(xs_padded, size)), reverse=cfg.reverse
+    segment, carry, (_blocks(time, size), _blocks(xs, size)), reverse=cfg.reverse
   )
-  ys, gates = jax.tree.map(lambda a: _unsegment(a)[:steps], (ys, gates))
-  return carry, ys, gates
+  return carry, *_trim(_unblock(ys), _unblock(gates), steps)
+
+
+def _drop(out: tuple[Carry, Array, Any], cfg: Config) -> tuple[Carry, tuple[Array, Any]]:
+  carry, y, gates = out
+  return carry, (y, gates if cfg.with_gates else ())

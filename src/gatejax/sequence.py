@@ -50,7 +50,16 @@ IMPLS = ("auto", "fused", "autodiff")
 
 @partial(
   jax.jit,
-  static_argnames=("cell", "reverse", "unroll", "with_gates", "impl", "remat", "matmul_dtype"),
+  static_argnames=(
+    "cell",
+    "reverse",
+    "unroll",
+    "with_gates",
+    "impl",
+    "remat",
+    "matmul_dtype",
+    "block",
+  ),
 )
 def _run(
   cell: Cell,
@@ -65,6 +74,7 @@ def _run(
   impl: str = "auto",
   remat: int | bool | None = None,
   matmul_dtype: str | None = None,
+  block: int | None = None,
 ) -> tuple[Carry, Array, Any]:
   """The one recurrence behind :func:`scan`, :func:`scan_with_gates` and :func:`scan_stack`.
 
@@ -81,13 +91,16 @@ def _run(
     with_gates=with_gates,
     remat=remat or None,
     matmul_dtype=matmul_dtype,
+    block=fused.default_block(steps) if block is None else block,
   )
   runner = fused.run_autodiff if impl == "autodiff" else fused.run
   return runner(cell, cfg, params, xs, carry, lengths)
 
 
-def _speed_options(impl: Any, remat: Any, matmul_dtype: Any, dtype: Any) -> tuple[str, Any, Any]:
-  """Check ``impl``, ``remat`` and ``matmul_dtype``; return them in the form ``_run`` keys on."""
+def _speed_options(
+  impl: Any, remat: Any, matmul_dtype: Any, block: Any, dtype: Any
+) -> tuple[str, Any, Any]:
+  """Check the speed options; return ``impl``, ``remat`` and ``matmul_dtype`` as ``_run`` keys."""
   if impl not in IMPLS:
     raise ValueError(f"impl must be one of {IMPLS}, got {impl!r}")
   bad_int = not isinstance(remat, int) or remat < 1
@@ -95,6 +108,8 @@ def _speed_options(impl: Any, remat: Any, matmul_dtype: Any, dtype: Any) -> tupl
     raise ValueError(
       f"remat must be None, a bool or an int >= 1 (steps per segment), got {remat!r}"
     )
+  if block is not None and (not isinstance(block, int) or isinstance(block, bool) or block < 1):
+    raise ValueError(f"block must be None or an int >= 1 (steps per block), got {block!r}")
   if matmul_dtype is not None:
     try:
       matmul_dtype = jnp.dtype(matmul_dtype)
@@ -137,6 +152,7 @@ def scan(
   impl: str = "auto",
   remat: int | bool | None = None,
   matmul_dtype: DTypeLike | None = None,
+  block: int | None = None,
 ) -> tuple[Carry, Float[Array, "time *batch hidden"]]:
   r"""Run ``cell`` over a time-major sequence; jit-compiled, equal to a loop over ``cell.step``.
 
@@ -165,6 +181,10 @@ def scan(
       results in this dtype (``jnp.bfloat16``), the carry and gates in the compute dtype;
       ``None`` (default) uses the compute dtype. Needs ``cell.split`` (not GRU
       ``reset="before"``).
+    block: steps per block: each block projects its inputs with one matmul and, under
+      differentiation, forms its weight gradients with one matmul. ``None`` (default):
+      1 on a CPU, where per-step arrays staying in cache is what counts, and the whole
+      sequence elsewhere (one large matmul each). Blocks of up to 16 steps run unrolled.
 
   Returns:
     ``(carry, ys)``: each sequence's carry after its last valid step, and the
@@ -187,7 +207,7 @@ def scan(
     True
   """
   xs, carry, lengths = _prepare(cell, params, xs, carry, lengths, unroll)
-  impl, remat, matmul_dtype = _speed_options(impl, remat, matmul_dtype, _dtype(carry))
+  impl, remat, matmul_dtype = _speed_options(impl, remat, matmul_dtype, block, _dtype(carry))
   carry, ys, _ = _run(
     cell,
     params,
@@ -200,6 +220,7 @@ def scan(
     impl=impl,
     remat=remat,
     matmul_dtype=matmul_dtype,
+    block=block,
   )
   return carry, ys
 
@@ -216,6 +237,7 @@ def scan_with_gates(
   impl: str = "auto",
   remat: int | bool | None = None,
   matmul_dtype: DTypeLike | None = None,
+  block: int | None = None,
 ) -> tuple[Carry, Float[Array, "time *batch hidden"], Any]:
   """:func:`scan` that also returns every step's gate activations, time first.
 
@@ -235,7 +257,7 @@ def scan_with_gates(
     (5, 8)
   """
   xs, carry, lengths = _prepare(cell, params, xs, carry, lengths, unroll)
-  impl, remat, matmul_dtype = _speed_options(impl, remat, matmul_dtype, _dtype(carry))
+  impl, remat, matmul_dtype = _speed_options(impl, remat, matmul_dtype, block, _dtype(carry))
   return _run(
     cell,
     params,
@@ -248,6 +270,7 @@ def scan_with_gates(
     impl=impl,
     remat=remat,
     matmul_dtype=matmul_dtype,
+    block=block,
   )
 
 
@@ -367,6 +390,7 @@ def scan_stack(
   impl: str = "auto",
   remat: int | bool | None = None,
   matmul_dtype: DTypeLike | None = None,
+  block: int | None = None,
 ) -> tuple[tuple[Carry, ...], Float[Array, "time *batch features"]]:
   """Run a :class:`Stack`: each layer through :func:`scan`, layer ``k + 1`` reading layer ``k``.
 
@@ -384,6 +408,7 @@ def scan_stack(
     impl: as in :func:`scan`, for every layer.
     remat: as in :func:`scan`, for every layer.
     matmul_dtype: as in :func:`scan`, for every layer.
+    block: as in :func:`scan`, for every layer.
 
   Returns:
     ``(carries, ys)``: a tuple over layers of final carries (:class:`Bidirectional`
@@ -403,7 +428,7 @@ def scan_stack(
     carry = tuple(carry) if isinstance(carry, list | tuple) else carry
     if not isinstance(carry, tuple) or len(carry) != len(net.layers):
       raise ValueError(f"carry must be a tuple of {len(net.layers)} layer carries")
-  run = partial(scan, unroll=unroll, impl=impl, remat=remat, matmul_dtype=matmul_dtype)
+  run = partial(scan, unroll=unroll, impl=impl, remat=remat, matmul_dtype=matmul_dtype, block=block)
   carries = []
   for k, (cell, layer_params) in enumerate(zip(net.layers, params, strict=True)):
     layer_carry = None if carry is None else carry[k]
