@@ -2,11 +2,13 @@
 
 The committed notebooks carry the outputs of a full-size run; here each is executed from a
 copy (never rewritten) in a fresh ``python3`` kernel of this environment, and any cell
-error fails the test.
+error fails the test. The four kernels run concurrently (each is its own process, so two
+cores run two notebooks at once); each notebook still passes or fails as its own test.
 """
 
 import os
 import pathlib
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -14,6 +16,44 @@ nbformat = pytest.importorskip("nbformat")
 nbclient = pytest.importorskip("nbclient")
 
 NOTEBOOKS = sorted((pathlib.Path(__file__).parent.parent / "notebooks").glob("*.ipynb"))
+
+
+def _execute(path: pathlib.Path) -> BaseException | None:
+  """Run one notebook in its own kernel; the exception of the failing cell, or None."""
+  nb = nbformat.read(path, as_version=4)
+  client = nbclient.NotebookClient(
+    nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}}
+  )
+  try:
+    client.execute()  # raises CellExecutionError on the first failing cell
+  except Exception as e:
+    return e
+  errors = [
+    out
+    for cell in nb.cells
+    if cell.cell_type == "code"
+    for out in cell.get("outputs", [])
+    if out.get("output_type") == "error"
+  ]
+  return AssertionError(f"{path.name}: error outputs {errors}") if errors else None
+
+
+@pytest.fixture(scope="module")
+def executions():
+  # Kernels inherit the environment: quick sizes, and no accelerator for a smoke run.
+  saved = {k: os.environ.get(k) for k in ("GATEJAX_QUICK", "JAX_PLATFORMS")}
+  os.environ["GATEJAX_QUICK"] = "1"
+  os.environ.setdefault("JAX_PLATFORMS", "cpu")
+  try:
+    with ThreadPoolExecutor(max_workers=len(NOTEBOOKS)) as pool:
+      results = dict(zip(NOTEBOOKS, pool.map(_execute, NOTEBOOKS), strict=True))
+  finally:
+    for k, v in saved.items():
+      if v is None:
+        os.environ.pop(k, None)
+      else:
+        os.environ[k] = v
+  return results
 
 
 def test_the_four_notebooks_exist():
@@ -30,32 +70,14 @@ def test_committed_notebooks_carry_figures():
   """A reader sees the figures without running anything."""
   for path in NOTEBOOKS:
     nb = nbformat.read(path, as_version=4)
-    images = [
-      out
-      for cell in nb.cells
-      if cell.cell_type == "code"
-      for out in cell.get("outputs", [])
-      if "image/png" in out.get("data", {})
-    ]
+    code = [cell for cell in nb.cells if cell.cell_type == "code"]
+    images = [out for cell in code for out in cell.outputs if "image/png" in out.get("data", {})]
     assert images, f"{path.name} has no figure in its saved outputs"
-    assert all(cell.get("outputs") is not None for cell in nb.cells if cell.cell_type == "code")
+    assert all(cell.execution_count for cell in code), f"{path.name} has unexecuted cells"
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
-def test_notebook_executes(path, monkeypatch):
-  monkeypatch.setenv("GATEJAX_QUICK", "1")
-  # The kernel imports jax afresh: keep it off any accelerator and quiet about it.
-  monkeypatch.setenv("JAX_PLATFORMS", os.environ.get("JAX_PLATFORMS", "cpu"))
-  nb = nbformat.read(path, as_version=4)
-  client = nbclient.NotebookClient(
-    nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}}
-  )
-  client.execute()  # raises CellExecutionError on the first failing cell
-  errors = [
-    out
-    for cell in nb.cells
-    if cell.cell_type == "code"
-    for out in cell.get("outputs", [])
-    if out.get("output_type") == "error"
-  ]
-  assert not errors
+def test_notebook_executes(path, executions):
+  error = executions[path]
+  if error is not None:
+    raise error
