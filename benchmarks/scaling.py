@@ -24,6 +24,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import faulthandler
 import json
 import os
 import platform
@@ -45,6 +46,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
   parser.add_argument("--rounds", type=int, default=5)
   parser.add_argument("--weak", action="store_true", help="also batch-per-device scaling")
   parser.add_argument("--quick", action="store_true", help="small shape, few rounds")
+  parser.add_argument("--no-sweep", action="store_true", help="skip the seed sweep")
+  parser.add_argument(
+    "--watchdog", type=float, default=600, help="abort when one configuration takes longer"
+  )
   parser.add_argument("--json", help="where to write the results (default scaling-<backend>.json)")
   args = parser.parse_args(argv)
   if args.quick:
@@ -108,7 +113,25 @@ def main(argv: list[str] | None = None) -> int:
     run()  # compile and warm up
     return _median_seconds(run, args.rounds) / args.steps
 
+  faulthandler.dump_traceback_later(args.watchdog, exit=True)
   rows = []
+  out = args.json or f"scaling-{jax.default_backend()}.json"
+
+  def write() -> None:
+    with open(out, "w") as f:
+      json.dump(
+        {
+          "backend": jax.default_backend(),
+          "device_kind": jax.devices()[0].device_kind,
+          "devices": available,
+          "cores": os.cpu_count(),
+          "machine": platform.machine(),
+          "args": {k: v for k, v in vars(args).items() if k != "device_counts"},
+          "rows": rows,
+        },
+        f,
+        indent=1,
+      )
 
   def add(what: str, n: int, batch_size: int, seconds: float, work: float, base: dict) -> None:
     # speedup in throughput (work per second) over the smallest mesh; efficiency divides it
@@ -127,6 +150,9 @@ def main(argv: list[str] | None = None) -> int:
         "efficiency": speedup / (n / base["devices"]),
       }
     )
+    print(f"  {what} on {n} devices: {1e3 * seconds:.2f} ms", flush=True)
+    write()
+    faulthandler.dump_traceback_later(args.watchdog, exit=True)
 
   modes = [("strong", lambda n: args.batch)]
   if args.weak:
@@ -143,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
   keys = jax.random.split(jax.random.key(1), args.seeds)
   sweep_batch = max(1, args.batch // 4)
   base = {}
-  for n in counts:
+  for n in [] if args.no_sweep else counts:
     if args.seeds % n:
       continue
     mesh = parallel.data_mesh(n)
@@ -164,21 +190,7 @@ def main(argv: list[str] | None = None) -> int:
       f"{r['what']:<28} {r['devices']:>7} {r['batch']:>6} {r['ms']:>10.2f} "
       f"{r['speedup']:>8.2f} {r['efficiency']:>10.2f}"
     )
-  out = args.json or f"scaling-{jax.default_backend()}.json"
-  with open(out, "w") as f:
-    json.dump(
-      {
-        "backend": jax.default_backend(),
-        "device_kind": jax.devices()[0].device_kind,
-        "devices": available,
-        "cores": os.cpu_count(),
-        "machine": platform.machine(),
-        "args": {k: v for k, v in vars(args).items() if k != "device_counts"},
-        "rows": rows,
-      },
-      f,
-      indent=1,
-    )
+  faulthandler.cancel_dump_traceback_later()
   print(f"wrote {out}")
   return 0
 
