@@ -2,13 +2,14 @@
 
 The committed notebooks carry the outputs of a full-size run; here each is executed from a
 copy (never rewritten) in a fresh ``python3`` kernel of this environment, and any cell
-error fails the test. The four kernels run concurrently (each is its own process, so two
-cores run two notebooks at once); each notebook still passes or fails as its own test.
+error fails the test. The four kernels run concurrently, driven by one asyncio loop (each
+kernel is its own process, so two cores run two notebooks at once); each notebook still
+passes or fails as its own test.
 """
 
+import asyncio
 import os
 import pathlib
-from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -18,14 +19,14 @@ nbclient = pytest.importorskip("nbclient")
 NOTEBOOKS = sorted((pathlib.Path(__file__).parent.parent / "notebooks").glob("*.ipynb"))
 
 
-def _execute(path: pathlib.Path) -> BaseException | None:
+async def _execute(path: pathlib.Path) -> BaseException | None:
   """Run one notebook in its own kernel; the exception of the failing cell, or None."""
   nb = nbformat.read(path, as_version=4)
   client = nbclient.NotebookClient(
     nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}}
   )
   try:
-    client.execute()  # raises CellExecutionError on the first failing cell
+    await client.async_execute()  # raises CellExecutionError on the first failing cell
   except Exception as e:
     return e
   errors = [
@@ -38,6 +39,10 @@ def _execute(path: pathlib.Path) -> BaseException | None:
   return AssertionError(f"{path.name}: error outputs {errors}") if errors else None
 
 
+async def _execute_all() -> list[BaseException | None]:
+  return await asyncio.gather(*(_execute(path) for path in NOTEBOOKS))
+
+
 @pytest.fixture(scope="module")
 def executions():
   # Kernels inherit the environment: quick sizes, and no accelerator for a smoke run.
@@ -45,8 +50,7 @@ def executions():
   os.environ["GATEJAX_QUICK"] = "1"
   os.environ.setdefault("JAX_PLATFORMS", "cpu")
   try:
-    with ThreadPoolExecutor(max_workers=len(NOTEBOOKS)) as pool:
-      results = dict(zip(NOTEBOOKS, pool.map(_execute, NOTEBOOKS), strict=True))
+    results = dict(zip(NOTEBOOKS, asyncio.run(_execute_all()), strict=True))
   finally:
     for k, v in saved.items():
       if v is None:
