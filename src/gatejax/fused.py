@@ -69,8 +69,7 @@ class Config(NamedTuple):
     remat: segment length for checkpointing, or ``None`` to keep every step's residuals.
     matmul_dtype: dtype name of the matmul operands (``"bfloat16"``), or ``None``.
     block: steps per block (projection and weight-gradient matmuls); see :func:`default_block`.
-    recompute: the backward pass recomputes each block from its input carry instead of
-      reading residuals saved by the forward pass.
+    single_block: set by the runner when one block holds the whole sequence.
   """
 
   reverse: bool
@@ -79,7 +78,7 @@ class Config(NamedTuple):
   remat: int | None
   matmul_dtype: str | None
   block: int = 1
-  recompute: bool = False
+  single_block: bool = False
 
 
 def default_block(steps: int) -> int:
@@ -154,6 +153,17 @@ def _add(a: Any, b: Any) -> Any:
   return jax.tree.map(jnp.add, a, b)
 
 
+def _time(steps: int) -> Array:
+  """Step indices, int32 as :func:`_int32` makes ``lengths``, whatever the x64 mode."""
+  return jnp.arange(steps, dtype=jnp.int32)
+
+
+def _int32(lengths: Array | None) -> Array | None:
+  # Lengths lie in [0, time]; one integer type for both sides of ``t < lengths`` keeps
+  # strict dtype promotion happy with int32 lengths under x64 and int64 ones without.
+  return None if lengths is None else lengths.astype(jnp.int32)
+
+
 def _blocks(a: Any, size: int) -> Any:
   """Leading axis ``n·size`` -> ``(n, size)``."""
   return jax.tree.map(lambda x: x.reshape((x.shape[0] // size, size, *x.shape[1:])), a)
@@ -164,8 +174,9 @@ def _unblock(a: Any) -> Any:
 
 
 def _inner_unroll(cfg: Config) -> int | bool:
-  # A short block runs unrolled: a nested loop's per-iteration cost is what blocks avoid.
-  return True if cfg.block <= 16 else cfg.unroll
+  # A short block of a longer sequence runs unrolled: a nested loop's per-iteration cost
+  # is what blocks avoid. A single block is the plain loop, unrolled as asked.
+  return True if cfg.block <= 16 and not cfg.single_block else cfg.unroll
 
 
 def _block_forward(
@@ -277,11 +288,6 @@ def _block_backward(
   return d_carry0, _add(d_params, d_params_rec), d_xs
 
 
-# Residuals kept by the forward pass: none, each block's input carry (the backward pass
-# recomputes the block), or every step's residuals.
-NONE, STARTS, ALL = "none", "starts", "all"
-
-
 def _span_forward(
   parts: _Parts,
   cfg: Config,
@@ -290,21 +296,20 @@ def _span_forward(
   xs: Array,
   time: Array,
   lengths: Array | None,
-  keep: str,
+  *,
+  save: bool,
 ) -> tuple[Carry, Array, Any, Any]:
-  """Run a whole number of blocks; keep the residuals ``keep`` names."""
+  """Run a whole number of blocks; with ``save``, keep what the backward pass reads."""
 
   def block(c: Carry, inputs: tuple[Array, Array]) -> tuple[Carry, Any]:
     t, x = inputs
-    c_end, ys, gates, residuals = _block_forward(
-      parts, cfg, params, c, x, t, lengths, save=keep == ALL
-    )
-    if keep == ALL:
+    c_end, ys, gates, residuals = _block_forward(parts, cfg, params, c, x, t, lengths, save=save)
+    if save:
       # The projection is recomputed per block in the backward pass: one cache-sized
       # matmul costs less than writing and reading back (block, batch, G·hidden).
       before, _, hhs = residuals
       return c_end, (ys, gates, (before, hhs))
-    return c_end, (ys, gates, c if keep == STARTS else ())
+    return c_end, (ys, gates, ())
 
   size = cfg.block
   carry, (ys, gates, kept) = jax.lax.scan(
@@ -321,7 +326,6 @@ def _span_backward(
   time: Array,
   lengths: Array | None,
   kept: Any,
-  keep: str,
   d_carry: Carry,
   d_ys: Array,
   d_gates: Any,
@@ -330,12 +334,8 @@ def _span_backward(
 
   def block(acc: tuple[Carry, Params], inputs: Any) -> tuple[tuple[Carry, Params], Array]:
     dc, dp = acc
-    t, x, kept_b, dy, dg = inputs
-    if keep == STARTS:
-      _, _, _, residuals = _block_forward(parts, cfg, params, kept_b, x, t, lengths, save=True)
-    else:
-      before, hhs = kept_b
-      residuals = (before, parts.project(params, x), hhs)
+    t, x, (before, hhs), dy, dg = inputs
+    residuals = (before, parts.project(params, x), hhs)
     dc, dp_b, dx = _block_backward(parts, cfg, params, x, t, lengths, residuals, dc, dy, dg)
     return (dc, _add(dp, dp_b)), dx
 
@@ -358,17 +358,13 @@ def _span_backward(
 # ---------------------------------------------------------------------------
 
 
-def _keep(cfg: Config) -> str:
-  return STARTS if cfg.recompute else ALL
-
-
 @partial(jax.custom_vjp, nondiff_argnums=(0, 1))
 def _sequence(
   cell: Cell, cfg: Config, params: Params, xs: Array, carry: Carry, lengths: Array | None
 ) -> tuple[Carry, Array, Any]:
   parts = _parts(cell, cfg.matmul_dtype)
-  time = jnp.arange(xs.shape[0])
-  carry, ys, gates, _ = _span_forward(parts, cfg, params, carry, xs, time, lengths, NONE)
+  time = _time(xs.shape[0])
+  carry, ys, gates, _ = _span_forward(parts, cfg, params, carry, xs, time, lengths, save=False)
   return carry, ys, gates
 
 
@@ -376,14 +372,14 @@ def _sequence_fwd(
   cell: Cell, cfg: Config, params: Params, xs: Array, carry: Carry, lengths: Array | None
 ) -> tuple[tuple[Carry, Array, Any], Any]:
   parts = _parts(cell, cfg.matmul_dtype)
-  time = jnp.arange(xs.shape[0])
+  time = _time(xs.shape[0])
   if cfg.remat is None:
-    out, ys, gates, kept = _span_forward(parts, cfg, params, carry, xs, time, lengths, _keep(cfg))
+    out, ys, gates, kept = _span_forward(parts, cfg, params, carry, xs, time, lengths, save=True)
     return (out, ys, gates), (params, xs, lengths, kept)
 
   def segment(c: Carry, inputs: tuple[Array, Array]) -> tuple[Carry, Any]:
     t, x = inputs
-    c_end, ys, gates, _ = _span_forward(parts, cfg, params, c, x, t, lengths, NONE)
+    c_end, ys, gates, _ = _span_forward(parts, cfg, params, c, x, t, lengths, save=False)
     return c_end, (ys, gates, c)
 
   size = cfg.remat
@@ -397,19 +393,18 @@ def _sequence_bwd(cell: Cell, cfg: Config, saved: Any, cts: Any) -> tuple[Any, .
   parts = _parts(cell, cfg.matmul_dtype)
   params, xs, lengths, kept = saved
   d_carry, d_ys, d_gates = cts
-  time = jnp.arange(xs.shape[0])
-  keep = _keep(cfg)
+  time = _time(xs.shape[0])
   if cfg.remat is None:
     d_carry0, d_params, d_xs = _span_backward(
-      parts, cfg, params, xs, time, lengths, kept, keep, d_carry, d_ys, d_gates
+      parts, cfg, params, xs, time, lengths, kept, d_carry, d_ys, d_gates
     )
     return d_params, d_xs, d_carry0, None
 
   def segment(acc: tuple[Carry, Params], inputs: Any) -> tuple[tuple[Carry, Params], Array]:
     dc, dp = acc
     t, x, start, dy, dg = inputs
-    _, _, _, kept_s = _span_forward(parts, cfg, params, start, x, t, lengths, keep)
-    dc, dp_s, dx = _span_backward(parts, cfg, params, x, t, lengths, kept_s, keep, dc, dy, dg)
+    _, _, _, kept_s = _span_forward(parts, cfg, params, start, x, t, lengths, save=True)
+    dc, dp_s, dx = _span_backward(parts, cfg, params, x, t, lengths, kept_s, dc, dy, dg)
     return (dc, _add(dp, dp_s)), dx
 
   size = cfg.remat
@@ -448,7 +443,7 @@ def _layout(cfg: Config, steps: int) -> tuple[Config, int]:
       remat = None
   unit = remat or block
   padded = -(-steps // unit) * unit if steps else 0
-  return cfg._replace(block=block, remat=remat), padded
+  return cfg._replace(block=block, remat=remat, single_block=block == padded), padded
 
 
 def _pad(xs: Array, lengths: Array | None, steps: int, padded: int) -> tuple[Array, Array | None]:
@@ -469,7 +464,7 @@ def run(
   cell: Cell, cfg: Config, params: Params, xs: Array, carry: Carry, lengths: Array | None
 ) -> tuple[Carry, Array, Any]:
   """The fused runner: ``(carry, ys, gates)`` as the plain scan, with the hand-written VJP."""
-  steps = xs.shape[0]
+  steps, lengths = xs.shape[0], _int32(lengths)
   cfg, padded = _layout(cfg, steps)
   if padded == 0:
     return run_autodiff(cell, cfg, params, xs, carry, lengths)
@@ -483,7 +478,7 @@ def run_autodiff(
   cell: Cell, cfg: Config, params: Params, xs: Array, carry: Carry, lengths: Array | None
 ) -> tuple[Carry, Array, Any]:
   """The same forward pass, differentiated by JAX; under ``remat``, checkpointed per segment."""
-  steps = xs.shape[0]
+  steps, lengths = xs.shape[0], _int32(lengths)
   cfg, padded = _layout(cfg, steps)
   parts = _parts(cell, cfg.matmul_dtype)
   if padded == 0:
@@ -492,16 +487,16 @@ def run_autodiff(
     carry, (ys, gates) = jax.lax.scan(lambda c, px: _drop(body(c, px), cfg), carry, pxs)
     return carry, ys, gates
   xs, lengths = _pad(xs, lengths, steps, padded)
-  time = jnp.arange(padded)
+  time = _time(padded)
   if cfg.remat is None:
-    carry, ys, gates, _ = _span_forward(parts, cfg, params, carry, xs, time, lengths, NONE)
+    carry, ys, gates, _ = _span_forward(parts, cfg, params, carry, xs, time, lengths, save=False)
     return carry, *_trim(ys, gates, steps)
 
   # Only each segment's input carry is saved; its steps are recomputed in the backward pass.
   @partial(jax.checkpoint, prevent_cse=False)
   def segment(c: Carry, inputs: tuple[Array, Array]) -> tuple[Carry, Any]:
     t, x = inputs
-    c, ys, gates, _ = _span_forward(parts, cfg, params, c, x, t, lengths, NONE)
+    c, ys, gates, _ = _span_forward(parts, cfg, params, c, x, t, lengths, save=False)
     return c, (ys, gates)
 
   size = cfg.remat
