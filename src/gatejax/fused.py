@@ -49,6 +49,7 @@ from typing import Any, NamedTuple, cast
 
 import jax
 import jax.numpy as jnp
+from jax.extend import core as jax_core
 from jaxtyping import Array
 
 from gatejax.cells import Cell, RecurSplit
@@ -97,13 +98,99 @@ def default_block(steps: int) -> int:
 
 
 def _low_precision(fn: Callable[[Params, Array], Array], dtype: str) -> Callable:
-  """``fn(params, a)`` with ``a`` and every parameter rounded to ``dtype``, result in ``a``'s."""
+  """``fn(params, a)`` with every matmul's operands rounded to ``dtype``.
+
+  ``fn`` is traced in its own precision and replayed with each ``dot_general`` given
+  ``dtype`` operands and a result (accumulation) in the original type; everything else
+  (bias additions included) runs as written. So the cell's own ``project`` and ``mix``
+  stay the one source of truth, and XLA gets bfloat16 dots with float32 results, the form
+  it runs on the CPU's bfloat16 units (rounding the result to bfloat16 instead would
+  make XLA:CPU upcast the whole dot to float32).
+  """
 
   def wrapped(params: Params, a: Array) -> Array:
-    low = jax.tree.map(lambda leaf: leaf.astype(dtype), params)
-    return fn(low, a.astype(dtype)).astype(a.dtype)
+    closed = jax.make_jaxpr(fn)(params, a)
+    (out,) = _replay(closed.jaxpr, closed.consts, jax.tree.leaves((params, a)), dtype)
+    return out
 
   return wrapped
+
+
+def _replay(jaxpr: Any, consts: list[Any], args: list[Any], dtype: str) -> list[Any]:
+  """Evaluate ``jaxpr`` with low-precision matmul operands (see :func:`_low_precision`)."""
+  env: dict[Any, Any] = {}
+
+  def read(v: Any) -> Any:
+    return v.val if isinstance(v, jax_core.Literal) else env[v]
+
+  for var, value in zip(jaxpr.constvars, consts, strict=True):
+    env[var] = value
+  for var, value in zip(jaxpr.invars, args, strict=True):
+    env[var] = value
+  for eqn in jaxpr.eqns:
+    ins = [read(v) for v in eqn.invars]
+    name = eqn.primitive.name
+    if name == "dot_general" and _is_matmul(eqn.params["dimension_numbers"], *ins):
+      outs = [_matmul(ins[0], ins[1], dtype)]
+    elif name == "dot_general":
+      result = eqn.outvars[0].aval.dtype
+      lhs, rhs = (x.astype(dtype) for x in ins)
+      params = dict(eqn.params, preferred_element_type=result)
+      outs = [eqn.primitive.bind(lhs, rhs, **params)]
+    elif name in ("pjit", "jit", "closed_call"):
+      inner = eqn.params.get("jaxpr") or eqn.params["call_jaxpr"]
+      outs = _replay(inner.jaxpr, inner.consts, ins, dtype)
+    else:
+      outs = eqn.primitive.bind(*ins, **eqn.params)
+      outs = outs if eqn.primitive.multiple_results else [outs]
+    for var, value in zip(eqn.outvars, outs, strict=True):
+      env[var] = value
+  return [read(v) for v in jaxpr.outvars]
+
+
+def _is_matmul(dimension_numbers: Any, lhs: Array, rhs: Array) -> bool:
+  """``lhs @ rhs`` with ``rhs`` a matrix: what the cells' ``x @ w`` traces to."""
+  (contract_l, contract_r), (batch_l, batch_r) = dimension_numbers
+  return (
+    rhs.ndim == 2
+    and tuple(contract_l) == (lhs.ndim - 1,)
+    and tuple(contract_r) == (0,)
+    and not batch_l
+    and not batch_r
+  )
+
+
+def _lowp_dot(
+  a: Array, b: Array, contract: tuple[tuple[int, ...], tuple[int, ...]], dtype: str, out: Any
+) -> Array:
+  return jax.lax.dot_general(
+    a.astype(dtype), b.astype(dtype), (contract, ((), ())), preferred_element_type=out
+  )
+
+
+@partial(jax.custom_vjp, nondiff_argnums=(2,))
+def _matmul(x: Array, w: Array, dtype: str) -> Array:
+  """``x @ w`` with ``dtype`` operands and a result in ``x``'s type; its VJP's matmuls alike.
+
+  JAX's own transpose of such a dot would give low-precision *results* to the backward
+  matmuls, which XLA:CPU then runs in float32; this keeps them on the bfloat16 units.
+  """
+  return _lowp_dot(x, w, ((x.ndim - 1,), (0,)), dtype, x.dtype)
+
+
+def _matmul_fwd(x: Array, w: Array, dtype: str) -> tuple[Array, tuple[Array, Array]]:
+  return _matmul(x, w, dtype), (x, w)
+
+
+def _matmul_bwd(dtype: str, saved: tuple[Array, Array], ct: Array) -> tuple[Array, Array]:
+  x, w = saved
+  dx = _lowp_dot(ct, w, ((ct.ndim - 1,), (1,)), dtype, x.dtype)
+  leading = tuple(range(x.ndim - 1))
+  dw = _lowp_dot(x, ct, (leading, leading), dtype, w.dtype)
+  return dx, dw
+
+
+_matmul.defvjp(_matmul_fwd, _matmul_bwd)
 
 
 class _Parts(NamedTuple):
@@ -177,6 +264,11 @@ def _inner_unroll(cfg: Config) -> int | bool:
   # A short block of a longer sequence runs unrolled: a nested loop's per-iteration cost
   # is what blocks avoid. A single block is the plain loop, unrolled as asked.
   return True if cfg.block <= 16 and not cfg.single_block else cfg.unroll
+
+
+def _outer_unroll(cfg: Config) -> int | bool:
+  # With one step per block the loop over blocks is the loop over steps.
+  return cfg.unroll if cfg.block == 1 and not cfg.single_block else 1
 
 
 def _block_forward(
@@ -313,7 +405,11 @@ def _span_forward(
 
   size = cfg.block
   carry, (ys, gates, kept) = jax.lax.scan(
-    block, carry, (_blocks(time, size), _blocks(xs, size)), reverse=cfg.reverse
+    block,
+    carry,
+    (_blocks(time, size), _blocks(xs, size)),
+    reverse=cfg.reverse,
+    unroll=_outer_unroll(cfg),
   )
   return carry, _unblock(ys), _unblock(gates), kept
 
@@ -348,7 +444,11 @@ def _span_backward(
     _blocks(d_gates, size),
   )
   (d_carry0, d_params), d_xs = jax.lax.scan(
-    block, (d_carry, _zeros_like(params)), inputs, reverse=not cfg.reverse
+    block,
+    (d_carry, _zeros_like(params)),
+    inputs,
+    reverse=not cfg.reverse,
+    unroll=_outer_unroll(cfg),
   )
   return d_carry0, d_params, _unblock(d_xs)
 
