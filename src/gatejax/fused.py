@@ -33,9 +33,13 @@ and the parameter gradient is one ``jax.vjp`` of ``recur`` over all steps at onc
 start of each segment of ``S`` steps, and the backward pass recomputes one segment's
 residuals at a time (memory :math:`O(T/S + S)` carries instead of :math:`O(T)`).
 
-``matmul_dtype=jnp.bfloat16`` runs the input projection and the recurrent matmul with
-bfloat16 operands and results (XLA accumulates inside the dot in float32); the carry,
-the gates and every elementwise operation stay in the compute dtype.
+``matmul_dtype=jnp.bfloat16`` runs the input projection and the recurrent matmul, and
+their transposes in the backward pass, with bfloat16 operands and float32 results
+(accumulation); the carry, the gates, the biases and every elementwise operation stay
+in the compute dtype.
+
+Time runs in blocks (``Config.block``): one step per block on a CPU, where what stays in
+cache decides the speed, one block of the whole sequence elsewhere (the largest matmuls).
 
 Forward-mode differentiation (``jax.jvp``, ``jax.jacfwd``) is not defined for a
 ``custom_vjp``; use ``impl="autodiff"`` for it.
@@ -61,7 +65,7 @@ Carry = Any
 
 
 class Config(NamedTuple):
-  """Static options of one run (hashable, so they key the jit cache).
+  """Static options of one run (hashable: they key the jit cache).
 
   Attributes:
     reverse: run from the last valid step back to the first.

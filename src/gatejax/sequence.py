@@ -17,7 +17,8 @@ the whole sequence (:mod:`gatejax.fused`): the same numbers as JAX's autodiff of
 scan, with the weight gradients as a few large matmuls after the reverse sweep.
 ``impl="autodiff"`` selects the plain path (needed for ``jax.jvp``/``jax.jacfwd``);
 ``remat`` bounds activation memory; ``matmul_dtype=jnp.bfloat16`` runs the matmuls
-in bfloat16 with the state in float32.
+on bfloat16 operands with float32 results and state; ``block`` sets how many steps
+share one projection matmul.
 """
 
 from __future__ import annotations
@@ -177,10 +178,11 @@ def scan(
     remat: bound activation memory under differentiation: an int ``S`` keeps only the
       carry at the start of every ``S`` steps and recomputes the rest in the backward
       pass; ``True`` picks ``S = round(sqrt(time))``; ``None`` (default) keeps all.
-    matmul_dtype: run the input projection and the recurrent matmul with operands and
-      results in this dtype (``jnp.bfloat16``), the carry and gates in the compute dtype;
-      ``None`` (default) uses the compute dtype. Needs ``cell.split`` (not GRU
-      ``reset="before"``).
+    matmul_dtype: run the input projection and the recurrent matmul (and their
+      transposes under differentiation) with operands in this dtype (``jnp.bfloat16``)
+      and results accumulated in the compute dtype; the carry, gates and biases stay in
+      the compute dtype. ``None`` (default) uses the compute dtype throughout. Needs
+      ``cell.split`` (not GRU ``reset="before"``).
     block: steps per block: each block projects its inputs with one matmul and, under
       differentiation, forms its weight gradients with one matmul. ``None`` (default):
       1 on a CPU, where per-step arrays staying in cache is what counts, and the whole
