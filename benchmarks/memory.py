@@ -29,7 +29,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
   parser.add_argument("--cells", default="lstm,gru")
   parser.add_argument("--steps", type=int, default=4096, help="T for the memory table")
   parser.add_argument("--compile-steps", default="128,1024,8192", help="T values to compile at")
-  parser.add_argument("--json", help="where to write the results (default memory-<backend>.json)")
+  parser.add_argument(
+    "--json", help="where to write the results (default benchmarks/results/memory-<backend>.json)"
+  )
   return parser.parse_args(argv)
 
 
@@ -113,7 +115,8 @@ def main(argv: list[str] | None = None) -> int:
         row = compile_row(kind, B, t, I, H, options)
         results["compile"].append({"cell": kind, "layout": layout, "steps": t, **row})
         print(f"{kind:6s} {layout:24s} {t:6d} {row['fwd_s']:7.2f} {row['fwd+bwd_s']:8.2f}")
-  path = args.json or f"memory-{backend}.json"
+  path = args.json or os.path.join(os.path.dirname(__file__), "results", f"memory-{backend}.json")
+  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
   with open(path, "w") as f:
     json.dump(results, f, indent=1)
   print(f"wrote {path}")

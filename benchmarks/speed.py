@@ -16,7 +16,8 @@ Usage::
 
 On a GPU machine (JAX with CUDA, PyTorch with cuDNN) the same command times the issue's
 three H100 shapes: ``PYTHONPATH=src python3 benchmarks/speed.py``. Results are printed as
-a table with ratios and written as JSON (``--json``, default ``speed-<backend>.json``).
+a table with ratios and written as JSON (``--json``; default
+``benchmarks/results/speed-<backend>[-quick|-levers].json``).
 """
 
 from __future__ import annotations
@@ -47,7 +48,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
   parser.add_argument("--levers", action="store_true", help="also time gatejax variants")
   parser.add_argument("--no-flax", action="store_true")
   parser.add_argument("--no-torch", action="store_true")
-  parser.add_argument("--json", help="where to write the results (default speed-<backend>.json)")
+  parser.add_argument(
+    "--json", help="where to write the results (default benchmarks/results/speed-<backend>.json)"
+  )
   return parser.parse_args(argv)
 
 
@@ -66,7 +69,7 @@ def gatejax_calls(kind: str, shape: tuple[int, ...], levers: bool) -> dict[str, 
   cell = gj.lstm(H) if kind == "lstm" else gj.gru(H)
   params = cell.init(jax.random.key(0), I)
   xs = jax.random.normal(jax.random.key(1), (T, B, I))
-  variants = {"gatejax": {}}
+  variants = {"gatejax": {}, "gj bf16": {"matmul_dtype": jnp.bfloat16}}
   if levers:
     # One lever moved at a time from the defaults (fused VJP, the backend's block).
     variants |= {
@@ -77,7 +80,6 @@ def gatejax_calls(kind: str, shape: tuple[int, ...], levers: bool) -> dict[str, 
       "gj block16": {"block": 16},
       "gj unroll2": {"unroll": 2},
       "gj unroll4": {"unroll": 4},
-      "gj bf16": {"matmul_dtype": jnp.bfloat16},
       "gj remat": {"remat": True},
     }
   calls = {}
@@ -275,7 +277,10 @@ def main(argv: list[str] | None = None) -> int:
         errors = bf16_errors(kind, shape)
         results[-1]["bf16_vs_float32"] = errors
         print("bf16 vs float32: " + ", ".join(f"{k} {v:.2e}" for k, v in errors.items()))
-  path = args.json or f"speed-{backend}.json"
+  suffix = "-quick" if args.quick else "-levers" if args.levers else ""
+  default = os.path.join(os.path.dirname(__file__), "results", f"speed-{backend}{suffix}.json")
+  path = args.json or default
+  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
   with open(path, "w") as f:
     json.dump({"machine": info, "rounds": rounds, "results": results}, f, indent=1)
   print(f"wrote {path}")
