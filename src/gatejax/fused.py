@@ -16,11 +16,12 @@ product :math:`h_{t-1}^\top \delta_t` (a matmul with only ``batch`` rows) into a
     (\delta c_{t-1}, \delta px_t, \delta hh_t) = \mathrm{combine}^*(\delta c_t, \delta y_t),
     \qquad \delta h_{t-1} \mathrel{+}= \delta hh_t\, W_h^\top,
 
-  stacking :math:`\delta px_t` and :math:`\delta hh_t` over time;
-* then the weight gradients as a few large matmuls over all ``time · batch`` rows at
-  once, :math:`\partial W_h = \sum_t h_{t-1}^\top \delta hh_t` and
+  stacking :math:`\delta px_t` and :math:`\delta hh_t` over the steps of a block;
+* then the weight gradients of the block as a few matmuls over all its ``steps · batch``
+  rows, :math:`\partial W_h = \sum_t h_{t-1}^\top \delta hh_t` and
   :math:`\partial W_x = \sum_t x_t^\top \delta px_t`, obtained as ``jax.vjp`` of the
-  cell's own ``mix`` and ``project`` with time taken as one more batch axis.
+  cell's own ``mix`` and ``project`` with time taken as one more batch axis. With one
+  block of the whole sequence (the default off the CPU) these are single large matmuls.
 
 Every derivative comes from ``jax.vjp`` of the cell's own functions
 (:class:`~gatejax.cells.RecurSplit`), so any ``gate_fn`` or ``activation`` works and
@@ -39,7 +40,9 @@ their transposes in the backward pass, with bfloat16 operands and float32 result
 in the compute dtype.
 
 Time runs in blocks (``Config.block``): one step per block on a CPU, where what stays in
-cache decides the speed, one block of the whole sequence elsewhere (the largest matmuls).
+cache decides the speed (a measured choice, see BENCHMARKS.md), one block of the whole
+sequence elsewhere (the largest matmuls). Each block projects its inputs with one matmul;
+the backward pass recomputes that projection rather than saving it.
 
 Forward-mode differentiation (``jax.jvp``, ``jax.jacfwd``) is not defined for a
 ``custom_vjp``; use ``impl="autodiff"`` for it.
