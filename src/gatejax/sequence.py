@@ -208,20 +208,18 @@ def scan(
     >>> bool((ys[3:, 1] == 0).all())            # past sequence 1's length
     True
   """
-  xs, carry, lengths = _prepare(cell, params, xs, carry, lengths, unroll)
-  impl, remat, matmul_dtype = _speed_options(impl, remat, matmul_dtype, block, _dtype(carry))
-  carry, ys, _ = _run(
+  carry, ys, _ = _checked_run(
     cell,
     params,
     xs,
     carry,
     lengths,
-    reverse=bool(reverse),
+    matmul_dtype,
+    False,
+    reverse=reverse,
     unroll=unroll,
-    with_gates=False,
     impl=impl,
     remat=remat,
-    matmul_dtype=matmul_dtype,
     block=block,
   )
   return carry, ys
@@ -258,8 +256,41 @@ def scan_with_gates(
     >>> gates.z.shape
     (5, 8)
   """
+  return _checked_run(
+    cell,
+    params,
+    xs,
+    carry,
+    lengths,
+    matmul_dtype,
+    True,
+    reverse=reverse,
+    unroll=unroll,
+    impl=impl,
+    remat=remat,
+    block=block,
+  )
+
+
+def _checked_run(
+  cell: Cell,
+  params: Params,
+  xs: Any,
+  carry: Carry,
+  lengths: Any,
+  matmul_dtype: Any,
+  with_gates: bool,
+  *,
+  reverse: bool,
+  unroll: int | bool,
+  impl: str,
+  remat: int | bool | None,
+  block: int | None,
+) -> tuple[Carry, Array, Any]:
+  """Check the arguments of :func:`scan`/:func:`scan_with_gates`, then run :func:`_run`."""
   xs, carry, lengths = _prepare(cell, params, xs, carry, lengths, unroll)
-  impl, remat, matmul_dtype = _speed_options(impl, remat, matmul_dtype, block, _dtype(carry))
+  dtype = jax.tree.leaves(carry)[0].dtype
+  impl, remat, matmul_dtype = _speed_options(impl, remat, matmul_dtype, block, dtype)
   return _run(
     cell,
     params,
@@ -268,16 +299,12 @@ def scan_with_gates(
     lengths,
     reverse=bool(reverse),
     unroll=unroll,
-    with_gates=True,
+    with_gates=with_gates,
     impl=impl,
     remat=remat,
     matmul_dtype=matmul_dtype,
     block=block,
   )
-
-
-def _dtype(carry: Carry) -> Any:
-  return jax.tree.leaves(carry)[0].dtype
 
 
 # ---------------------------------------------------------------------------
