@@ -47,7 +47,12 @@ CASES = [
   Case("input_size zero", lambda: GRU.init(jax.random.key(0), 0), ValueError, r"input_size"),
   Case("input_size float", lambda: RNN.init(jax.random.key(0), 3.0), TypeError, r"input_size"),
   # ---- scan: the cell and xs
-  Case("cell not a Cell", lambda: gj.scan("gru", P["gru"], XS), TypeError, r"cell must be a gj"),
+  Case(
+    "cell not a Cell",
+    lambda: gj.scan("gru", P["gru"], XS),
+    TypeError,
+    r"cell must be a cell: a value with hidden_size, init, initial_carry and step",
+  ),
   Case(
     "wrong input size",
     lambda: gj.scan(GRU, P["gru"], jnp.ones((T, B, I + 1))),
@@ -64,7 +69,7 @@ CASES = [
     "params of another cell",
     lambda: gj.scan(LSTM, P["gru"], XS),
     TypeError,
-    r"params must be LSTMParams for a lstm cell, got GRUParams",
+    r"params must be LSTMParams for gj.lstm\(4\) reading 3 inputs, got GRUParams",
   ),
   Case(
     "params a dict", lambda: gj.scan(RNN, {"w_x": 1}, XS), TypeError, r"params must be RNNParams"
@@ -73,7 +78,7 @@ CASES = [
     "params of another hidden size",
     lambda: gj.scan(gj.gru(H + 1), P["gru"], XS),
     ValueError,
-    r"params do not fit a gru cell of hidden_size=5",
+    r"params do not fit gj.gru\(5\).*params.w_x has shape \(3, 12\), expected \(3, 15\)",
   ),
   Case(
     "params int",
@@ -155,7 +160,7 @@ CASES = [
   # ---- stacks
   Case("num_layers zero", lambda: gj.stack(GRU, num_layers=0), ValueError, r"num_layers"),
   Case("no cells", lambda: gj.stack([]), ValueError, r"cells must hold at least one"),
-  Case("cells not cells", lambda: gj.stack([GRU, "lstm"]), TypeError, r"cells\[1\] must be a gj"),
+  Case("cells not cells", lambda: gj.stack([GRU, "lstm"]), TypeError, r"cells\[1\] must be a cell"),
   Case(
     "num_layers disagrees",
     lambda: gj.stack([GRU, GRU], num_layers=3),

@@ -212,11 +212,12 @@ def test_scan_with_gates_matches_recomputation(name):
 
 
 def test_scan_with_gates_at_padded_steps_uses_the_held_carry():
+  """A padded step reads the held carry and a zero input: the padding never enters."""
   cell, params = CELLS["lstm"], PARAMS["lstm"]
   xs = random_xs(1, (5, 2, I))
   lengths = jnp.array([5, 2])
   final, _, gates = gj.scan_with_gates(cell, params, xs, lengths=lengths)
-  _, _, g4 = cell.recur(params, take(final, 1), cell.project(params, xs[4, 1]))
+  _, _, g4 = cell.recur(params, take(final, 1), cell.project(params, jnp.zeros_like(xs[4, 1])))
   assert_close(take(gates, (4, 1)), g4)
 
 

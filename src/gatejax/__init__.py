@@ -12,7 +12,7 @@ Example:
 import importlib
 from typing import Any
 
-from gatejax import cells, sequence
+from gatejax import cells, minimal, protocol, sequence
 from gatejax.cells import (
   Cell,
   Chrono,
@@ -27,7 +27,30 @@ from gatejax.cells import (
   lstm,
   rnn,
 )
-from gatejax.sequence import Bidirectional, Stack, scan, scan_stack, scan_with_gates, stack
+from gatejax.minimal import (
+  MGUGates,
+  MGUParams,
+  MinGRUGates,
+  MinGRUParams,
+  MinimalRNNGates,
+  MinimalRNNParams,
+  MinLSTMGates,
+  MinLSTMParams,
+  mgu,
+  min_gru,
+  min_lstm,
+  minimal_rnn,
+)
+from gatejax.protocol import CellLike
+from gatejax.sequence import (
+  Bidirectional,
+  ScanOptions,
+  Stack,
+  scan,
+  scan_stack,
+  scan_with_gates,
+  stack,
+)
 
 __version__ = "0.1.0"
 
@@ -59,18 +82,34 @@ def __dir__() -> list[str]:
 __all__ = [
   "Bidirectional",
   "Cell",
+  "CellLike",
   "Chrono",
   "GRUGates",
   "GRUParams",
   "LSTMGates",
   "LSTMParams",
   "LSTMState",
+  "MGUGates",
+  "MGUParams",
+  "MinGRUGates",
+  "MinGRUParams",
+  "MinLSTMGates",
+  "MinLSTMParams",
+  "MinimalRNNGates",
+  "MinimalRNNParams",
   "RNNParams",
+  "ScanOptions",
   "Stack",
   "cells",
   "chrono",
   "gru",
   "lstm",
+  "mgu",
+  "min_gru",
+  "min_lstm",
+  "minimal",
+  "minimal_rnn",
+  "protocol",
   "rnn",
   "scan",
   "scan_stack",

@@ -1,24 +1,24 @@
-"""Argument checks shared by the runners: clear errors at trace time, naming the argument."""
+"""Argument checks shared by the runners: clear errors at trace time, naming the argument.
+
+What a cell's parameters and carry must look like is derived from the cell itself
+(``jax.eval_shape`` of its ``init``, ``initial_carry`` and ``step``), never from a table
+of cell kinds, so a user's cell is checked exactly as a built-in one.
+"""
 
 from __future__ import annotations
 
+import collections
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gatejax.cells import Cell, GRUParams, LSTMParams, RNNParams
-
-_PARAMS_TYPES = {"rnn": RNNParams, "gru": GRUParams, "lstm": LSTMParams}
-_GATES = {"rnn": 1, "gru": 3, "lstm": 4}
+from gatejax import protocol
 
 
-def cell(value: Any) -> None:
-  if not isinstance(value, Cell):
-    raise TypeError(
-      f"cell must be a gj.Cell (from gj.rnn, gj.gru, gj.lstm), got {type(value).__name__}"
-    )
+def cell(value: Any, name: str = "cell") -> None:
+  protocol.check(value, name)
 
 
 def sequence(xs: Any, name: str = "xs") -> jax.Array:
@@ -34,44 +34,136 @@ def sequence(xs: Any, name: str = "xs") -> jax.Array:
   return xs
 
 
-def params(c: Cell, p: Any, *, input_size: int, name: str = "params") -> None:
-  """``p`` has the cell's parameter type and shapes, and reads ``input_size`` features."""
-  expected = _PARAMS_TYPES[c.kind]
-  if not isinstance(p, expected):
-    raise TypeError(
-      f"{name} must be {expected.__name__} for a {c.kind} cell, got {type(p).__name__}"
-    )
-  H, G = c.hidden_size, _GATES[c.kind]
-  w_x, w_h = np.shape(p.w_x), np.shape(p.w_h)
-  if w_h != (H, G * H) or len(w_x) != 2 or w_x[1] != G * H:
-    raise ValueError(
-      f"{name} do not fit a {c.kind} cell of hidden_size={H}: expected w_x (input, {G * H}) and "
-      f"w_h ({H}, {G * H}), got w_x {w_x} and w_h {w_h}"
-    )
-  if w_x[0] != input_size:
-    raise ValueError(
-      f"xs has input size {input_size} (its last axis) but {name} expect input_size {w_x[0]}"
-    )
-  for field, leaf in zip(p._fields, p, strict=True):
-    if not jnp.issubdtype(jnp.result_type(leaf), jnp.floating):
-      raise TypeError(f"{name}.{field} must have a floating dtype, got {jnp.result_type(leaf)}")
+def _type_name(tree: Any) -> str:
+  return type(tree).__name__
 
 
-def carry(c: Cell, value: Any, batch_shape: tuple[int, ...], dtype: Any) -> None:
+def tree(expected: Any, value: Any, *, name: str, what: str) -> None:
+  """``value`` has the pytree structure and leaf shapes of ``expected`` (abstract arrays).
+
+  The one comparison of a pytree against what it must be: parameters against ``cell.init``,
+  the NNX layer's and the checkpoints' arrays against theirs. A floating leaf must be
+  floating (any precision); another leaf must have the expected dtype.
+
+  Raises:
+    TypeError: another structure (another cell, another number of layers) or dtype.
+    ValueError: a leaf of another shape, named by its path (``params.w_x``).
+  """
+  want, got = jax.tree.structure(expected), jax.tree.structure(value)
+  if want != got:
+    if type(expected) is not type(value) and hasattr(expected, "_fields"):
+      raise TypeError(f"{name} must be {_type_name(expected)} for {what}, got {_type_name(value)}")
+    raise TypeError(f"{name} do not fit {what}: expected the pytree {want}, got {got}")
+  paths = jax.tree_util.tree_flatten_with_path(expected)[0]
+  for (path, e), leaf in zip(paths, jax.tree.leaves(value), strict=True):
+    where = name + jax.tree_util.keystr(path)
+    dtype = jnp.result_type(leaf)
+    if jnp.issubdtype(e.dtype, jnp.floating):
+      if not jnp.issubdtype(dtype, jnp.floating):
+        raise TypeError(f"{where} must have a floating dtype, got {dtype}")
+    elif dtype != e.dtype:
+      raise TypeError(f"{where} must have dtype {e.dtype}, got {dtype}")
+    if tuple(np.shape(leaf)) != tuple(e.shape):
+      raise ValueError(
+        f"{name} do not fit {what}: {where} has shape {tuple(np.shape(leaf))}, "
+        f"expected {tuple(e.shape)}"
+      )
+
+
+def params(c: Any, p: Any, *, input_size: int, name: str = "params") -> None:
+  """``p`` has the structure and shapes of ``c.init(key, input_size)``."""
+  have = protocol.input_size_of(c, p)
+  if have is not None and have != input_size:
+    expected = protocol.expected_params(c, have)
+    if jax.tree.structure(expected) == jax.tree.structure(p):
+      raise ValueError(
+        f"xs has input size {input_size} (its last axis) but {name} expect input_size {have}"
+      )
+  expected = protocol.expected_params(c, input_size)
+  tree(expected, p, name=name, what=f"{protocol.describe(c)} reading {input_size} inputs")
+
+
+def carry(c: Any, value: Any, batch_shape: tuple[int, ...], dtype: Any) -> None:
   """``value`` has the structure, shapes and dtype of ``c.initial_carry(batch_shape, dtype)``."""
   expected = jax.eval_shape(lambda: c.initial_carry(batch_shape, dtype))
   want, got = jax.tree.structure(expected), jax.tree.structure(value)
   if want != got:
-    raise TypeError(f"carry must have the structure {want} for a {c.kind} cell, got {got}")
+    raise TypeError(
+      f"carry must have the structure {want} of {protocol.describe(c)}.initial_carry, got {got}"
+    )
   for e, v in zip(jax.tree.leaves(expected), jax.tree.leaves(value), strict=True):
     if tuple(np.shape(v)) != e.shape:
       raise ValueError(
-        f"carry must have shape {e.shape} (*batch, hidden_size) per leaf, got {tuple(np.shape(v))}"
+        f"carry must have shape {e.shape} (*batch, ...) per leaf, as "
+        f"{protocol.describe(c)}.initial_carry{tuple(batch_shape)!r} gives, got {tuple(np.shape(v))}"
       )
     if jnp.result_type(v) != e.dtype:
       raise TypeError(
         f"carry must have dtype {e.dtype} (the result type of xs and params), got {jnp.result_type(v)}"
       )
+
+
+def _abstract(tree: Any) -> Any:
+  return jax.tree.map(lambda a: jax.ShapeDtypeStruct(np.shape(a), jnp.result_type(a)), tree)
+
+
+def _signature(tree: Any) -> tuple[Any, ...]:
+  leaves, treedef = jax.tree.flatten(tree)
+  return (treedef, *((tuple(np.shape(a)), jnp.result_type(a)) for a in leaves))
+
+
+def step(c: Any, p: Any, carry_value: Any, x: Any, batch_shape: tuple[int, ...]) -> None:
+  """``c.step`` maps the carry to a carry of the same structure, shapes and dtypes, and a ``y``
+  of shape ``(*batch, hidden_size)``; traced once per cell and shapes (cached)."""
+  abstract = tuple(_abstract(t) for t in (p, carry_value, x))
+  key = (c, tuple(batch_shape), *(_signature(t) for t in abstract))
+  if key in _CHECKED:
+    _CHECKED.move_to_end(key)
+    return
+  _check_step(c, abstract, tuple(batch_shape))
+  _CHECKED[key] = None
+  if len(_CHECKED) > 512:  # bounded: a long session sweeping shapes must not grow it forever
+    _CHECKED.popitem(last=False)
+
+
+# The (cell, shapes) whose step has been checked, least recently used first.
+_CHECKED: collections.OrderedDict[Any, None] = collections.OrderedDict()
+
+
+def _check_step(c: Any, abstract: Any, batch_shape: tuple[int, ...]) -> None:
+  p, carry_in, x = abstract
+  leaves_in = jax.tree.leaves(carry_in)
+  for leaf in leaves_in:
+    if tuple(leaf.shape[: len(batch_shape)]) != batch_shape:
+      raise ValueError(
+        f"{protocol.describe(c)}.initial_carry must give leaves of shape (*batch, ...) with "
+        f"batch {batch_shape}, got a leaf of shape {tuple(leaf.shape)}"
+      )
+  try:
+    out = jax.eval_shape(c.step, p, carry_in, x)
+  except Exception as e:
+    e.add_note(f"(while tracing {protocol.describe(c)}.step with the carry of its initial_carry)")
+    raise
+  who = f"{protocol.describe(c)}.step"
+  if not isinstance(out, tuple) or len(out) != 2:
+    raise TypeError(f"{who} must return (carry, y), got {type(out).__name__}")
+  carry_out, y = out
+  want, got = jax.tree.structure(carry_in), jax.tree.structure(carry_out)
+  if want != got:
+    raise TypeError(
+      f"{who} returns a carry of structure {got}, but its initial_carry has structure {want}"
+    )
+  for a, b in zip(leaves_in, jax.tree.leaves(carry_out), strict=True):
+    if a.shape != b.shape or a.dtype != b.dtype:
+      raise TypeError(
+        f"{who} returns a carry leaf {b.dtype.name}{list(b.shape)} for its initial_carry's "
+        f"{a.dtype.name}{list(a.shape)}: a step must keep the carry's shapes and dtypes"
+      )
+  if not hasattr(y, "shape") or tuple(y.shape) != (*batch_shape, c.hidden_size):
+    raise ValueError(
+      f"{who} must return y of shape (*batch, hidden_size) = {(*batch_shape, c.hidden_size)}, "
+      f"got {getattr(y, 'shape', type(y).__name__)}"
+    )
 
 
 def lengths(value: Any, batch_shape: tuple[int, ...], time: int) -> jax.Array:

@@ -40,6 +40,7 @@ The summaries (:func:`gradient_horizon`, :func:`near_share`, :func:`far_share`,
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from functools import partial
 from typing import Any, Literal, NamedTuple
@@ -49,8 +50,9 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, ArrayLike, Float, Int
 
-from gatejax.cells import Cell, LSTMState
-from gatejax.sequence import _mask, _prepare, scan_with_gates
+from gatejax import fused, loop, protocol
+from gatejax.protocol import Recurrence
+from gatejax.sequence import ScanOptions, _prepare, resolve_options, scan_with_gates
 
 __all__ = [
   "GateStatistics",
@@ -79,38 +81,41 @@ JacobianNorms = Float[Array, "time *batch"]
 # ---------------------------------------------------------------------------
 
 
-def _output(carry: Carry) -> Array:
-  """The step output read from the new carry: ``h`` (every cell here outputs ``y_t = h``)."""
-  return carry.h if isinstance(carry, LSTMState) else carry
+def _sweep_options(options: ScanOptions | None) -> ScanOptions:
+  return resolve_options(options)
 
 
-def _masked_step(cell: Cell, lengths: Array | None) -> Callable[..., Carry]:
-  """``(params, carry, x, t) -> carry``: ``cell.step`` that holds the carry past each length."""
+def _step_fn(parts: Recurrence, params: Params) -> Callable[[Carry, Array], tuple[Carry, Array]]:
+  """The cell's step, ``recur ∘ project`` (in the run's matmul precision), without gates."""
 
-  def step(params: Params, carry: Carry, x: Array, t: Array) -> Carry:
-    new, _ = cell.step(params, carry, x)
-    return new if lengths is None else _mask(t < lengths, new, carry)
+  def step(c: Carry, x: Array) -> tuple[Carry, Array]:
+    new, y, _ = parts.recur(params, c, parts.project(params, x))
+    return new, y
 
   return step
 
 
 def _forward(
-  cell: Cell, params: Params, xs: Array, carry: Carry, lengths: Array | None
+  parts: Recurrence,
+  params: Params,
+  xs: Array,
+  carry: Carry,
+  lengths: Array | None,
+  unroll: int | bool = 1,
 ) -> tuple[Carry, Carry, Array]:
-  """Run the sequence as :func:`gatejax.scan`; also return every step's input carry ``c_t``."""
-  pxs = cell.project(params, xs)
+  """Run the sequence as :func:`gatejax.scan`; also return every step's input carry ``c_t``.
 
-  def body(c: Carry, inputs: tuple[Array, Array]) -> tuple[Carry, tuple[Carry, Array]]:
-    t, px = inputs
-    new, y, _ = cell.recur(params, c, px)
-    if lengths is not None:
-      valid = t < lengths
-      new = _mask(valid, new, c)
-      y = jnp.where(valid[..., None], y, 0)
-    return new, (c, y)
+  The masked loop of :mod:`gatejax.loop`, over the cell's own recurrence.
+  """
 
-  time = jnp.arange(xs.shape[0])
-  final, (before, ys) = jax.lax.scan(body, carry, (time, pxs))
+  def fn(c: Carry, px: Array) -> tuple[Carry, Array, Carry]:
+    new, y, _ = parts.recur(params, c, px)
+    return new, y, c
+
+  time = loop.time(xs.shape[0])
+  final, (ys, before) = loop.scan(
+    fn, carry, parts.project(params, xs), time=time, lengths=lengths, unroll=unroll
+  )
   return final, before, ys
 
 
@@ -132,9 +137,9 @@ def _scaled_norm(leaves: list[Array], axes: tuple[int, ...] | None = None) -> Ar
   squares are taken after dividing by the largest magnitude.
   """
   scale = jnp.stack([jnp.max(jnp.abs(leaf), axis=axes) for leaf in leaves]).max(axis=0)
-  safe = jnp.where(scale > 0, scale, jnp.ones_like(scale))
+  safe = jnp.where((scale > 0) & jnp.isfinite(scale), scale, jnp.ones_like(scale))
   total = sum(jnp.sum(jnp.square(leaf / _expand(safe, leaf, axes)), axis=axes) for leaf in leaves)
-  return scale * jnp.sqrt(total)
+  return jnp.where(jnp.isfinite(scale), scale * jnp.sqrt(total), scale)
 
 
 def _expand(scale: Array, like: Array, axes: tuple[int, ...] | None) -> Array:
@@ -144,41 +149,55 @@ def _expand(scale: Array, like: Array, axes: tuple[int, ...] | None) -> Array:
 
 
 def _global_norm(tree: Any) -> Array:
-  return _scaled_norm([jnp.ravel(leaf) for leaf in jax.tree.leaves(tree)])
+  leaves = [jnp.ravel(leaf) for leaf in jax.tree.leaves(tree)]
+  return _scaled_norm(leaves) if leaves else jnp.zeros(())
 
 
-@partial(jax.jit, static_argnames=("cell", "loss_fn", "emit"))
+def _sweep_inputs(xs: Array, lengths: Array | None) -> tuple[Array, Array | None]:
+  """int32 lengths and inputs whose padding never enters a derivative (:mod:`gatejax.loop`)."""
+  lengths = loop.int32(lengths)
+  return loop.clean_inputs(xs, lengths), lengths
+
+
+@partial(jax.jit, static_argnames=("cell", "loss_fn", "emit", "options"))
 def _backward(
-  cell: Cell,
+  cell: Any,
   params: Params,
   xs: Array,
   carry: Carry,
   lengths: Array | None,
   loss_fn: LossFn,
   emit: Literal["contributions", "norms", "carries"],
+  options: ScanOptions,
 ) -> Any:
   """One forward and one reverse sweep; per step emit ``g_t``, ``‖g_t‖`` or ``∂L/∂c_{t+1}``."""
-  final, before, ys = _forward(cell, params, xs, carry, lengths)
+  xs, lengths = _sweep_inputs(xs, lengths)
+  parts = fused._parts(cell, options.matmul_dtype)
+  final, before, ys = _forward(parts, params, xs, carry, lengths, options.unroll)
   g_ys, g_final = _loss_cotangents(loss_fn, ys, final)
-  step = _masked_step(cell, lengths)
+  read = protocol.output_reader(cell, params, carry, xs[0]) if emit == "carries" else None
 
   def body(g_after: Carry, inputs: tuple[Array, Array, Carry, Array]) -> tuple[Carry, Any]:
     t, x, c, g_y = inputs
-    if lengths is not None:
-      g_y = jnp.where((t < lengths)[..., None], g_y, 0)
-    # c_{t+1} is read twice: by this step's output and by everything after it.
-    (read_t,) = jax.linear_transpose(_output, g_after)(g_y)
-    g_new = jax.tree.map(jnp.add, g_after, read_t)
-    _, vjp = jax.vjp(lambda p, c: step(p, c, x, t), params, c)
-    g_params, g_before = vjp(g_new)
+    # One linearisation of step t, pulled back from both of its results: the new carry
+    # (read by everything after it) and the output y_t (read by the loss).
+    _, vjp = jax.vjp(lambda p, c: loop.masked_step(_step_fn(parts, p), lengths)(c, x, t), params, c)
+    g_params, g_before = vjp((g_after, g_y))
     if emit == "contributions":
       return g_before, g_params
     if emit == "norms":
       return g_before, _global_norm(g_params)
-    return g_before, g_new
+    if read is None:
+      return g_before, g_after
+    # y_t is read from c_{t+1}: the carry's adjoint includes the loss's use of y_t.
+    g_y = loop.zero_past(t < lengths, g_y) if lengths is not None else g_y
+    (read_t,) = jax.linear_transpose(read, g_after)(g_y)
+    return g_before, jax.tree.map(jnp.add, g_after, read_t)
 
-  time = jnp.arange(xs.shape[0])
-  _, out = jax.lax.scan(body, g_final, (time, xs, before, g_ys), reverse=True)
+  time = loop.time(xs.shape[0])
+  _, out = jax.lax.scan(
+    body, g_final, (time, xs, before, g_ys), reverse=True, unroll=options.unroll
+  )
   return out
 
 
@@ -188,13 +207,14 @@ def _check_loss_fn(loss_fn: Any) -> None:
 
 
 def step_contributions(
-  cell: Cell,
+  cell: Any,
   params: Params,
   xs: Float[Array, "time *batch input"],
   loss_fn: LossFn,
   *,
   carry: Carry | None = None,
   lengths: Int[Array, "*batch"] | None = None,
+  options: ScanOptions | None = None,
 ) -> Params:
   r"""The exact split of :math:`\partial L / \partial \theta` by time step.
 
@@ -219,6 +239,9 @@ def step_contributions(
       the compiled sweep: pass the same function object to reuse the compilation.
     carry: initial carry, as in :func:`gatejax.scan`.
     lengths: sequence lengths, as in :func:`gatejax.scan`.
+    options: a :class:`~gatejax.ScanOptions`; the sweep honours ``matmul_dtype`` and
+      ``unroll`` (``impl``, ``remat`` and ``block`` choose how :func:`gatejax.scan` is
+      differentiated; a sweep is its own differentiation, step by step).
 
   Returns:
     A pytree shaped like ``params`` with a leading axis ``T``: ``contrib[t]`` is ``g_t``.
@@ -237,18 +260,20 @@ def step_contributions(
     True
   """
   _check_loss_fn(loss_fn)
-  xs, carry, lengths = _prepare(cell, params, xs, carry, lengths, 1)
-  return _backward(cell, params, xs, carry, lengths, loss_fn, "contributions")
+  options = _sweep_options(options)
+  xs, carry, lengths = _prepare(cell, params, xs, carry, lengths, options.unroll)
+  return _backward(cell, params, xs, carry, lengths, loss_fn, "contributions", options)
 
 
 def contribution_norms(
-  cell: Cell,
+  cell: Any,
   params: Params,
   xs: Float[Array, "time *batch input"],
   loss_fn: LossFn,
   *,
   carry: Carry | None = None,
   lengths: Int[Array, "*batch"] | None = None,
+  options: ScanOptions | None = None,
 ) -> Float[Array, " time"]:
   r"""The global L2 norm of every step's contribution, :math:`\lVert g_t \rVert_2`.
 
@@ -273,18 +298,20 @@ def contribution_norms(
     True
   """
   _check_loss_fn(loss_fn)
-  xs, carry, lengths = _prepare(cell, params, xs, carry, lengths, 1)
-  return _backward(cell, params, xs, carry, lengths, loss_fn, "norms")
+  options = _sweep_options(options)
+  xs, carry, lengths = _prepare(cell, params, xs, carry, lengths, options.unroll)
+  return _backward(cell, params, xs, carry, lengths, loss_fn, "norms", options)
 
 
 def carry_gradients(
-  cell: Cell,
+  cell: Any,
   params: Params,
   xs: Float[Array, "time *batch input"],
   loss_fn: LossFn,
   *,
   carry: Carry | None = None,
   lengths: Int[Array, "*batch"] | None = None,
+  options: ScanOptions | None = None,
 ) -> Carry:
   r"""The adjoint of every carry, :math:`\partial L / \partial c_{t+1}` for ``t = 0 .. T-1``.
 
@@ -311,64 +338,116 @@ def carry_gradients(
     True
   """
   _check_loss_fn(loss_fn)
-  xs, carry, lengths = _prepare(cell, params, xs, carry, lengths, 1)
-  return _backward(cell, params, xs, carry, lengths, loss_fn, "carries")
+  options = _sweep_options(options)
+  xs, carry, lengths = _prepare(cell, params, xs, carry, lengths, options.unroll)
+  return _backward(cell, params, xs, carry, lengths, loss_fn, "carries", options)
 
 
-def _identity_cotangents(carry: Carry) -> tuple[Carry, int]:
-  """One cotangent per flattened carry component: a carry pytree with a leading axis ``D``."""
+def _identity_cotangents(carry: Carry, batch_ndim: int) -> tuple[Carry, int]:
+  """One cotangent per flattened carry component: a carry pytree with a leading axis ``D``.
+
+  A leaf of shape ``(*batch, *features)`` contributes ``prod(features)`` components, so
+  any carry (several leaves, any trailing shape) is flattened per batch element.
+  """
   leaves, treedef = jax.tree.flatten(carry)
-  sizes = [leaf.shape[-1] for leaf in leaves]
+  sizes = [math.prod(leaf.shape[batch_ndim:]) for leaf in leaves]
   D = sum(sizes)
   eye = jnp.eye(D, dtype=leaves[0].dtype)
   blocks, start = [], 0
   for leaf, size in zip(leaves, sizes, strict=True):
-    block = eye[:, start : start + size].reshape((D,) + (1,) * (leaf.ndim - 1) + (size,))
+    features = leaf.shape[batch_ndim:]
+    block = eye[:, start : start + size].reshape((D,) + (1,) * batch_ndim + features)
     blocks.append(jnp.broadcast_to(block, (D, *leaf.shape)))
     start += size
   return jax.tree.unflatten(treedef, blocks), D
 
 
-def _matrix_norm(rows: Carry, ord: int | str) -> Array:
-  """Norm of ``∂c_T/∂c_k`` per batch element, from its ``D`` rows (a carry with leading ``D``)."""
-  flat = jnp.concatenate(jax.tree.leaves(rows), axis=-1)  # (D_out, *batch, D_in)
+def _matrix_norm(rows: Carry, ord: int | str, batch_ndim: int) -> Array:
+  """Norm of ``∂c_T/∂c_k`` per batch element, from its ``D`` rows (a carry with leading ``D``).
+
+  Scaled by the largest entry, so a matrix of tiny or huge finite entries keeps its norm
+  (``inf`` only where the norm itself exceeds the dtype's range). The SVD of ``ord=2``
+  runs in at least float32: LAPACK has no half-precision kernels.
+  """
+  leaves = jax.tree.leaves(rows)
+  flat = jnp.concatenate(
+    [leaf.reshape((*leaf.shape[: 1 + batch_ndim], -1)) for leaf in leaves], axis=-1
+  )  # (D_out, *batch, D_in)
   matrices = jnp.moveaxis(flat, 0, -2)  # (*batch, D_out, D_in)
   if ord == "fro":
     return _scaled_norm([matrices], axes=(-2, -1))
-  scale = jnp.max(jnp.abs(matrices), axis=(-2, -1))
-  safe = jnp.where(scale > 0, scale, jnp.ones_like(scale))
-  unit = matrices / safe[..., None, None]
-  return scale * jnp.linalg.norm(unit, ord=2, axis=(-2, -1))
+  dtype = matrices.dtype
+  work = matrices.astype(jnp.float32) if jnp.finfo(dtype).bits < 32 else matrices
+  scale = jnp.max(jnp.abs(work), axis=(-2, -1))
+  finite = jnp.isfinite(scale)
+  safe = jnp.where((scale > 0) & finite, scale, jnp.ones_like(scale))
+  unit = jnp.where(finite[..., None, None], work / safe[..., None, None], jnp.zeros_like(work))
+  norm = jnp.where(finite, scale * jnp.linalg.norm(unit, ord=2, axis=(-2, -1)), scale)
+  return norm.astype(dtype)
 
 
-@partial(jax.jit, static_argnames=("cell", "ord"))
+@partial(jax.jit, static_argnames=("cell", "ord", "options"))
 def _jacobian_sweep(
-  cell: Cell, params: Params, xs: Array, carry: Carry, lengths: Array | None, ord: int | str
+  cell: Any,
+  params: Params,
+  xs: Array,
+  carry: Carry,
+  lengths: Array | None,
+  ord: int | str,
+  options: ScanOptions,
 ) -> Array:
-  final, before, _ = _forward(cell, params, xs, carry, lengths)
-  rows, _ = _identity_cotangents(final)
-  step = _masked_step(cell, lengths)
+  xs, lengths = _sweep_inputs(xs, lengths)
+  batch_ndim = xs.ndim - 2
+  if _diagonal(cell, options) is not None:
+    return _diagonal_norms(cell, params, xs, lengths, ord)
+  parts = fused._parts(cell, options.matmul_dtype)
+  final, before, _ = _forward(parts, params, xs, carry, lengths, options.unroll)
+  rows, _ = _identity_cotangents(final, batch_ndim)
+  step = loop.masked_step(_step_fn(parts, params), lengths)
 
   def body(rows: Carry, inputs: tuple[Array, Array, Carry]) -> tuple[Carry, Array]:
     t, x, c = inputs
     # One linearisation of the step, pulled back along all D rows of ∂c_T/∂c_{t+1} at once.
-    _, vjp = jax.vjp(lambda c: step(params, c, x, t), c)
+    _, vjp = jax.vjp(lambda c: step(c, x, t)[0], c)
     (rows,) = jax.vmap(vjp)(rows)
-    return rows, _matrix_norm(rows, ord)
+    return rows, _matrix_norm(rows, ord, batch_ndim)
 
-  time = jnp.arange(xs.shape[0])
-  _, norms = jax.lax.scan(body, rows, (time, xs, before), reverse=True)
+  time = loop.time(xs.shape[0])
+  _, norms = jax.lax.scan(body, rows, (time, xs, before), reverse=True, unroll=options.unroll)
   return norms
 
 
+def _diagonal(cell: Any, options: ScanOptions) -> Any:
+  """A linear cell's ``linear_recurrence``, when the run keeps its own precision."""
+  return getattr(cell, "linear_recurrence", None) if options.matmul_dtype is None else None
+
+
+def _diagonal_norms(
+  cell: Any, params: Params, xs: Array, lengths: Array | None, ord: int | str
+) -> Array:
+  r"""Norms of :math:`\prod_{s \ge k} \mathrm{diag}(a_s)` for a cell linear in its carry.
+
+  Its step Jacobian is exactly :math:`\mathrm{diag}(a_t)`, so the product over steps is a
+  reverse cumulative product, with no sweep and no SVD; a padded step is the identity.
+  """
+  a, _ = cell.linear_recurrence(params, xs)
+  if lengths is not None:
+    a = jnp.where(loop.valid_steps(xs.shape[0], lengths)[..., None], a, jnp.ones_like(a))
+  products = jax.lax.cumprod(a, axis=0, reverse=True)
+  if ord == "fro":
+    return _scaled_norm([products], axes=(-1,))
+  return jnp.max(jnp.abs(products), axis=-1)
+
+
 def jacobian_norms(
-  cell: Cell,
+  cell: Any,
   params: Params,
   xs: Float[Array, "time *batch input"],
   *,
   ord: int | str = 2,
   carry: Carry | None = None,
   lengths: Int[Array, "*batch"] | None = None,
+  options: ScanOptions | None = None,
 ) -> JacobianNorms:
   r"""How much the final carry still depends on each earlier carry: :math:`\lVert \partial c_T / \partial c_k \rVert`.
 
@@ -390,6 +469,10 @@ def jacobian_norms(
   identity (1 for ``ord=2``, ``sqrt(D)`` for ``"fro"``), and a valid entry ``k`` lies at
   distance ``length - k``.
 
+  For a cell linear in its carry (one that offers ``linear_recurrence``: minGRU, minLSTM)
+  the step Jacobian is exactly :math:`\mathrm{diag}(a_t)`, and the norms are those of a
+  cumulative product of diagonals: no sweep, no SVD.
+
   Cost: one forward sweep and ``D`` reverse sweeps batched into one (``jax.vmap`` over the
   carry components), plus one ``D × D`` matrix norm per step and batch element (an SVD
   for ``ord=2``, several times the cost of the sweeps; ``"fro"`` is cheap). The SVDs run in
@@ -404,9 +487,10 @@ def jacobian_norms(
     ord: ``2`` (spectral norm, the largest singular value) or ``"fro"`` (Frobenius).
     carry: initial carry, as in :func:`gatejax.scan`.
     lengths: sequence lengths, as in :func:`gatejax.scan`.
+    options: a :class:`~gatejax.ScanOptions`, as in :func:`step_contributions`.
 
   Returns:
-    ``(T, *batch)`` norms.
+    ``(T, *batch)`` norms, in the carry's dtype.
 
   Example:
     >>> import jax, jax.numpy as jnp, gatejax as gj
@@ -418,8 +502,9 @@ def jacobian_norms(
   """
   if isinstance(ord, bool) or ord not in (2, "fro"):
     raise ValueError(f'ord must be 2 (spectral) or "fro" (Frobenius), got {ord!r}')
-  xs, carry, lengths = _prepare(cell, params, xs, carry, lengths, 1)
-  return _jacobian_sweep(cell, params, xs, carry, lengths, ord)
+  options = _sweep_options(options)
+  xs, carry, lengths = _prepare(cell, params, xs, carry, lengths, options.unroll)
+  return _jacobian_sweep(cell, params, xs, carry, lengths, ord, options)
 
 
 # ---------------------------------------------------------------------------
@@ -428,11 +513,23 @@ def jacobian_norms(
 
 
 def _curve(norms: Any, name: str = "norms") -> Array:
+  """``norms`` as a floating array, time first; concrete values must be norms (>= 0, not NaN)."""
   norms = jnp.asarray(norms)
   if norms.ndim < 1 or norms.shape[0] == 0:
     raise ValueError(f"{name} must have a leading time axis of length >= 1, got {norms.shape}")
   if not jnp.issubdtype(norms.dtype, jnp.floating):
     raise TypeError(f"{name} must be floating point, got {norms.dtype}")
+  try:
+    values = np.asarray(norms, np.float64)
+  except (jax.errors.TracerArrayConversionError, jax.errors.ConcretizationTypeError):
+    return norms  # traced: checked by whoever made the values
+  if np.isnan(values).any():
+    steps = np.unique(np.nonzero(np.isnan(values))[0])
+    raise ValueError(
+      f"{name} contain NaN (at time steps {steps[:10].tolist()}): not a curve of norms"
+    )
+  if (values < 0).any():
+    raise ValueError(f"{name} must be >= 0 (norms), got a minimum of {values.min():g}")
   return norms
 
 
@@ -500,7 +597,8 @@ def far_share(norms: Curve, k: int) -> Float[Array, "*batch"]:
   the *sum of per-step norms*, not of the norm of the summed gradient (which can be smaller
   when steps cancel): it answers "how much of the gradient signal comes from far away".
   Computed as a ratio of sums, never as ``1 - near_share``, so that shares of 1e-14 keep
-  their digits. ``far_share(norms, k) + near_share(norms, k) == 1`` up to rounding.
+  their digits. ``far_share(norms, k) + near_share(norms, k) == 1`` up to rounding, for
+  any curve with a non-zero entry; an all-zero curve has both shares 0.
 
   Args:
     norms: a curve with time first, ``(T, *batch)``.
@@ -520,7 +618,10 @@ def far_share(norms: Curve, k: int) -> Float[Array, "*batch"]:
 def _share(norms: Array, k: int, far: bool) -> Array:
   back, _ = _back(norms)
   part = back[k:] if far else back[:k]
-  return jnp.sum(part, axis=0) / jnp.sum(back, axis=0)
+  total = jnp.sum(back, axis=0)
+  # A curve with no contribution at all has no share anywhere: 0, not 0 / 0.
+  safe = jnp.where(total > 0, total, jnp.ones_like(total))
+  return jnp.where(total > 0, jnp.sum(part, axis=0) / safe, jnp.zeros_like(total))
 
 
 def near_share(norms: Curve, k: int) -> Float[Array, "*batch"]:
@@ -556,8 +657,9 @@ def decay_rate(norms: Curve, *, start: int = 1, stop: int | None = None) -> Floa
   Args:
     norms: a curve with time first, ``(T, *batch)``.
     start: first step back in the fit.
-    stop: one past the last step back in the fit (default ``T``). At least two usable
-      points are needed; with fewer the result is NaN.
+    stop: one past the last step back in the fit (default ``T``), at least ``start + 2``.
+      Of these steps at least two must be usable (positive and finite); with fewer the
+      result is NaN.
 
   Example:
     >>> import jax.numpy as jnp, gatejax as gj
@@ -569,6 +671,11 @@ def decay_rate(norms: Curve, *, start: int = 1, stop: int | None = None) -> Floa
   T = norms.shape[0]
   start = _steps(start, T, "start")
   stop = T if stop is None else _steps(stop, T, "stop")
+  if stop - start < 2:
+    raise ValueError(
+      f"decay_rate fits a line through steps back start <= d < stop and needs two of them, "
+      f"got start={start}, stop={stop}"
+    )
   return _decay(norms, start, stop)
 
 
@@ -593,10 +700,6 @@ def _decay(norms: Array, start: int, stop: int) -> Array:
 # Gate statistics
 # ---------------------------------------------------------------------------
 
-# The gating activations of each kind; the candidates n and g are not gates (they lie in
-# [-1, 1]), so saturation near 0 and 1 means nothing for them.
-_GATES = {"rnn": (), "gru": ("r", "z"), "lstm": ("i", "f", "o")}
-
 
 class Summary(NamedTuple):
   """Mean, standard deviation and range of the valid entries of an array."""
@@ -610,8 +713,10 @@ class Summary(NamedTuple):
 class GateStatistics(NamedTuple):
   r"""What a cell's gates do along a sequence (valid steps only); see :func:`gate_statistics`.
 
-  Every mapping goes from gate name (GRU ``"r", "z"``; LSTM ``"i", "f", "o"``; empty for the
-  RNN) to a scalar fraction over all valid steps, batch elements and units.
+  Every mapping goes from gate name (the cell's ``gate_names``: GRU ``"r", "z"``; LSTM
+  ``"i", "f", "o"``; empty for the RNN and for a cell that reports no gates) to a scalar
+  fraction over all valid steps, batch elements and units. With no valid step at all
+  (``T = 0``, or every length 0) every fraction and summary is NaN.
 
   Attributes:
     near_zero: fraction of activations ``< eps`` (the gate is shut).
@@ -620,8 +725,9 @@ class GateStatistics(NamedTuple):
     dead_units: fraction of units whose gate is exactly ``0`` at every valid step of every
       sequence (the unit never opens that gate, and receives no gradient through it).
     mean: mean activation.
-    keep_plus_write: the keep gate plus the write gate, ``f + i`` for the LSTM (free in
-      ``[0, 2]``) and ``z + (1 - z)`` for the GRU (1 by construction); ``None`` for the RNN.
+    keep_plus_write: the keep gate plus the write gate (the cell's ``keep_write``):
+      ``f + i`` for the LSTM (free in ``[0, 2]``), ``z + (1 - z)`` for the GRU (1 by
+      construction); ``None`` for a cell without one (the RNN).
     hidden_norm: ``(T,)`` mean of ``‖h_t‖_2`` over the sequences still valid at step ``t``
       (0 where none is).
   """
@@ -641,27 +747,33 @@ def _summary(values: Array, valid: Array) -> Summary:
   count = jnp.sum(mask).astype(values.dtype)
   mean = jnp.sum(jnp.where(mask, values, 0)) / count
   var = jnp.sum(jnp.where(mask, jnp.square(values - mean), 0)) / count
+  nothing = jnp.asarray(jnp.nan, values.dtype)
+  low = jnp.min(jnp.where(mask, values, jnp.inf), initial=jnp.inf)
+  high = jnp.max(jnp.where(mask, values, -jnp.inf), initial=-jnp.inf)
   return Summary(
     mean=mean,
     std=jnp.sqrt(var),
-    min=jnp.min(jnp.where(mask, values, jnp.inf)),
-    max=jnp.max(jnp.where(mask, values, -jnp.inf)),
+    min=jnp.where(count > 0, low, nothing),
+    max=jnp.where(count > 0, high, nothing),
   )
 
 
 def gate_statistics(
-  cell: Cell,
+  cell: Any,
   params: Params,
   xs: Float[Array, "time *batch input"],
   *,
   carry: Carry | None = None,
   lengths: Int[Array, "*batch"] | None = None,
   eps: float = 0.1,
+  options: ScanOptions | None = None,
 ) -> GateStatistics:
   r"""Saturation, dead gates, ``keep + write`` and the hidden-state norm along a sequence.
 
   The gate activations come from :func:`gatejax.scan_with_gates`, i.e. from the cell's own
-  ``recur``; steps past a sequence's length are left out of every statistic. The default
+  ``recur`` (a cell without one reports no gates: only ``hidden_norm`` is measured);
+  ``gate_names`` says which of them are gates, ``keep_write`` which keeps and which
+  writes. Steps past a sequence's length are left out of every statistic. The default
   ``eps = 0.1`` calls a gate saturated below 0.1 or above 0.9, as Karpathy, Johnson and
   Fei-Fei (2016, *Visualizing and understanding recurrent networks*) do.
 
@@ -677,6 +789,7 @@ def gate_statistics(
     carry: initial carry, as in :func:`gatejax.scan`.
     lengths: sequence lengths, as in :func:`gatejax.scan`.
     eps: saturation margin, in ``(0, 0.5]``.
+    options: a :class:`~gatejax.ScanOptions` for the run of the sequence.
 
   Returns:
     A :class:`GateStatistics`.
@@ -697,41 +810,44 @@ def gate_statistics(
   """
   if isinstance(eps, bool) or not isinstance(eps, int | float) or not 0 < eps <= 0.5:
     raise ValueError(f"eps must be a number in (0, 0.5], got {eps!r}")
-  _, ys, gates = scan_with_gates(cell, params, xs, carry=carry, lengths=lengths)
-  lengths = None if lengths is None else jnp.asarray(lengths)
-  return _gate_statistics(cell.kind, ys, gates, lengths, eps)
+  _, ys, gates = scan_with_gates(cell, params, xs, carry=carry, lengths=lengths, options=options)
+  acts = protocol.gate_values(cell, gates)
+  pair = protocol.keep_write(cell, gates)
+  lengths = None if lengths is None else loop.int32(jnp.asarray(lengths))
+  return _gate_statistics(ys, acts, pair, lengths, eps)
 
 
-@partial(jax.jit, static_argnames=("kind",))
+@jax.jit
 def _gate_statistics(
-  kind: str, ys: Array, gates: Any, lengths: Array | None, eps: float
+  ys: Array,
+  acts: dict[str, Array],
+  keep_write: tuple[Array, Array] | None,
+  lengths: Array | None,
+  eps: float,
 ) -> GateStatistics:
   T, batch_shape = ys.shape[0], ys.shape[1:-1]
-  if lengths is None:
-    valid = jnp.ones((T, *batch_shape), bool)
-  else:
-    valid = jnp.arange(T).reshape((T,) + (1,) * len(batch_shape)) < lengths[None]
+  ones = jnp.ones((T, *batch_shape), bool)
+  valid = ones if lengths is None else loop.valid_steps(T, lengths)
   mask = jnp.broadcast_to(valid[..., None], ys.shape)
   count = jnp.sum(mask).astype(ys.dtype)
 
   def fraction(condition: Array) -> Array:
     return jnp.sum(condition & mask).astype(ys.dtype) / count
 
-  acts = {name: getattr(gates, name) for name in _GATES[kind]}
   unit_axes = tuple(range(ys.ndim - 1))
   never_open = {n: jnp.all((a == 0) | ~mask, axis=unit_axes) for n, a in acts.items()}
-  keep_plus_write = None
-  if kind == "gru":
-    keep_plus_write = _summary(gates.z + (1 - gates.z), valid)
-  elif kind == "lstm":
-    keep_plus_write = _summary(gates.f + gates.i, valid)
+  some = count > 0
+  keep_plus_write = None if keep_write is None else _summary(keep_write[0] + keep_write[1], valid)
   sequences = jnp.sum(valid.reshape(T, -1), axis=1)
   norms = jnp.where(valid, jnp.linalg.norm(ys, axis=-1), 0).reshape(T, -1)
+  nothing = jnp.asarray(jnp.nan, ys.dtype)
   return GateStatistics(
     near_zero={n: fraction(a < eps) for n, a in acts.items()},
     near_one={n: fraction(a > 1 - eps) for n, a in acts.items()},
     dead={n: fraction(a == 0) for n, a in acts.items()},
-    dead_units={n: jnp.mean(u.astype(ys.dtype)) for n, u in never_open.items()},
+    dead_units={
+      n: jnp.where(some, jnp.mean(u.astype(ys.dtype)), nothing) for n, u in never_open.items()
+    },
     mean={n: jnp.sum(jnp.where(mask, a, 0)) / count for n, a in acts.items()},
     keep_plus_write=keep_plus_write,
     hidden_norm=jnp.sum(norms, axis=1) / jnp.maximum(sequences, 1).astype(ys.dtype),

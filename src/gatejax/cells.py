@@ -212,7 +212,7 @@ class RecurSplit(NamedTuple):
 
 
 class Cell(NamedTuple):
-  """A recurrent cell: pure functions and the options that made them.
+  r"""A recurrent cell: pure functions and the options that made them.
 
   Attributes:
     hidden_size: number of hidden units ``H``.
@@ -228,6 +228,16 @@ class Cell(NamedTuple):
       :class:`LSTMOptions`).
     split: ``recur`` as a :class:`RecurSplit`, or ``None`` where the recurrence has no
       single recurrent matmul (GRU ``reset="before"``: its candidate's matmul reads ``r``).
+    gate_names: the fields of ``recur``'s gates that are gates (the candidates ``n`` and
+      ``g`` are not): GRU ``("r", "z")``, LSTM ``("i", "f", "o")``, RNN ``()``.
+    keep_write: ``keep_write(gates) -> (keep, write)``: the gate that keeps the carry and
+      the one that writes the candidate, or ``None`` (RNN).
+    linear_recurrence: for a cell linear in its carry, ``(params, xs) -> (a, b)`` with
+      :math:`c_t = a_t \odot c_{t-1} + b_t` (see :mod:`gatejax.protocol`), else ``None``.
+
+  Every cell is also a cell in the sense of :mod:`gatejax.protocol`: the runners use
+  ``hidden_size``, ``init``, ``initial_carry`` and ``step``, and the other members only as
+  optional capabilities.
   """
 
   hidden_size: int
@@ -239,6 +249,24 @@ class Cell(NamedTuple):
   kind: str
   options: Any
   split: RecurSplit | None = None
+  gate_names: tuple[str, ...] = ()
+  keep_write: Callable[[Any], tuple[Array, Array]] | None = None
+  linear_recurrence: Callable[[Params, Array], tuple[Array, Array]] | None = None
+
+  @property
+  def name(self) -> str:
+    """A short name for messages, e.g. ``"gj.gru(8)"``."""
+    return f"gj.{self.kind}({self.hidden_size})"
+
+  def config(self) -> dict[str, Any]:
+    """The factory and options that made the cell, as JSON (chrono as ``{"chrono": T}``)."""
+    from gatejax.protocol import json_value
+
+    options = {
+      k: {"chrono": v.max_timescale} if isinstance(v, Chrono) else json_value(v)
+      for k, v in self.options._asdict().items()
+    }
+    return {"kind": self.kind, "hidden_size": self.hidden_size, **options}
 
 
 # ---------------------------------------------------------------------------
@@ -352,12 +380,47 @@ def _memoized(factory: Callable[..., Cell]) -> Callable[..., Cell]:
   return wrapper
 
 
-def _make_step(project: Callable, recur: Callable) -> Callable:
+@functools.lru_cache(maxsize=512)
+def _expected_params(init: Callable, input_size: int) -> Any:
+  return jax.eval_shape(lambda: init(jax.random.key(0), input_size))
+
+
+def _make_step(
+  kind: str, hidden_size: int, init: Callable, project: Callable, recur: Callable
+) -> Callable:
+  """``step = recur ∘ project``, checking its arguments at trace time (no broadcasting).
+
+  The runners call ``project`` and ``recur`` themselves and check once per sequence; a
+  direct call of ``step`` gets the same checks, so a carry of another batch shape or
+  width, or a bias of shape ``(1,)``, is an error instead of a silent broadcast.
+  """
+  name = f"gj.{kind}({hidden_size})"
+
   def step(params: Params, carry: Carry, x: Array) -> tuple[Carry, Array]:
+    _check_step_arguments(name, init, hidden_size, params, carry, x)
     carry, y, _ = recur(params, carry, project(params, x))
     return carry, y
 
   return step
+
+
+def _check_step_arguments(
+  name: str, init: Callable, hidden_size: int, params: Params, carry: Carry, x: Any
+) -> None:
+  from gatejax import _validate
+
+  shape = tuple(jnp.shape(x))
+  if not shape:
+    raise ValueError(f"x must have shape (*batch, input_size), got a scalar for {name}")
+  what = f"{name} reading x of {shape[-1]} features"
+  _validate.tree(_expected_params(init, shape[-1]), params, name="params", what=what)
+  want = (*shape[:-1], hidden_size)
+  for leaf in jax.tree.leaves(carry):
+    if tuple(jnp.shape(leaf)) != want:
+      raise ValueError(
+        f"carry must have shape {want} (x's batch shape {shape[:-1]}, hidden_size) per leaf "
+        f"for {name}, got {tuple(jnp.shape(leaf))}"
+      )
 
 
 # ---------------------------------------------------------------------------
@@ -412,7 +475,7 @@ def rnn(hidden_size: int, *, activation: Activation = jnp.tanh) -> Cell:
     hidden_size=H,
     init=init,
     initial_carry=_zeros_carry(H),
-    step=_make_step(project, recur),
+    step=_make_step("rnn", H, init, project, recur),
     project=project,
     recur=recur,
     kind="rnn",
@@ -526,7 +589,7 @@ def gru(
     hidden_size=H,
     init=init,
     initial_carry=_zeros_carry(H),
-    step=_make_step(project, recur),
+    step=_make_step("gru", H, init, project, recur),
     project=project,
     recur=recur,
     kind="gru",
@@ -534,6 +597,8 @@ def gru(
       reset=reset, update_bias=update_bias, gate_fn=gate_fn, activation=activation
     ),
     split=split,
+    gate_names=("r", "z"),
+    keep_write=_gru_keep_write,
   )
 
 
@@ -623,15 +688,20 @@ def lstm(
     hidden_size=H,
     init=init,
     initial_carry=initial_carry,
-    step=_make_step(project, recur),
+    step=_make_step("lstm", H, init, project, recur),
     project=project,
     recur=recur,
     kind="lstm",
     options=LSTMOptions(forget_bias=forget_bias, gate_fn=gate_fn, activation=activation),
     split=split,
+    gate_names=("i", "f", "o"),
+    keep_write=_lstm_keep_write,
   )
 
 
-def gate_count(cell: Cell) -> int:
-  """Number of fused gate blocks of ``cell``: 1 (RNN), 3 (GRU) or 4 (LSTM)."""
-  return {"rnn": 1, "gru": 3, "lstm": 4}[cell.kind]
+def _gru_keep_write(gates: GRUGates) -> tuple[Array, Array]:
+  return gates.z, 1 - gates.z
+
+
+def _lstm_keep_write(gates: LSTMGates) -> tuple[Array, Array]:
+  return gates.f, gates.i

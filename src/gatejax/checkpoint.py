@@ -48,7 +48,7 @@ import optax
 from jaxtyping import PRNGKeyArray
 
 import gatejax
-from gatejax import train
+from gatejax import protocol, train
 from gatejax.cells import Cell
 from gatejax.tasks import Task
 
@@ -94,19 +94,6 @@ class Restored(NamedTuple):
   metadata: dict[str, Any]
 
 
-def _name(fn: Any) -> str:
-  return str(getattr(fn, "__name__", None) or repr(fn))
-
-
-def _option(value: Any) -> Any:
-  """An option as JSON: numbers and strings as they are, chrono as a dict, functions by name."""
-  if isinstance(value, gatejax.Chrono):
-    return {"chrono": value.max_timescale}
-  if isinstance(value, bool | int | float | str) or value is None:
-    return value
-  return _name(value)
-
-
 def describe(cell: Cell, task: Task) -> dict[str, Any]:
   """The JSON description of a run's model and task that a checkpoint stores and checks.
 
@@ -116,17 +103,16 @@ def describe(cell: Cell, task: Task) -> dict[str, Any]:
     >>> checkpoint.describe(gj.gru(8), tasks.adding(20))["cell"]
     {'kind': 'gru', 'hidden_size': 8, 'input_size': 2, 'reset': 'after', 'update_bias': 0.0, 'gate_fn': 'sigmoid', 'activation': 'tanh'}
   """
-  if not isinstance(cell, Cell):
-    raise TypeError(f"cell must be a gj.Cell, got {type(cell).__name__}")
+  protocol.check(cell)
   if not isinstance(task, Task):
     raise TypeError(f"task must be a gatejax.tasks.Task, got {type(task).__name__}")
-  options = {k: _option(v) for k, v in cell.options._asdict().items()}
+  described = protocol.config(cell)
   return {
     "cell": {
-      "kind": cell.kind,
+      **{k: described[k] for k in ("kind", "type") if k in described},
       "hidden_size": cell.hidden_size,
       "input_size": task.input_size,
-      **options,
+      **{k: v for k, v in described.items() if k not in ("kind", "type", "hidden_size")},
     },
     "task": {
       "name": task.name,
@@ -143,7 +129,7 @@ def describe(cell: Cell, task: Task) -> dict[str, Any]:
 _INIT_ONLY = frozenset({"forget_bias", "update_bias"})
 # What the arrays' shapes depend on: checked even with strict=False.
 _SHAPE_FIELDS = {
-  "cell": ("kind", "hidden_size", "input_size"),
+  "cell": ("kind", "type", "hidden_size", "input_size"),
   "task": ("input_size", "output_size"),
 }
 

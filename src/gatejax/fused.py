@@ -59,7 +59,9 @@ import jax.numpy as jnp
 from jax.extend import core as jax_core
 from jaxtyping import Array
 
-from gatejax.cells import Cell, RecurSplit
+from gatejax import loop, protocol
+from gatejax.cells import RecurSplit
+from gatejax.protocol import Recurrence
 
 __all__ = ["Config", "default_block", "run", "run_autodiff"]
 
@@ -200,26 +202,25 @@ def _matmul_bwd(dtype: str, saved: tuple[Array, Array], ct: Array) -> tuple[Arra
 _matmul.defvjp(_matmul_fwd, _matmul_bwd)
 
 
-class _Parts(NamedTuple):
-  project: Callable[[Params, Array], Array]
-  recur: Callable[[Params, Carry, Array], tuple[Carry, Array, Any]]
-  split: RecurSplit | None
-
-
-def _parts(cell: Cell, matmul_dtype: str | None) -> _Parts:
+def _parts(cell: Any, matmul_dtype: str | None) -> Recurrence:
+  """The cell's recurrence (:func:`gatejax.protocol.recurrence`), its matmuls in ``matmul_dtype``."""
+  parts = protocol.recurrence(cell)
   if matmul_dtype is None:
-    return _Parts(cell.project, cell.recur, cell.split)
-  if cell.split is None:
+    return parts
+  if parts.split is None:
     raise ValueError(
-      f"matmul_dtype needs a cell whose recurrence has one recurrent matmul (cell.split); "
-      f"this {cell.kind} cell has none (GRU reset='before')"
+      "matmul_dtype needs a cell whose recurrence has one recurrent matmul (cell.split); "
+      f"{protocol.describe(cell)} has none"
     )
-  split = cell.split._replace(mix=_low_precision(cell.split.mix, matmul_dtype))
+  split = parts.split._replace(mix=_low_precision(parts.split.mix, matmul_dtype))
+  return Recurrence(_low_precision(parts.project, matmul_dtype), _recur_from(split), split)
 
+
+def _recur_from(split: RecurSplit) -> Callable:
   def recur(params: Params, carry: Carry, px: Array) -> tuple[Carry, Array, Any]:
     return split.combine(carry, px, split.mix(params, split.hidden(carry)))
 
-  return _Parts(_low_precision(cell.project, matmul_dtype), recur, split)
+  return recur
 
 
 # ---------------------------------------------------------------------------
@@ -234,28 +235,12 @@ def _parts(cell: Cell, matmul_dtype: str | None) -> _Parts:
 # traffic than their large matmuls save (see BENCHMARKS.md). A GPU prefers one block.
 
 
-def _where(valid: Array, new: Any, old: Any) -> Any:
-  """``new`` where ``valid`` (shape ``batch``), else ``old``, leaf by leaf."""
-  return jax.tree.map(lambda n, o: jnp.where(valid[..., None], n, o), new, old)
-
-
 def _zeros_like(tree: Any) -> Any:
   return jax.tree.map(jnp.zeros_like, tree)
 
 
 def _add(a: Any, b: Any) -> Any:
   return jax.tree.map(jnp.add, a, b)
-
-
-def _time(steps: int) -> Array:
-  """Step indices, int32 as :func:`_int32` makes ``lengths``, whatever the x64 mode."""
-  return jnp.arange(steps, dtype=jnp.int32)
-
-
-def _int32(lengths: Array | None) -> Array | None:
-  # Lengths lie in [0, time]; one integer type for both sides of ``t < lengths`` keeps
-  # strict dtype promotion happy with int32 lengths under x64 and int64 ones without.
-  return None if lengths is None else lengths.astype(jnp.int32)
 
 
 def _blocks(a: Any, size: int) -> Any:
@@ -279,7 +264,7 @@ def _outer_unroll(cfg: Config) -> int | bool:
 
 
 def _block_forward(
-  parts: _Parts,
+  parts: Recurrence,
   cfg: Config,
   params: Params,
   carry: Carry,
@@ -293,22 +278,23 @@ def _block_forward(
   pxs = parts.project(params, xs)
   split = parts.split
 
-  def body(c: Carry, inputs: tuple[Array, Array]) -> tuple[Carry, Any]:
-    t, px = inputs
+  def step(c: Carry, px: Array) -> tuple[Carry, Array, Any]:
     hh = ()
     if save and split is not None:
       hh = split.mix(params, split.hidden(c))
       new, y, gates = split.combine(c, px, hh)
     else:
       new, y, gates = parts.recur(params, c, px)
-    if lengths is not None:
-      valid = t < lengths
-      new = _where(valid, new, c)
-      y = jnp.where(valid[..., None], y, 0)
-    return new, (y, gates if cfg.with_gates else (), c if save else (), hh)
+    return new, y, (gates if cfg.with_gates else (), c if save else (), hh)
 
-  carry, (ys, gates, before, hhs) = jax.lax.scan(
-    body, carry, (time, pxs), reverse=cfg.reverse, unroll=_inner_unroll(cfg)
+  carry, (ys, (gates, before, hhs)) = loop.scan(
+    step,
+    carry,
+    pxs,
+    time=time,
+    lengths=lengths,
+    reverse=cfg.reverse,
+    unroll=_inner_unroll(cfg),
   )
   return carry, ys, gates, (before, pxs, hhs) if save else ()
 
@@ -318,7 +304,7 @@ def _mix_carry(split: RecurSplit, params: Params, carry: Carry) -> Array:
 
 
 def _block_backward(
-  parts: _Parts,
+  parts: Recurrence,
   cfg: Config,
   params: Params,
   xs: Array,
@@ -348,8 +334,8 @@ def _block_backward(
       # A padded step passed its input carry through unchanged and wrote a zero output.
       valid = t < lengths
       zeros = _zeros_like(dc)
-      dy = jnp.where(valid[..., None], dy, 0)
-      dc, held = _where(valid, dc, zeros), _where(valid, zeros, dc)
+      dy = loop.zero_past(valid, dy)
+      dc, held = loop.hold(valid, dc, zeros), loop.hold(valid, zeros, dc)
     cts = (dc, dy, dg) if cfg.with_gates else (dc, dy)
     if split is not None:
       _, pull = jax.vjp(outputs(split.combine), c, px, hh)
@@ -388,7 +374,7 @@ def _block_backward(
 
 
 def _span_forward(
-  parts: _Parts,
+  parts: Recurrence,
   cfg: Config,
   params: Params,
   carry: Carry,
@@ -422,7 +408,7 @@ def _span_forward(
 
 
 def _span_backward(
-  parts: _Parts,
+  parts: Recurrence,
   cfg: Config,
   params: Params,
   xs: Array,
@@ -467,19 +453,19 @@ def _span_backward(
 
 @partial(jax.custom_vjp, nondiff_argnums=(0, 1))
 def _sequence(
-  cell: Cell, cfg: Config, params: Params, xs: Array, carry: Carry, lengths: Array | None
+  cell: Any, cfg: Config, params: Params, xs: Array, carry: Carry, lengths: Array | None
 ) -> tuple[Carry, Array, Any]:
   parts = _parts(cell, cfg.matmul_dtype)
-  time = _time(xs.shape[0])
+  time = loop.time(xs.shape[0])
   carry, ys, gates, _ = _span_forward(parts, cfg, params, carry, xs, time, lengths, save=False)
   return carry, ys, gates
 
 
 def _sequence_fwd(
-  cell: Cell, cfg: Config, params: Params, xs: Array, carry: Carry, lengths: Array | None
+  cell: Any, cfg: Config, params: Params, xs: Array, carry: Carry, lengths: Array | None
 ) -> tuple[tuple[Carry, Array, Any], Any]:
   parts = _parts(cell, cfg.matmul_dtype)
-  time = _time(xs.shape[0])
+  time = loop.time(xs.shape[0])
   if cfg.remat is None:
     out, ys, gates, kept = _span_forward(parts, cfg, params, carry, xs, time, lengths, save=True)
     return (out, ys, gates), (params, xs, lengths, kept)
@@ -496,11 +482,11 @@ def _sequence_fwd(
   return (out, _unblock(ys), _unblock(gates)), (params, xs, lengths, starts)
 
 
-def _sequence_bwd(cell: Cell, cfg: Config, saved: Any, cts: Any) -> tuple[Any, ...]:
+def _sequence_bwd(cell: Any, cfg: Config, saved: Any, cts: Any) -> tuple[Any, ...]:
   parts = _parts(cell, cfg.matmul_dtype)
   params, xs, lengths, kept = saved
   d_carry, d_ys, d_gates = cts
-  time = _time(xs.shape[0])
+  time = loop.time(xs.shape[0])
   if cfg.remat is None:
     d_carry0, d_params, d_xs = _span_backward(
       parts, cfg, params, xs, time, lengths, kept, d_carry, d_ys, d_gates
@@ -568,10 +554,11 @@ def _trim(ys: Array, gates: Any, steps: int) -> tuple[Array, Any]:
 
 
 def run(
-  cell: Cell, cfg: Config, params: Params, xs: Array, carry: Carry, lengths: Array | None
+  cell: Any, cfg: Config, params: Params, xs: Array, carry: Carry, lengths: Array | None
 ) -> tuple[Carry, Array, Any]:
   """The fused runner: ``(carry, ys, gates)`` as the plain scan, with the hand-written VJP."""
-  steps, lengths = xs.shape[0], _int32(lengths)
+  steps, lengths = xs.shape[0], loop.int32(lengths)
+  xs = loop.clean_inputs(xs, lengths)
   cfg, padded = _layout(cfg, steps)
   if padded == 0:
     return run_autodiff(cell, cfg, params, xs, carry, lengths)
@@ -582,10 +569,11 @@ def run(
 
 
 def run_autodiff(
-  cell: Cell, cfg: Config, params: Params, xs: Array, carry: Carry, lengths: Array | None
+  cell: Any, cfg: Config, params: Params, xs: Array, carry: Carry, lengths: Array | None
 ) -> tuple[Carry, Array, Any]:
   """The same forward pass, differentiated by JAX; under ``remat``, checkpointed per segment."""
-  steps, lengths = xs.shape[0], _int32(lengths)
+  steps, lengths = xs.shape[0], loop.int32(lengths)
+  xs = loop.clean_inputs(xs, lengths)
   cfg, padded = _layout(cfg, steps)
   parts = _parts(cell, cfg.matmul_dtype)
   if padded == 0:
@@ -594,7 +582,7 @@ def run_autodiff(
     carry, (ys, gates) = jax.lax.scan(lambda c, px: _drop(body(c, px), cfg), carry, pxs)
     return carry, ys, gates
   xs, lengths = _pad(xs, lengths, steps, padded)
-  time = _time(padded)
+  time = loop.time(padded)
   if cfg.remat is None:
     carry, ys, gates, _ = _span_forward(parts, cfg, params, carry, xs, time, lengths, save=False)
     return carry, *_trim(ys, gates, steps)

@@ -46,6 +46,7 @@ import numpy as np
 from jaxtyping import Array
 
 from gatejax.cells import Cell, GRUParams, LSTMParams, LSTMState, RNNParams, gru, lstm, rnn
+from gatejax.minimal import MGUParams, mgu
 from gatejax.sequence import Bidirectional, Stack, stack
 
 __all__ = [
@@ -388,8 +389,9 @@ def from_flax_linen(module: Any, variables: Any) -> tuple[Cell, Params]:
   r"""A gatejax cell and its parameters from a Flax linen recurrent cell and its variables.
 
   Supported: ``nn.GRUCell`` (to ``gj.gru(reset="after")``), ``nn.LSTMCell`` and
-  ``nn.OptimizedLSTMCell`` (same parameter names; to ``gj.lstm``), and ``nn.SimpleCell``
-  without ``residual`` (to ``gj.rnn``). The module's ``gate_fn`` and ``activation_fn``
+  ``nn.OptimizedLSTMCell`` (same parameter names; to ``gj.lstm``), ``nn.MGUCell`` (to
+  ``gj.mgu``, with its ``reset_gate``) and ``nn.SimpleCell`` without ``residual`` (to
+  ``gj.rnn``). The module's ``gate_fn`` and ``activation_fn``
   carry over. The per-gate Dense kernels are concatenated in gatejax's gate order; the
   GRU's ``ir``, ``iz``, ``in`` biases become ``b_x`` and its ``hn`` bias the ``n`` block of
   ``b_h`` (linen's ``hr`` and ``hz`` have no bias); the LSTM bias is that of its ``h*`` layers.
@@ -434,13 +436,23 @@ def from_flax_linen(module: Any, variables: Any) -> tuple[Cell, Params]:
     w_h = jnp.concatenate([p["h" + g]["kernel"] for g in _LSTM_GATES], axis=-1)
     b = jnp.concatenate([p["h" + g]["bias"] for g in _LSTM_GATES])
     return cell, LSTMParams(w_x=w_x, w_h=w_h, b=b)
+  if isinstance(module, nn.MGUCell):
+    cell = mgu(
+      H, reset_gate=module.reset_gate, gate_fn=module.gate_fn, activation=module.activation_fn
+    )
+    w_x = jnp.concatenate([p["if"]["kernel"], p["in"]["kernel"]], axis=-1)
+    w_h = jnp.concatenate([p["hf"]["kernel"], p["hn"]["kernel"]], axis=-1)
+    b_x = jnp.concatenate([p["if"]["bias"], p["in"]["bias"]])
+    # linen's hn has a bias only with the reset gate; without it gatejax's b_hn is zero.
+    b_hn = p["hn"]["bias"] if module.reset_gate else jnp.zeros((H,), b_x.dtype)
+    return cell, MGUParams(w_x=w_x, w_h=w_h, b_x=b_x, b_hn=b_hn)
   if isinstance(module, nn.SimpleCell):
     if module.residual:
       raise ValueError("module is a SimpleCell with residual=True, which gj.rnn does not compute")
     cell = rnn(H, activation=module.activation_fn)
     return cell, RNNParams(w_x=p["i"]["kernel"], w_h=p["h"]["kernel"], b=p["i"]["bias"])
   raise TypeError(
-    "module must be a flax.linen GRUCell, LSTMCell, OptimizedLSTMCell or SimpleCell, "
+    "module must be a flax.linen GRUCell, LSTMCell, OptimizedLSTMCell, MGUCell or SimpleCell, "
     f"got {type(module).__name__}"
   )
 
@@ -450,7 +462,8 @@ def to_flax_linen(cell: Cell, params: Params) -> tuple[Any, dict[str, Any]]:
 
   The inverse of :func:`from_flax_linen`: ``gj.gru(reset="after")`` gives ``nn.GRUCell``,
   ``gj.lstm`` gives ``nn.LSTMCell`` (whose variables fit ``nn.OptimizedLSTMCell`` too),
-  ``gj.rnn`` gives ``nn.SimpleCell``; the cell's ``gate_fn`` and ``activation`` carry over.
+  ``gj.mgu`` gives ``nn.MGUCell`` (with its ``reset_gate``), ``gj.rnn`` gives
+  ``nn.SimpleCell``; the cell's ``gate_fn`` and ``activation`` carry over.
   Linen's GRU has no bias on ``hr`` and ``hz``, so the ``r`` and ``z`` blocks of ``b_h`` are
   added to those of ``b_x`` (only their sum enters the equations).
 
@@ -496,10 +509,26 @@ def to_flax_linen(cell: Cell, params: Params) -> tuple[Any, dict[str, Any]]:
       p["i" + g] = {"kernel": w_x[g]}
       p["h" + g] = {"kernel": w_h[g], "bias": b[g]}
     module = nn.LSTMCell(features=H, gate_fn=o.gate_fn, activation_fn=o.activation)
-  else:
+  elif cell.kind == "mgu":
+    _expect_params(params, MGUParams)
+    (wxf, wxn), (whf, whn) = jnp.split(params.w_x, 2, -1), jnp.split(params.w_h, 2, -1)
+    bxf, bxn = jnp.split(params.b_x, 2)
+    if o.reset_gate:
+      p = {"in": {"kernel": wxn, "bias": bxn}, "hn": {"kernel": whn, "bias": params.b_hn}}
+    else:  # outside the reset product the two candidate biases are one
+      p = {"in": {"kernel": wxn, "bias": bxn + params.b_hn}, "hn": {"kernel": whn}}
+    p |= {"if": {"kernel": wxf, "bias": bxf}, "hf": {"kernel": whf}}
+    module = nn.MGUCell(
+      features=H, gate_fn=o.gate_fn, activation_fn=o.activation, reset_gate=o.reset_gate
+    )
+  elif cell.kind == "rnn":
     _expect_params(params, RNNParams)
     p = {"i": {"kernel": params.w_x, "bias": params.b}, "h": {"kernel": params.w_h}}
     module = nn.SimpleCell(features=H, activation_fn=o.activation)
+  else:
+    raise ValueError(
+      f"cell must be a gj.rnn, gj.gru, gj.lstm or gj.mgu for flax.linen, got {cell.name}"
+    )
   return module, {"params": p}
 
 

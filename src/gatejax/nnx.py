@@ -28,6 +28,7 @@ The state path of a parameter mirrors the pure pytree: ``params/w_x`` for a cell
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import jax
@@ -37,8 +38,8 @@ from flax import nnx
 from jax.typing import DTypeLike
 from jaxtyping import Array, Float, Int
 
-from gatejax.cells import Cell
-from gatejax.sequence import Stack, scan, scan_stack, stack
+from gatejax import _validate, protocol
+from gatejax.sequence import ScanOptions, Stack, scan, scan_stack, stack
 
 __all__ = ["Recurrent", "check_params"]
 
@@ -50,9 +51,7 @@ def _is_variable(x: Any) -> bool:
   return isinstance(x, nnx.Variable)
 
 
-def check_params(
-  net: Cell | Stack, params: Params, input_size: int, *, name: str = "params"
-) -> None:
+def check_params(net: Any, params: Params, input_size: int, *, name: str = "params") -> None:
   """Raise unless ``params`` has the pytree structure and shapes of ``net.init(key, input_size)``.
 
   One check for every place that receives parameters from outside (a module, a
@@ -60,7 +59,7 @@ def check_params(
   error instead of a silent reshape or a trace-time error deep inside the scan.
 
   Args:
-    net: a :class:`~gatejax.cells.Cell` or :class:`~gatejax.sequence.Stack`.
+    net: a cell (:mod:`gatejax.protocol`) or a :class:`~gatejax.sequence.Stack`.
     params: the parameters to check.
     input_size: the number of input features the parameters should read.
     name: how to call ``params`` in the message.
@@ -78,42 +77,37 @@ def check_params(
     >>> check_params(gj.gru(5), params, 3)
     Traceback (most recent call last):
     ...
-    ValueError: params do not fit a gru cell (hidden 5) reading 3 inputs: params.w_x has shape (3, 12), expected (3, 15)
+    ValueError: params do not fit gj.gru(5) reading 3 inputs: params.w_x has shape (3, 12), expected (3, 15)
   """
-  if not isinstance(net, Cell | Stack):
-    raise TypeError(f"net must be a gj.Cell or gj.Stack, got {type(net).__name__}")
+  _check_net(net)
   expected = jax.eval_shape(lambda: net.init(jax.random.key(0), input_size))
-  what = _describe(net) + f" reading {input_size} inputs"
-  want, got = jax.tree.structure(expected), jax.tree.structure(params)
-  if want != got:
-    raise TypeError(f"{name} do not fit {what}: expected the pytree {want}, got {got}")
-  paths = jax.tree_util.tree_flatten_with_path(expected)[0]
-  for (path, e), leaf in zip(paths, jax.tree.leaves(params), strict=True):
-    where = name + jax.tree_util.keystr(path)
-    if tuple(np.shape(leaf)) != e.shape:
-      raise ValueError(
-        f"{name} do not fit {what}: {where} has shape {tuple(np.shape(leaf))}, expected {e.shape}"
-      )
-    if not jnp.issubdtype(jnp.result_type(leaf), jnp.floating):
-      raise TypeError(f"{where} must have a floating dtype, got {jnp.result_type(leaf)}")
+  _validate.tree(expected, params, name=name, what=_describe(net) + f" reading {input_size} inputs")
 
 
-def _describe(net: Cell | Stack) -> str:
-  if isinstance(net, Cell):
-    return f"a {net.kind} cell (hidden {net.hidden_size})"
-  layers = ", ".join(f"{c.kind} {c.hidden_size}" for c in net.layers)
+def _check_net(net: Any) -> None:
+  if not isinstance(net, Stack):
+    _validate.cell(net, "net")
+
+
+def _describe(net: Any) -> str:
+  if not isinstance(net, Stack):
+    return protocol.describe(net)
+  layers = ", ".join(protocol.describe(c) for c in net.layers)
   return f"a {'bidirectional ' if net.bidirectional else ''}stack ({layers})"
 
 
-def _input_size(net: Cell | Stack, params: Params) -> int:
-  """The input size that ``params`` read: the rows of the first layer's ``w_x``."""
-  first = params if isinstance(net, Cell) else params[0]
+def _input_size(net: Any, params: Params) -> int:
+  """The input size that ``params`` read (told by the first layer's parameter shapes)."""
+  first, cell = (params, net) if not isinstance(net, Stack) else (params[0], net.layers[0])
   if isinstance(net, Stack) and net.bidirectional:
     first = first.forward
-  try:
-    return int(np.shape(first.w_x)[0])
-  except AttributeError:
-    raise TypeError(f"params do not fit {_describe(net)}: no w_x in {first!r:.80}") from None
+  size = protocol.input_size_of(cell, first)
+  if size is None:
+    raise TypeError(
+      f"params do not fit {_describe(net)}: their shapes do not tell the input size; "
+      "pass input_size to Recurrent(net, input_size, params=params)"
+    )
+  return size
 
 
 class Recurrent(nnx.Module):
@@ -126,7 +120,7 @@ class Recurrent(nnx.Module):
   .. math:: (c_T, y_{1..T}) = \mathrm{scan}(\text{cell}, \theta, x_{1..T})
 
   Args:
-    net: a :class:`~gatejax.cells.Cell`, or a :class:`~gatejax.sequence.Stack`
+    net: a cell (any cell of :mod:`gatejax.protocol`), or a :class:`~gatejax.sequence.Stack`
       from :func:`gatejax.stack` (layers, bidirectional).
     input_size: features per step of the input.
     rngs: the ``nnx.Rngs`` whose ``params`` stream draws the initialisation key;
@@ -138,6 +132,8 @@ class Recurrent(nnx.Module):
     dtype: parameter dtype at initialisation.
     params: start from these pure parameters instead of a fresh initialisation
       (checked against ``net`` and ``input_size``); see :meth:`from_params`.
+    options: how the layer runs its sequences, a :class:`~gatejax.ScanOptions`
+      (``impl``, ``remat``, ``matmul_dtype``, ``block``, ``unroll``); default: the defaults.
 
   Example:
     >>> import jax, jax.numpy as jnp, gatejax as gj
@@ -154,7 +150,7 @@ class Recurrent(nnx.Module):
 
   def __init__(
     self,
-    net: Cell | Stack,
+    net: Any,
     input_size: int,
     *,
     rngs: nnx.Rngs | None = None,
@@ -163,17 +159,17 @@ class Recurrent(nnx.Module):
     time_major: bool = True,
     dtype: DTypeLike = jnp.float32,
     params: Params | None = None,
+    options: ScanOptions | None = None,
   ):
-    if isinstance(net, Cell):
-      if num_layers is not None or bidirectional:
-        net = stack(net, num_layers=num_layers, bidirectional=bidirectional)
-    elif isinstance(net, Stack):
+    if isinstance(net, Stack):
       if num_layers is not None or bidirectional:
         raise ValueError(
           "num_layers and bidirectional are set by the gj.Stack itself; leave them out"
         )
     else:
-      raise TypeError(f"net must be a gj.Cell or gj.Stack, got {type(net).__name__}")
+      _check_net(net)
+      if num_layers is not None or bidirectional:
+        net = stack(net, num_layers=num_layers, bidirectional=bidirectional)
     if not isinstance(input_size, int) or isinstance(input_size, bool) or input_size < 1:
       raise ValueError(f"input_size must be an int >= 1, got {input_size!r}")
     if params is None:
@@ -186,11 +182,25 @@ class Recurrent(nnx.Module):
     self.net = nnx.static(net)
     self.input_size = nnx.static(input_size)
     self.time_major = nnx.static(bool(time_major))
+    if options is not None and not isinstance(options, ScanOptions):
+      raise TypeError(f"options must be a gj.ScanOptions or None, got {type(options).__name__}")
+    self.options = nnx.static(options or ScanOptions())
     self.params = nnx.data(jax.tree.map(nnx.Param, params))
 
   @classmethod
-  def from_params(cls, net: Cell | Stack, params: Params, *, time_major: bool = True) -> Recurrent:
+  def from_params(
+    cls,
+    net: Any,
+    params: Params,
+    *,
+    time_major: bool = True,
+    options: ScanOptions | None = None,
+    input_size: int | None = None,
+  ) -> Recurrent:
     """A layer holding ``params`` (pure parameters, e.g. from ``cell.init`` or a trained run).
+
+    The input size is read from the parameters' shapes; pass ``input_size`` for a cell
+    whose parameters do not show it.
 
     Example:
       >>> import jax, gatejax as gj
@@ -200,7 +210,8 @@ class Recurrent(nnx.Module):
       >>> bool((layer.to_params().w_h == params.w_h).all())
       True
     """
-    return cls(net, _input_size(net, params), params=params, time_major=time_major)
+    size = _input_size(net, params) if input_size is None else input_size
+    return cls(net, size, params=params, time_major=time_major, options=options)
 
   def to_params(self) -> Params:
     """The pure parameters: the pytree of ``net.init`` holding the current arrays."""
@@ -226,26 +237,25 @@ class Recurrent(nnx.Module):
     carry: Carry | None = None,
     lengths: Int[Array, "*batch"] | None = None,
     reverse: bool = False,
-    unroll: int | bool = 1,
+    unroll: int | bool | None = None,
+    options: ScanOptions | None = None,
   ) -> tuple[Carry, Float[Array, "time *batch features"]]:
     """Run the layer; arguments and results as :func:`gatejax.scan` / :func:`gatejax.scan_stack`.
 
     With ``time_major=False`` the time axis of ``xs`` and of the returned outputs is the
-    second to last, ``(*batch, time, features)``.
+    second to last, ``(*batch, time, features)``. ``options`` (default: the layer's own)
+    and ``unroll`` (which overrides theirs) choose how the sequence is run.
     """
+    options = self.options if options is None else options
+    if unroll is not None:
+      options = dataclasses.replace(options, unroll=unroll)
     if not self.time_major:
       if np.ndim(xs) < 2:
         raise ValueError(f"xs must have shape (*batch, time, input), got {tuple(np.shape(xs))}")
       xs = jnp.moveaxis(xs, -2, 0)
     params, net = self.to_params(), self.net
-    if isinstance(net, Cell):
-      carry, ys = scan(
-        net, params, xs, carry=carry, lengths=lengths, reverse=reverse, unroll=unroll
-      )
-    else:
-      carry, ys = scan_stack(
-        net, params, xs, carry=carry, lengths=lengths, reverse=reverse, unroll=unroll
-      )
+    run = scan_stack if isinstance(net, Stack) else scan
+    carry, ys = run(net, params, xs, carry=carry, lengths=lengths, reverse=reverse, options=options)
     if not self.time_major:
       ys = jnp.moveaxis(ys, 0, -2)
     return carry, ys

@@ -214,14 +214,12 @@ def _figures(
     )
     panels = {}
     for kind in gates.KINDS:
-      for gate_name in gates._GATES[kind]:
-        panel = {
-          gate: acts[gates.label(kind, gate)].samples[gate_name]
-          for gate in gates.GATE_FUNCTIONS
-          if gates.label(kind, gate) in acts
-        }
-        if panel:
-          panels[f"{kind.upper()} {gate_name}"] = panel
+      runs = {
+        g: acts[gates.label(kind, g)] for g in gates.GATE_FUNCTIONS if gates.label(kind, g) in acts
+      }
+      names = next(iter(runs.values())).samples if runs else {}
+      for gate_name in names:
+        panels[f"{kind.upper()} {gate_name}"] = {g: a.samples[gate_name] for g, a in runs.items()}
     if panels:
       figs[f"histograms_{probe}"] = _save(
         plots.gate_histograms(panels, title=f"Gate values at initialisation, {probe} inputs"),

@@ -23,6 +23,7 @@ share one projection matmul.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from functools import partial
 from typing import Any, NamedTuple
@@ -32,100 +33,239 @@ import jax.numpy as jnp
 from jax.typing import DTypeLike
 from jaxtyping import Array, Float, Int, PRNGKeyArray
 
-from gatejax import _validate, fused
-from gatejax.cells import Cell
+from gatejax import _validate, fused, loop, protocol
 
-__all__ = ["Bidirectional", "Stack", "scan", "scan_stack", "scan_with_gates", "stack"]
+__all__ = [
+  "Bidirectional",
+  "ScanOptions",
+  "Stack",
+  "scan",
+  "scan_stack",
+  "scan_with_gates",
+  "stack",
+]
 
 Params = Any
 Carry = Any
 
-
-def _mask(valid: Array, new: Any, old: Any) -> Any:
-  """``new`` where ``valid`` (shape ``batch``), else ``old``, leaf by leaf."""
-  return jax.tree.map(lambda n, o: jnp.where(valid[..., None], n, o), new, old)
+IMPLS = ("auto", "fused", "autodiff", "associative")
 
 
-IMPLS = ("auto", "fused", "autodiff")
+@dataclasses.dataclass(frozen=True)
+class ScanOptions:
+  """How a sequence is run: one hashable value, accepted wherever a sequence is run.
+
+  :func:`scan`, :func:`scan_with_gates`, :func:`scan_stack`, :class:`gatejax.nnx.Recurrent`,
+  :mod:`gatejax.train` and :mod:`gatejax.analysis` take it as ``options=``; it is hashable
+  (a frozen dataclass), so a jitted function can take it as a static argument. None of the
+  fields changes a result beyond rounding: they choose how it is computed.
+
+  Attributes:
+    impl: how reverse-mode differentiation runs (the forward pass is the same):
+      ``"fused"``, a hand-written VJP of the whole sequence (:mod:`gatejax.fused`);
+      ``"autodiff"``, JAX's autodiff of the scan; ``"associative"``, all steps at once
+      with ``jax.lax.associative_scan``, for a cell linear in its carry (one that offers
+      ``linear_recurrence``: :func:`gatejax.min_gru`, :func:`gatejax.min_lstm`);
+      ``"auto"`` (default): ``"associative"`` where the cell offers it, else ``"fused"``,
+      and ``"autodiff"`` when :func:`scan` is called under forward-mode differentiation
+      (``jax.jvp``, ``jax.jacfwd``, ``jax.linearize``).
+    remat: bound activation memory under differentiation: an int ``S`` keeps only the
+      carry at the start of every ``S`` steps and recomputes the rest in the backward
+      pass; ``True`` picks ``S = round(sqrt(time))``; ``None`` (default) keeps all.
+    matmul_dtype: run the input projection and the recurrent matmul (and their transposes
+      under differentiation) with operands in this dtype (``"bfloat16"``) and results
+      accumulated in the compute dtype; the carry, gates and biases stay in the compute
+      dtype. ``None`` (default) uses the compute dtype throughout. Needs a cell with a
+      ``split`` (not GRU ``reset="before"``).
+    block: steps per block: each block projects its inputs with one matmul and, under
+      differentiation, forms its weight gradients with one matmul. ``None`` (default): 1
+      on a CPU, where per-step arrays staying in cache is what counts, and the whole
+      sequence elsewhere. Blocks of up to 16 steps run unrolled.
+    unroll: how many steps the compiled loop unrolls (as ``jax.lax.scan``).
+
+  Example:
+    >>> import jax, jax.numpy as jnp, gatejax as gj
+    >>> fast = gj.ScanOptions(matmul_dtype=jnp.bfloat16, remat=True)
+    >>> fast.matmul_dtype, hash(fast) == hash(gj.ScanOptions(matmul_dtype="bfloat16", remat=True))
+    ('bfloat16', True)
+    >>> cell = gj.lstm(8)
+    >>> params = cell.init(jax.random.key(0), input_size=3)
+    >>> carry, ys = gj.scan(cell, params, jnp.ones((6, 2, 3)), options=fast)
+  """
+
+  impl: str = "auto"
+  remat: int | bool | None = None
+  matmul_dtype: Any = None
+  block: int | None = None
+  unroll: int | bool = 1
+
+  def __post_init__(self) -> None:
+    if self.impl not in IMPLS:
+      raise ValueError(f"impl must be one of {IMPLS}, got {self.impl!r}")
+    remat = self.remat
+    bad_int = not isinstance(remat, int) or remat < 1
+    if remat is not None and not isinstance(remat, bool) and bad_int:
+      raise ValueError(
+        f"remat must be None, a bool or an int >= 1 (steps per segment), got {remat!r}"
+      )
+    block = self.block
+    if block is not None and (not isinstance(block, int) or isinstance(block, bool) or block < 1):
+      raise ValueError(f"block must be None or an int >= 1 (steps per block), got {block!r}")
+    _validate.unroll(self.unroll)
+    if self.matmul_dtype is not None:
+      try:
+        dtype = jnp.dtype(self.matmul_dtype)
+      except TypeError:
+        raise TypeError(
+          f"matmul_dtype must be a floating dtype, got {self.matmul_dtype!r}"
+        ) from None
+      if not jnp.issubdtype(dtype, jnp.floating):
+        raise TypeError(f"matmul_dtype must be a floating dtype, got {dtype}")
+      object.__setattr__(self, "matmul_dtype", dtype.name)
 
 
-@partial(
-  jax.jit,
-  static_argnames=(
-    "cell",
-    "reverse",
-    "unroll",
-    "with_gates",
-    "impl",
-    "remat",
-    "matmul_dtype",
-    "block",
-  ),
-)
+DEFAULT_OPTIONS = ScanOptions()
+
+
+def resolve_options(options: Any, **keywords: Any) -> ScanOptions:
+  """``options``, or a :class:`ScanOptions` of the keywords; refuse both at once."""
+  if options is None:
+    return ScanOptions(**keywords)
+  if not isinstance(options, ScanOptions):
+    raise TypeError(f"options must be a gj.ScanOptions or None, got {type(options).__name__}")
+  given = [k for k, v in keywords.items() if v != getattr(DEFAULT_OPTIONS, k)]
+  if given:
+    raise ValueError(
+      f"give either options= or the keyword {', '.join(given)}, not both (options={options!r})"
+    )
+  return options
+
+
+@partial(jax.jit, static_argnames=("cell", "reverse", "with_gates", "options"))
 def _run(
-  cell: Cell,
+  cell: Any,
   params: Params,
   xs: Array,
   carry: Carry,
   lengths: Array | None,
   *,
   reverse: bool,
-  unroll: int | bool,
   with_gates: bool,
-  impl: str = "auto",
-  remat: int | bool | None = None,
-  matmul_dtype: str | None = None,
-  block: int | None = None,
+  options: ScanOptions = DEFAULT_OPTIONS,
 ) -> tuple[Carry, Array, Any]:
   """The one recurrence behind :func:`scan`, :func:`scan_with_gates` and :func:`scan_stack`.
 
-  Both implementations run the same forward scan (``cell.project`` over the whole
-  sequence, then ``cell.recur`` per step); they differ only in how reverse-mode
-  differentiation sees it (:mod:`gatejax.fused`).
+  The fused and autodiff implementations run the same forward scan (``cell.project``
+  over the whole sequence, then ``cell.recur`` per step, or ``cell.step`` for a cell
+  without that split); they differ only in how reverse-mode differentiation sees it
+  (:mod:`gatejax.fused`). A cell linear in its carry may run all steps at once instead.
   """
+  impl = options.impl
+  if impl == "auto":
+    plain = options.remat is None and options.matmul_dtype is None
+    impl = "associative" if plain and _linear(cell) is not None else "fused"
+  if impl == "associative":
+    if options.remat is not None or options.matmul_dtype is not None:
+      raise ValueError(
+        'impl="associative" runs every step at once: remat and matmul_dtype do not apply to it'
+      )
+    return _run_associative(
+      cell, params, xs, carry, lengths, reverse=reverse, with_gates=with_gates
+    )
   steps = xs.shape[0]
+  remat = options.remat
   if remat is True:
     remat = max(1, round(steps**0.5))
   cfg = fused.Config(
     reverse=reverse,
-    unroll=unroll,
+    unroll=options.unroll,
     with_gates=with_gates,
     remat=remat or None,
-    matmul_dtype=matmul_dtype,
-    block=fused.default_block(steps) if block is None else block,
+    matmul_dtype=options.matmul_dtype,
+    block=fused.default_block(steps) if options.block is None else options.block,
   )
   runner = fused.run_autodiff if impl == "autodiff" else fused.run
   return runner(cell, cfg, params, xs, carry, lengths)
 
 
-def _speed_options(
-  impl: Any, remat: Any, matmul_dtype: Any, block: Any, dtype: Any
-) -> tuple[str, Any, Any]:
-  """Check the speed options; return ``impl``, ``remat`` and ``matmul_dtype`` as ``_run`` keys."""
-  if impl not in IMPLS:
-    raise ValueError(f"impl must be one of {IMPLS}, got {impl!r}")
-  bad_int = not isinstance(remat, int) or remat < 1
-  if remat is not None and not isinstance(remat, bool) and bad_int:
+def _linear(cell: Any) -> Any:
+  return getattr(cell, "linear_recurrence", None)
+
+
+def _compose(earlier: tuple[Array, Array], later: tuple[Array, Array]) -> tuple[Array, Array]:
+  """Affine maps ``c -> a c + b``, ``earlier`` applied first."""
+  a_e, b_e = earlier
+  a_l, b_l = later
+  return a_l * a_e, a_l * b_e + b_l
+
+
+def _run_associative(
+  cell: Any,
+  params: Params,
+  xs: Array,
+  carry: Array,
+  lengths: Array | None,
+  *,
+  reverse: bool,
+  with_gates: bool,
+) -> tuple[Carry, Array, Any]:
+  r"""A cell linear in its carry, every step at once: :math:`c_t = A_t c_0 + B_t`.
+
+  ``(A_t, B_t)`` is the composition of the steps' affine maps :math:`c \mapsto a_t c + b_t`
+  up to ``t`` (in reading order), an associative operation, so ``jax.lax.associative_scan``
+  computes all of them in :math:`O(\log T)` depth; JAX differentiates it as it is. A
+  padded step is the identity map (``a = 1``, ``b = 0``): it holds the carry.
+  """
+  linear = _linear(cell)
+  if linear is None:
     raise ValueError(
-      f"remat must be None, a bool or an int >= 1 (steps per segment), got {remat!r}"
+      f'impl="associative" needs a cell linear in its carry (one that offers '
+      f"linear_recurrence); {protocol.describe(cell)} does not"
     )
-  if block is not None and (not isinstance(block, int) or isinstance(block, bool) or block < 1):
-    raise ValueError(f"block must be None or an int >= 1 (steps per block), got {block!r}")
-  if matmul_dtype is not None:
-    try:
-      matmul_dtype = jnp.dtype(matmul_dtype)
-    except TypeError:
-      raise TypeError(f"matmul_dtype must be a floating dtype, got {matmul_dtype!r}") from None
-    if not jnp.issubdtype(matmul_dtype, jnp.floating):
-      raise TypeError(f"matmul_dtype must be a floating dtype, got {matmul_dtype}")
-    matmul_dtype = None if matmul_dtype == jnp.dtype(dtype) else matmul_dtype.name
-  return impl, remat, matmul_dtype
+  if not isinstance(carry, jax.Array | jnp.ndarray):
+    raise TypeError(
+      f"{protocol.describe(cell)}.linear_recurrence needs a carry that is one array, got "
+      f"{type(carry).__name__}"
+    )
+  lengths = loop.int32(lengths)
+  xs = loop.clean_inputs(xs, lengths)
+  steps = xs.shape[0]
+  gates: Any = ()
+  if steps == 0:
+    ys = jnp.zeros((0, *carry.shape), carry.dtype)
+    if with_gates:
+      _, _, g = jax.eval_shape(protocol.recurrence(cell).recur, params, carry, carry)
+      gates = jax.tree.map(lambda a: jnp.zeros((0, *a.shape), a.dtype), g)
+    return carry, ys, gates
+  a, b = linear(params, xs)
+  if lengths is not None:
+    valid = loop.valid_steps(steps, lengths)
+    a = jnp.where(valid[..., None], a, jnp.ones_like(a))
+    b = jnp.where(valid[..., None], b, jnp.zeros_like(b))
+  A, B = jax.lax.associative_scan(_compose, (a, b), reverse=reverse)
+  carries = A * carry[None] + B
+  final = carries[0] if reverse else carries[-1]
+  ys = carries if lengths is None else loop.zero_past(valid, carries)
+  if with_gates:
+    # Every step's input carry is known now, so the gates are one parallel evaluation.
+    before = (
+      jnp.concatenate([carries[1:], carry[None]])
+      if reverse
+      else jnp.concatenate([carry[None], carries[:-1]])
+    )
+    parts = protocol.recurrence(cell)
+    _, _, gates = parts.recur(params, before, parts.project(params, xs))
+  return final, ys, gates
 
 
 def _prepare(
-  cell: Cell, params: Params, xs: Any, carry: Carry, lengths: Any, unroll: Any
+  cell: Any, params: Params, xs: Any, carry: Carry, lengths: Any, unroll: Any = 1
 ) -> tuple[Array, Carry, Array | None]:
-  """Check every argument at trace time; fill in the default carry."""
+  """Check every argument at trace time; fill in the default carry.
+
+  The expected parameters, carry and step results are derived from the cell itself
+  (:mod:`gatejax._validate`), so any cell is checked as a built-in one.
+  """
   _validate.cell(cell)
   xs = _validate.sequence(xs)
   _validate.params(cell, params, input_size=xs.shape[-1])
@@ -136,13 +276,14 @@ def _prepare(
     carry = cell.initial_carry(batch_shape, dtype)
   else:
     _validate.carry(cell, carry, batch_shape, dtype)
+  _validate.step(cell, params, carry, jax.ShapeDtypeStruct(xs.shape[1:], xs.dtype), batch_shape)
   if lengths is not None:
     lengths = _validate.lengths(lengths, batch_shape, xs.shape[0])
   return xs, carry, lengths
 
 
 def scan(
-  cell: Cell,
+  cell: Any,
   params: Params,
   xs: Float[Array, "time *batch input"],
   *,
@@ -154,48 +295,45 @@ def scan(
   remat: int | bool | None = None,
   matmul_dtype: DTypeLike | None = None,
   block: int | None = None,
+  options: ScanOptions | None = None,
 ) -> tuple[Carry, Float[Array, "time *batch hidden"]]:
   r"""Run ``cell`` over a time-major sequence; jit-compiled, equal to a loop over ``cell.step``.
 
   .. math:: (c_t, y_t) = \mathrm{step}(\theta, c_{t-1}, x_t), \quad t = 1 \dots T
 
+  Any cell runs here (:mod:`gatejax.protocol`): a built-in one or a user's value with
+  ``hidden_size``, ``init``, ``initial_carry`` and ``step``. What the cell offers beyond
+  those (the ``project``/``recur`` split, a ``split`` for the hand-written VJP, a
+  ``linear_recurrence``) makes it faster, never different.
+
   Args:
-    cell: a :class:`~gatejax.cells.Cell`.
+    cell: a cell, e.g. from :func:`gatejax.gru`.
     params: the cell's parameters, from ``cell.init``.
     xs: inputs of shape ``(time, *batch, input_size)``, floating point.
     carry: the initial carry; ``None`` gives ``cell.initial_carry(batch, dtype)`` in
       the dtype the step computes in (the result type of ``xs`` and ``params``).
     lengths: integer array of shape ``batch``, each in ``[0, time]``; sequences are
-      right-padded. Steps at ``t >= length`` leave the carry unchanged and output zeros.
+      right-padded. Steps at ``t >= length`` leave the carry unchanged and output zeros;
+      what the padding holds (NaN included) reaches neither the outputs nor any gradient.
     reverse: read each sequence from its last valid step back to its first;
       ``ys[t]`` is still the output at input position ``t``.
-    unroll: how many steps the compiled loop unrolls (as ``jax.lax.scan``).
-    impl: how reverse-mode differentiation runs (the forward pass is the same):
-      ``"fused"``, a hand-written VJP of the whole sequence with the weight gradients
-      as large matmuls over all steps (:mod:`gatejax.fused`); ``"autodiff"``, JAX's
-      autodiff of the scan (also supports ``jax.jvp``/``jax.jacfwd``, which
-      ``"fused"`` does not); ``"auto"`` (default) is ``"fused"``.
-    remat: bound activation memory under differentiation: an int ``S`` keeps only the
-      carry at the start of every ``S`` steps and recomputes the rest in the backward
-      pass; ``True`` picks ``S = round(sqrt(time))``; ``None`` (default) keeps all.
-    matmul_dtype: run the input projection and the recurrent matmul (and their
-      transposes under differentiation) with operands in this dtype (``jnp.bfloat16``)
-      and results accumulated in the compute dtype; the carry, gates and biases stay in
-      the compute dtype. ``None`` (default) uses the compute dtype throughout. Needs
-      ``cell.split`` (not GRU ``reset="before"``).
-    block: steps per block: each block projects its inputs with one matmul and, under
-      differentiation, forms its weight gradients with one matmul. ``None`` (default):
-      1 on a CPU, where per-step arrays staying in cache is what counts, and the whole
-      sequence elsewhere (one large matmul each). Blocks of up to 16 steps run unrolled.
+    unroll, impl, remat, matmul_dtype, block: how the sequence is computed; see
+      :class:`ScanOptions`.
+    options: all of those in one :class:`ScanOptions` (then leave the keywords out).
 
   Returns:
     ``(carry, ys)``: each sequence's carry after its last valid step, and the
     outputs of shape ``(time, *batch, hidden_size)``.
 
   Raises:
-    TypeError: ``xs`` is not floating point, ``lengths`` is not integer, or the
-      carry has the wrong structure or dtype.
+    TypeError: ``xs`` is not floating point, ``lengths`` is not integer, the carry or
+      the parameters have the wrong structure or dtype, or the cell's ``step`` disagrees
+      with its own ``initial_carry``.
     ValueError: a shape, a length or an option is wrong; the message names it.
+
+  Forward-mode differentiation (``jax.jvp``, ``jax.jacfwd``, ``jax.linearize``) of a call
+  to ``scan`` picks the autodiff implementation under ``impl="auto"``; inside a function
+  that is jitted *before* it is differentiated in forward mode, pass ``impl="autodiff"``.
 
   Example:
     >>> import jax, jax.numpy as jnp, gatejax as gj
@@ -208,25 +346,15 @@ def scan(
     >>> bool((ys[3:, 1] == 0).all())            # past sequence 1's length
     True
   """
-  carry, ys, _ = _checked_run(
-    cell,
-    params,
-    xs,
-    carry,
-    lengths,
-    matmul_dtype,
-    False,
-    reverse=reverse,
-    unroll=unroll,
-    impl=impl,
-    remat=remat,
-    block=block,
+  options = resolve_options(
+    options, impl=impl, remat=remat, matmul_dtype=matmul_dtype, block=block, unroll=unroll
   )
+  carry, ys, _ = _checked_run(cell, params, xs, carry, lengths, False, reverse, options)
   return carry, ys
 
 
 def scan_with_gates(
-  cell: Cell,
+  cell: Any,
   params: Params,
   xs: Float[Array, "time *batch input"],
   *,
@@ -238,15 +366,17 @@ def scan_with_gates(
   remat: int | bool | None = None,
   matmul_dtype: DTypeLike | None = None,
   block: int | None = None,
+  options: ScanOptions | None = None,
 ) -> tuple[Carry, Float[Array, "time *batch hidden"], Any]:
   """:func:`scan` that also returns every step's gate activations, time first.
 
   The gates come from ``cell.recur``, the same function the plain scan runs:
   :class:`~gatejax.cells.GRUGates`, :class:`~gatejax.cells.LSTMGates`, or ``()``
-  for the RNN, each leaf of shape ``(time, *batch, hidden)``. At padded steps
-  (``t >= lengths``) they are what the cell would compute from the held carry;
-  mask them out before taking statistics. The keyword options are :func:`scan`'s;
-  gradients flow through the gates too.
+  for the RNN and for a cell without ``recur``, each leaf of shape
+  ``(time, *batch, hidden)``. At padded steps (``t >= lengths``) they are what the cell
+  would compute from the held carry and a zero input (the padding itself never enters);
+  mask them out before taking statistics. The
+  keyword options are :func:`scan`'s; gradients flow through the gates too.
 
   Example:
     >>> import jax, jax.numpy as jnp, gatejax as gj
@@ -256,55 +386,46 @@ def scan_with_gates(
     >>> gates.z.shape
     (5, 8)
   """
-  return _checked_run(
-    cell,
-    params,
-    xs,
-    carry,
-    lengths,
-    matmul_dtype,
-    True,
-    reverse=reverse,
-    unroll=unroll,
-    impl=impl,
-    remat=remat,
-    block=block,
+  options = resolve_options(
+    options, impl=impl, remat=remat, matmul_dtype=matmul_dtype, block=block, unroll=unroll
   )
+  return _checked_run(cell, params, xs, carry, lengths, True, reverse, options)
+
+
+_FORWARD_MODE = "forward-mode autodiff"
 
 
 def _checked_run(
-  cell: Cell,
+  cell: Any,
   params: Params,
   xs: Any,
   carry: Carry,
   lengths: Any,
-  matmul_dtype: Any,
   with_gates: bool,
-  *,
   reverse: bool,
-  unroll: int | bool,
-  impl: str,
-  remat: int | bool | None,
-  block: int | None,
+  options: ScanOptions,
 ) -> tuple[Carry, Array, Any]:
   """Check the arguments of :func:`scan`/:func:`scan_with_gates`, then run :func:`_run`."""
-  xs, carry, lengths = _prepare(cell, params, xs, carry, lengths, unroll)
-  dtype = jax.tree.leaves(carry)[0].dtype
-  impl, remat, matmul_dtype = _speed_options(impl, remat, matmul_dtype, block, dtype)
-  return _run(
-    cell,
-    params,
-    xs,
-    carry,
-    lengths,
-    reverse=bool(reverse),
-    unroll=unroll,
-    with_gates=with_gates,
-    impl=impl,
-    remat=remat,
-    matmul_dtype=matmul_dtype,
-    block=block,
+  xs, carry, lengths = _prepare(cell, params, xs, carry, lengths, options.unroll)
+  dtype = jax.tree.leaves(carry)[0].dtype if jax.tree.leaves(carry) else xs.dtype
+  if options.matmul_dtype is not None and jnp.dtype(options.matmul_dtype) == jnp.dtype(dtype):
+    options = dataclasses.replace(options, matmul_dtype=None)
+  run = partial(
+    _run, cell, params, xs, carry, lengths, reverse=bool(reverse), with_gates=with_gates
   )
+  try:
+    return run(options=options)
+  except TypeError as e:
+    # A custom VJP has no forward mode. Under jax.jvp/jacfwd/linearize the call raises at
+    # trace time; "auto" then runs JAX's own autodiff, which has both modes.
+    if _FORWARD_MODE not in str(e) or options.impl not in ("auto", "fused"):
+      raise
+    if options.impl == "fused":
+      raise TypeError(
+        'impl="fused" has a hand-written reverse-mode derivative only; for forward-mode '
+        '(jax.jvp, jax.jacfwd, jax.linearize) pass impl="autodiff" or "auto"'
+      ) from None
+    return run(options=dataclasses.replace(options, impl="autodiff"))
 
 
 # ---------------------------------------------------------------------------
@@ -328,7 +449,7 @@ class Stack(NamedTuple):
       ``[forward, backward]`` features (so a layer outputs ``2 * hidden_size``).
   """
 
-  layers: tuple[Cell, ...]
+  layers: tuple[Any, ...]
   bidirectional: bool
 
   @property
@@ -371,13 +492,13 @@ class Stack(NamedTuple):
 
 
 def stack(
-  cells: Cell | Sequence[Cell], *, num_layers: int | None = None, bidirectional: bool = False
+  cells: Any | Sequence[Any], *, num_layers: int | None = None, bidirectional: bool = False
 ) -> Stack:
   """Describe a multi-layer and/or bidirectional network, as PyTorch's ``num_layers`` and ``bidirectional``.
 
   Args:
-    cells: one cell, repeated ``num_layers`` times, or a sequence of cells, one per layer
-      (they may differ in kind and hidden size).
+    cells: one cell (any cell of :mod:`gatejax.protocol`), repeated ``num_layers`` times,
+      or a sequence of cells, one per layer (they may differ in type and hidden size).
     num_layers: number of layers when ``cells`` is a single cell (default 1).
     bidirectional: run every layer forwards and backwards and concatenate.
 
@@ -389,7 +510,7 @@ def stack(
     >>> ys.shape, carries[1].backward.shape
     ((5, 4, 16), (4, 8))
   """
-  if isinstance(cells, Cell):
+  if protocol.is_cell(cells):
     if num_layers is None:
       num_layers = 1
     if not isinstance(num_layers, int) or isinstance(num_layers, bool) or num_layers < 1:
@@ -402,8 +523,7 @@ def stack(
     if not layers:
       raise ValueError("cells must hold at least one Cell")
     for k, cell in enumerate(layers):
-      if not isinstance(cell, Cell):
-        raise TypeError(f"cells[{k}] must be a gj.Cell, got {type(cell).__name__}")
+      _validate.cell(cell, f"cells[{k}]")
   return Stack(layers=layers, bidirectional=bool(bidirectional))
 
 
@@ -420,6 +540,7 @@ def scan_stack(
   remat: int | bool | None = None,
   matmul_dtype: DTypeLike | None = None,
   block: int | None = None,
+  options: ScanOptions | None = None,
 ) -> tuple[tuple[Carry, ...], Float[Array, "time *batch features"]]:
   """Run a :class:`Stack`: each layer through :func:`scan`, layer ``k + 1`` reading layer ``k``.
 
@@ -433,11 +554,8 @@ def scan_stack(
     carry: initial carries as ``net.initial_carry`` lays them out, or ``None`` for zeros.
     lengths: as in :func:`scan`.
     reverse: run a unidirectional stack right to left (not allowed when bidirectional).
-    unroll: as in :func:`scan`.
-    impl: as in :func:`scan`, for every layer.
-    remat: as in :func:`scan`, for every layer.
-    matmul_dtype: as in :func:`scan`, for every layer.
-    block: as in :func:`scan`, for every layer.
+    unroll, impl, remat, matmul_dtype, block: as in :func:`scan`, for every layer.
+    options: all of those in one :class:`ScanOptions`, for every layer.
 
   Returns:
     ``(carries, ys)``: a tuple over layers of final carries (:class:`Bidirectional`
@@ -457,7 +575,10 @@ def scan_stack(
     carry = tuple(carry) if isinstance(carry, list | tuple) else carry
     if not isinstance(carry, tuple) or len(carry) != len(net.layers):
       raise ValueError(f"carry must be a tuple of {len(net.layers)} layer carries")
-  run = partial(scan, unroll=unroll, impl=impl, remat=remat, matmul_dtype=matmul_dtype, block=block)
+  options = resolve_options(
+    options, impl=impl, remat=remat, matmul_dtype=matmul_dtype, block=block, unroll=unroll
+  )
+  run = partial(scan, options=options)
   carries = []
   for k, (cell, layer_params) in enumerate(zip(net.layers, params, strict=True)):
     layer_carry = None if carry is None else carry[k]

@@ -60,7 +60,7 @@ import numpy as np
 from jaxtyping import Array, Float
 
 import gatejax as gj
-from gatejax import analysis, tasks
+from gatejax import analysis, loop, protocol, tasks
 from gatejax.cells import Cell
 
 __all__ = [
@@ -94,9 +94,6 @@ GATE_FUNCTIONS: dict[str, Callable[[Array], Array]] = {
 }
 KINDS = ("gru", "lstm")
 PROBES = ("adding", "gaussian")
-# The gates that gate_fn drives (the candidates n and g are tanh), and which one keeps.
-_GATES = {"gru": ("r", "z"), "lstm": ("i", "f", "o")}
-_KEEP = {"gru": "z", "lstm": "f"}
 # Values a histogram keeps per gate and configuration: enough for a smooth outline.
 _SAMPLES = 20_000
 
@@ -172,7 +169,8 @@ class Activity(NamedTuple):
   Attributes:
     hidden_rms: ``(seeds, time)``, root mean square of :math:`h_t` over units, averaged
       over the batch (``inf``/``nan`` where it overflowed).
-    cell_rms: the same for the LSTM's memory cell :math:`c_t`; ``None`` for the GRU.
+    cell_rms: the same for the carry's last leaf when the carry has more than one (the
+      LSTM's memory cell :math:`c_t`); ``None`` for a one-array carry (the GRU).
     gates: gate name -> :class:`GateFractions`, averaged over seeds.
     samples: gate name -> a sample of its values (for histograms).
     non_finite: fraction of hidden-state values that overflowed to ``inf`` or ``nan``.
@@ -282,20 +280,26 @@ def _trajectories(
   """Per seed: RMS of ``h`` (and ``c``) per step, and every gate's values."""
 
   def one(params: Any, xs: Array) -> dict[str, Any]:
-    def body(carry: Any, px: Array) -> tuple[Any, tuple[Any, Any]]:
-      carry, _, gates = cell.recur(params, carry, px)
-      return carry, (carry, gates)
+    parts = protocol.recurrence(cell)
+
+    def fn(carry: Any, px: Array) -> tuple[Any, Array, tuple[Any, Any]]:
+      carry, y, gates = parts.recur(params, carry, px)
+      return carry, y, (carry, gates)
 
     carry = cell.initial_carry(xs.shape[1:-1], xs.dtype)
-    _, (carries, gates) = jax.lax.scan(body, carry, cell.project(params, xs))
-    h = carries.h if cell.kind == "lstm" else carries
+    time = loop.time(xs.shape[0])
+    _, (h, (carries, gates)) = loop.scan(
+      fn, carry, parts.project(params, xs), time=time, lengths=None
+    )
     out = {
       "hidden_rms": _rms(h),
       "non_finite": jnp.mean((~jnp.isfinite(h)).astype(h.dtype)),
-      "gates": {name: getattr(gates, name) for name in _GATES[cell.kind]},
+      # The gates gate_fn drives, named by the cell (the candidates n and g are not gates).
+      "gates": protocol.gate_values(cell, gates),
     }
-    if cell.kind == "lstm":
-      out["cell_rms"] = _rms(carries.c)
+    memory = jax.tree.leaves(carries)
+    if len(memory) > 1:  # a carry beyond the output, as the LSTM's memory cell c
+      out["cell_rms"] = _rms(memory[-1])
     return out
 
   return jax.vmap(one)(params, xs)
@@ -643,7 +647,8 @@ def _init_findings(result: GateExperiment, probe: str, kind: str) -> list[str]:
   if sig is None or relu is None:
     return []
   out = []
-  K, keep, where = kind.upper(), _KEEP[kind], _where(probe)
+  K, where = kind.upper(), _where(probe)
+  keep = protocol.keep_gate(gate_cell(kind, "sigmoid", 1)) or ""
   sig_dead = max(f.dead for f in sig.gates.values())
   dead = ", ".join(f"{_pct(f.dead)} of `{g}`" for g, f in relu.gates.items())
   units = max(f.dead_units for f in relu.gates.values())
@@ -662,7 +667,7 @@ def _init_findings(result: GateExperiment, probe: str, kind: str) -> list[str]:
       f"{K} at initialisation, {where}: some ReLU gate was never exactly 0, so the seed's "
       "one-sided suppression did not show there."
     )
-  above = relu.gates[keep].above_one
+  above = relu.gates[keep].above_one if keep in relu.gates else 0.0
   if above > 0:
     out.append(
       f"{K}, {where}: {_pct(above)} of ReLU keep-gate (`{keep}`) values exceed 1, which no "
@@ -676,7 +681,7 @@ def _init_findings(result: GateExperiment, probe: str, kind: str) -> list[str]:
       "initialisation; "
       + ("the bounded gates never did." if bounded_ok else "so did a bounded gate here.")
     )
-  if hard is not None and hard.gates[keep].dead > 0:
+  if hard is not None and keep in hard.gates and hard.gates[keep].dead > 0:
     out.append(
       f"{K}, {where}: the hard sigmoid is exactly 0 for {_pct(hard.gates[keep].dead)} of "
       f"`{keep}` values: a bounded gate can have flat, gradient-free regions too."
