@@ -1,8 +1,14 @@
 """One registry of every cell variant; generic suites parametrize over it.
 
-Each entry is ``(name, factory)`` where ``factory(hidden_size)`` builds the cell,
-so suites can pick their own sizes. Add a variant here and every generic test
-(shapes, dtypes, jit, vmap, scan, analysis) covers it.
+Each entry is ``name -> factory`` where ``factory(hidden_size)`` builds the cell, so suites
+can pick their own sizes. Add a variant here and every generic test (shapes, dtypes, jit,
+vmap, scan, stacks, the fast paths, analysis, training) covers it. Three families:
+
+* ``CLASSIC``: the RNN, GRU (both conventions) and LSTM, with default and unusual gate and
+  candidate functions;
+* ``MINIMAL``: MGU (with and without its reset gate), minimalRNN, minGRU and minLSTM;
+* ``USER``: cells written outside the library as frozen dataclasses with four members
+  (tests/user_cells.py): one with a dict carry of two leaf shapes, one with an array carry.
 """
 
 import jax
@@ -10,23 +16,45 @@ import jax.numpy as jnp
 import numpy as np
 
 import gatejax as gj
+from references import half_tanh
+from user_cells import Janet, TwoTimescales
 
-CELLS = {
+CLASSIC = {
   "rnn_tanh": lambda hidden: gj.rnn(hidden),
   "rnn_relu": lambda hidden: gj.rnn(hidden, activation=jax.nn.relu),
   "gru_after": lambda hidden: gj.gru(hidden, reset="after"),
   "gru_before": lambda hidden: gj.gru(hidden, reset="before"),
   "lstm": lambda hidden: gj.lstm(hidden),
+  "lstm_custom": lambda hidden: gj.lstm(
+    hidden, gate_fn=jax.nn.hard_sigmoid, activation=jax.nn.soft_sign
+  ),
+  "gru_custom": lambda hidden: gj.gru(hidden, gate_fn=half_tanh, activation=jnp.sin),
 }
+MINIMAL = {
+  "mgu": lambda hidden: gj.mgu(hidden),
+  "mgu_no_reset": lambda hidden: gj.mgu(hidden, reset_gate=False),
+  "minimal_rnn": lambda hidden: gj.minimal_rnn(hidden),
+  "min_gru": lambda hidden: gj.min_gru(hidden),
+  "min_lstm": lambda hidden: gj.min_lstm(hidden),
+}
+USER = {
+  "user_dict": lambda hidden: TwoTimescales(hidden),
+  "user_array": lambda hidden: Janet(hidden),
+}
+CELLS = {**CLASSIC, **MINIMAL, **USER}
 
 NAMES = sorted(CELLS)
+# Cells linear in their carry (evaluated with an associative scan).
+LINEAR = sorted(n for n in NAMES if getattr(CELLS[n](2), "linear_recurrence", None) is not None)
+# Cells with the split that the hand-written VJP and bfloat16 matmuls use.
+SPLIT = sorted(n for n in NAMES if getattr(CELLS[n](2), "split", None) is not None)
 
 
-def make(name: str, hidden: int = 6) -> gj.Cell:
+def make(name: str, hidden: int = 6):
   return CELLS[name](hidden)
 
 
-def random_params(cell: gj.Cell, seed: int, input_size: int, *, dtype=np.float32, scale=0.5):
+def random_params(cell, seed: int, input_size: int, *, dtype=np.float32, scale=0.5):
   """``cell.init``'s structure with every leaf drawn as ``scale * N(0, 1)`` by NumPy.
 
   ``init`` leaves most biases at zero and the recurrent blocks orthogonal; a reference test
@@ -35,6 +63,13 @@ def random_params(cell: gj.Cell, seed: int, input_size: int, *, dtype=np.float32
   rng = np.random.default_rng(seed)
   shapes = jax.eval_shape(lambda: cell.init(jax.random.key(0), input_size))
   return jax.tree.map(lambda s: normal(rng, s.shape, dtype, scale), shapes)
+
+
+def random_carry(cell, seed: int, batch_shape, dtype=np.float32, scale=1.0):
+  """``cell.initial_carry``'s structure with every leaf drawn as ``scale * N(0, 1)``."""
+  rng = np.random.default_rng(seed)
+  template = jax.eval_shape(lambda: cell.initial_carry(tuple(batch_shape)))
+  return jax.tree.map(lambda s: normal(rng, s.shape, dtype, scale), template)
 
 
 def normal(rng: np.random.Generator, shape, dtype=np.float32, scale: float = 1.0) -> jax.Array:

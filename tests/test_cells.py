@@ -1,8 +1,8 @@
 """The cells: a generic suite over the registry, then each cell against independent references.
 
-References: a NumPy transcription of SPEC §2 written here (not calling the library), the
-Dive-into-Deep-Learning GRU (``reset="before"``) and Flax linen's ``GRUCell`` and
-``LSTMCell`` (``reset="after"`` and the LSTM) with weights mapped by hand.
+References: NumPy transcriptions of SPEC §2 and §3b (tests/references.py, not calling the
+library; a user's cell carries its own), the Dive-into-Deep-Learning GRU (``reset="before"``)
+and Flax linen's ``GRUCell``, ``LSTMCell`` and ``MGUCell`` with weights mapped by hand.
 """
 
 import itertools
@@ -16,92 +16,15 @@ import pytest
 from absl.testing import parameterized
 
 import gatejax as gj
-from registry import NAMES, make, normal, random_params
+import registry
+from references import as_numpy, blocks, np_relu, np_sigmoid, np_soft_sign, reference_step
+from registry import CLASSIC, NAMES, make, normal, random_params
 
 H, I = 5, 3
 
 
-# ---------------------------------------------------------------------------
-# The NumPy reference: SPEC §2, one gate block at a time
-# ---------------------------------------------------------------------------
-
-
-def np_sigmoid(a):
-  return 1.0 / (1.0 + np.exp(-a))
-
-
-def np_relu(a):
-  return np.maximum(a, 0.0)
-
-
-def np_soft_sign(a):
-  return a / (1.0 + np.abs(a))
-
-
-NUMPY_OF = {jnp.tanh: np.tanh, jax.nn.relu: np_relu, jax.nn.sigmoid: np_sigmoid}
-
-
-def blocks(a, n):
-  """Split the last axis of a fused matrix or bias into its ``n`` gate blocks."""
-  size = a.shape[-1] // n
-  return [a[..., k * size : (k + 1) * size] for k in range(n)]
-
-
-def np_rnn(p, h, x, act=np.tanh):
-  return act(x @ p["w_x"] + h @ p["w_h"] + p["b"])
-
-
-def np_gru(p, h, x, reset, gate=np_sigmoid, act=np.tanh):
-  W_xr, W_xz, W_xn = blocks(p["w_x"], 3)
-  W_hr, W_hz, W_hn = blocks(p["w_h"], 3)
-  b_xr, b_xz, b_xn = blocks(p["b_x"], 3)
-  b_hr, b_hz, b_hn = blocks(p["b_h"], 3)
-  r = gate(x @ W_xr + h @ W_hr + b_xr + b_hr)
-  z = gate(x @ W_xz + h @ W_hz + b_xz + b_hz)
-  if reset == "after":
-    h_tilde = act(x @ W_xn + b_xn + r * (h @ W_hn + b_hn))
-  else:
-    h_tilde = act(x @ W_xn + (r * h) @ W_hn + b_xn + b_hn)
-  return z * h + (1 - z) * h_tilde
-
-
-def np_lstm(p, h, c, x, gate=np_sigmoid, act=np.tanh):
-  W_xi, W_xf, W_xc, W_xo = blocks(p["w_x"], 4)
-  W_hi, W_hf, W_hc, W_ho = blocks(p["w_h"], 4)
-  b_i, b_f, b_c, b_o = blocks(p["b"], 4)
-  i = gate(x @ W_xi + h @ W_hi + b_i)
-  f = gate(x @ W_xf + h @ W_hf + b_f)
-  o = gate(x @ W_xo + h @ W_ho + b_o)
-  c_tilde = act(x @ W_xc + h @ W_hc + b_c)
-  c = f * c + i * c_tilde
-  return o * act(c), c
-
-
-def as_numpy(tree):
-  return jax.tree.map(lambda a: np.asarray(a).astype(np.float64), tree)
-
-
-def reference_step(cell, params, carry, x, gate=None, act=None):
-  """``(carry, y)`` of one step in float64 NumPy, from the equations alone."""
-  o = cell.options
-  act = act or NUMPY_OF[o.activation]
-  p = as_numpy(params)._asdict()
-  x = as_numpy(x)
-  if cell.kind == "rnn":
-    h = np_rnn(p, as_numpy(carry), x, act)
-    return h, h
-  gate = gate or NUMPY_OF[o.gate_fn]
-  if cell.kind == "gru":
-    h = np_gru(p, as_numpy(carry), x, o.reset, gate, act)
-    return h, h
-  h, c = np_lstm(p, as_numpy(carry.h), as_numpy(carry.c), x, gate, act)
-  return gj.LSTMState(h=h, c=c), h
-
-
 def random_carry(cell, seed, batch_shape, dtype=np.float32):
-  rng = np.random.default_rng(seed)
-  template = jax.eval_shape(lambda: cell.initial_carry(batch_shape))
-  return jax.tree.map(lambda s: normal(rng, s.shape, dtype), template)
+  return registry.random_carry(cell, seed, batch_shape, dtype)
 
 
 def random_input(seed, shape, dtype=np.float32):
@@ -170,10 +93,10 @@ def test_initial_carry_is_zeros_of_the_asked_shape_and_dtype(name, x64):
   cell = make(name, H)
   carry = cell.initial_carry((2, 3), jnp.float64)
   for leaf in jax.tree.leaves(carry):
-    chex.assert_shape(leaf, (2, 3, H))
+    assert leaf.shape[:2] == (2, 3) and leaf.shape[-1] == H
     chex.assert_type(leaf, jnp.float64)
     assert not np.any(np.asarray(leaf))
-  assert isinstance(carry, gj.LSTMState) == (cell.kind == "lstm")
+  assert isinstance(carry, gj.LSTMState) == name.startswith("lstm")
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -405,7 +328,7 @@ def test_zero_params_give_gate_fn_of_zero(cell_of, gate_fn):
   carry = random_carry(cell, 1, (3,))
   x = random_input(2, (3, I))
   _, _, gates = cell.recur(zeros, carry, cell.project(zeros, x))
-  keep = gates.f if cell.kind == "lstm" else gates.z
+  keep, _ = cell.keep_write(gates)
   np.testing.assert_array_equal(keep, np.full((3, H), gate_fn(jnp.float32(0.0))))
 
 
@@ -437,7 +360,7 @@ def test_chrono_gru_bias():
   assert not np.any(b_r) and not np.any(b_n)
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", [*CLASSIC, "mgu"])
 def test_initialisers(name):
   input_size, hidden = INIT_I, INIT_H
   cell = make(name, hidden)
@@ -460,7 +383,7 @@ def test_initialisers(name):
 
 
 @pytest.mark.parametrize("dtype", [jnp.float64, jnp.bfloat16])
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", [n for n in NAMES if n not in registry.USER])
 def test_init_dtype(name, dtype, x64):
   cell = make(name, INIT_H)
   params = cell.init(jax.random.key(0), INIT_I, dtype=dtype)
@@ -471,5 +394,7 @@ def test_init_dtype(name, dtype, x64):
       params, jax.tree.map(lambda a: a.astype(dtype), cell.init(jax.random.key(0), INIT_I))
     )
   else:  # drawn in float64: orthogonal to float64 precision
-    for block in blocks(np.asarray(params.w_h), params.w_h.shape[1] // INIT_H):
-      np.testing.assert_allclose(block @ block.T, np.eye(INIT_H), atol=1e-12)
+    square = [a for a in jax.tree.leaves(params) if a.ndim == 2 and a.shape[0] == INIT_H]
+    for matrix in square:
+      for block in blocks(np.asarray(matrix), matrix.shape[1] // INIT_H):
+        np.testing.assert_allclose(block @ block.T, np.eye(INIT_H), atol=1e-12)

@@ -23,18 +23,10 @@ from registry import NAMES, make
 T, BATCH, INPUT, HIDDEN = 7, (2, 2), 3, 4
 LENGTHS = np.array([[7, 4], [0, 1]])
 
-CUSTOM = {
-  "lstm_custom": lambda: gj.lstm(HIDDEN, gate_fn=jax.nn.hard_sigmoid, activation=jax.nn.soft_sign),
-  "gru_custom": lambda: gj.gru(
-    HIDDEN, gate_fn=lambda a: 0.5 * jnp.tanh(a) + 0.5, activation=jnp.sin
-  ),
-}
-ALL_CELLS = [*NAMES, *CUSTOM]
-
 
 @functools.cache  # one cell object per name, so that compiled functions are reused
-def build(name: str) -> gj.Cell:
-  return CUSTOM[name]() if name in CUSTOM else make(name, HIDDEN)
+def build(name: str):
+  return make(name, HIDDEN)
 
 
 def problem(cell: gj.Cell, dtype, seed: int = 0):
@@ -94,7 +86,7 @@ def assert_same(
 
 # Direction handling is the same code for every cell: each cell runs one direction here,
 # both directions are covered, and the layout tests below mix them again.
-DIRECTIONS = [(name, k % 2 == 1) for k, name in enumerate(ALL_CELLS)]
+DIRECTIONS = [(name, k % 2 == 1) for k, name in enumerate(NAMES)]
 
 
 @pytest.mark.parametrize("name, reverse", DIRECTIONS)

@@ -1,0 +1,150 @@
+"""NumPy transcriptions of every cell's equations (SPEC §2, §3b), written here, not imported.
+
+``reference_step(cell, params, carry, x)`` is one float64 step of any registered cell: the
+built-in ones from their equations, gate block by gate block; a user's cell (tests/user_cells.py)
+from the ``numpy_step`` it carries.
+"""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+import gatejax as gj
+
+
+def np_sigmoid(a):
+  return 1.0 / (1.0 + np.exp(-a))
+
+
+def np_relu(a):
+  return np.maximum(a, 0.0)
+
+
+def np_hard_sigmoid(a):
+  return np.clip(a / 6.0 + 0.5, 0.0, 1.0)
+
+
+def np_soft_sign(a):
+  return a / (1.0 + np.abs(a))
+
+
+def half_tanh(a):
+  """A gate function of our own (the sigmoid of ``2a``), for cells with unusual gates."""
+  return 0.5 * jnp.tanh(a) + 0.5
+
+
+def np_half_tanh(a):
+  return 0.5 * np.tanh(a) + 0.5
+
+
+NUMPY_OF = {
+  half_tanh: np_half_tanh,
+  jnp.sin: np.sin,
+  jnp.tanh: np.tanh,
+  jax.nn.relu: np_relu,
+  jax.nn.sigmoid: np_sigmoid,
+  jax.nn.hard_sigmoid: np_hard_sigmoid,
+  jax.nn.soft_sign: np_soft_sign,
+}
+
+
+def blocks(a, n):
+  """Split the last axis of a fused matrix or bias into its ``n`` gate blocks."""
+  size = a.shape[-1] // n
+  return [a[..., k * size : (k + 1) * size] for k in range(n)]
+
+
+def np_rnn(p, h, x, act=np.tanh):
+  return act(x @ p["w_x"] + h @ p["w_h"] + p["b"])
+
+
+def np_gru(p, h, x, reset, gate=np_sigmoid, act=np.tanh):
+  W_xr, W_xz, W_xn = blocks(p["w_x"], 3)
+  W_hr, W_hz, W_hn = blocks(p["w_h"], 3)
+  b_xr, b_xz, b_xn = blocks(p["b_x"], 3)
+  b_hr, b_hz, b_hn = blocks(p["b_h"], 3)
+  r = gate(x @ W_xr + h @ W_hr + b_xr + b_hr)
+  z = gate(x @ W_xz + h @ W_hz + b_xz + b_hz)
+  if reset == "after":
+    h_tilde = act(x @ W_xn + b_xn + r * (h @ W_hn + b_hn))
+  else:
+    h_tilde = act(x @ W_xn + (r * h) @ W_hn + b_xn + b_hn)
+  return z * h + (1 - z) * h_tilde
+
+
+def np_lstm(p, h, c, x, gate=np_sigmoid, act=np.tanh):
+  W_xi, W_xf, W_xc, W_xo = blocks(p["w_x"], 4)
+  W_hi, W_hf, W_hc, W_ho = blocks(p["w_h"], 4)
+  b_i, b_f, b_c, b_o = blocks(p["b"], 4)
+  i = gate(x @ W_xi + h @ W_hi + b_i)
+  f = gate(x @ W_xf + h @ W_hf + b_f)
+  o = gate(x @ W_xo + h @ W_ho + b_o)
+  c_tilde = act(x @ W_xc + h @ W_hc + b_c)
+  c = f * c + i * c_tilde
+  return o * act(c), c
+
+
+def np_mgu(p, h, x, reset_gate, gate=np_sigmoid, act=np.tanh):
+  """Zhou et al. 2016 as Flax linen's MGUCell (SPEC §3b)."""
+  W_xf, W_xn = blocks(p["w_x"], 2)
+  W_hf, W_hn = blocks(p["w_h"], 2)
+  b_xf, b_xn = blocks(p["b_x"], 2)
+  f = gate(x @ W_xf + b_xf + h @ W_hf)
+  if reset_gate:
+    n = act(x @ W_xn + b_xn + f * (h @ W_hn + p["b_hn"]))
+  else:
+    n = act(x @ W_xn + b_xn + h @ W_hn + p["b_hn"])
+  return (1 - f) * n + f * h
+
+
+def np_minimal_rnn(p, h, x, gate=np_sigmoid, act=np.tanh):
+  """Chen, Pennington & Schoenholz 2018 (SPEC §3b)."""
+  z = act(x @ p["w_x"] + p["b_z"])
+  u = gate(h @ p["w_uh"] + z @ p["w_uz"] + p["b_u"])
+  return u * h + (1 - u) * z
+
+
+def np_min_gru(p, h, x, gate=np_sigmoid):
+  """Feng et al. 2024 (SPEC §3b): z writes the candidate."""
+  W_z, W_h = blocks(p["w_x"], 2)
+  b_z, b_h = blocks(p["b"], 2)
+  z = gate(x @ W_z + b_z)
+  return (1 - z) * h + z * (x @ W_h + b_h)
+
+
+def np_min_lstm(p, h, x, gate=np_sigmoid):
+  """Feng et al. 2024 (SPEC §3b): normalised forget and input gates."""
+  W_f, W_i, W_h = blocks(p["w_x"], 3)
+  b_f, b_i, b_h = blocks(p["b"], 3)
+  f, i = gate(x @ W_f + b_f), gate(x @ W_i + b_i)
+  return f / (f + i) * h + i / (f + i) * (x @ W_h + b_h)
+
+
+def as_numpy(tree):
+  return jax.tree.map(lambda a: np.asarray(a).astype(np.float64), tree)
+
+
+def _dict(params):
+  return params._asdict() if hasattr(params, "_asdict") else dict(params)
+
+
+def reference_step(cell, params, carry, x, gate=None, act=None):
+  """``(carry, y)`` of one step in float64 NumPy, from the equations alone."""
+  p, x, carry = _dict(as_numpy(params)), as_numpy(x), as_numpy(carry)
+  if not isinstance(cell, gj.Cell):
+    return cell.numpy_step(p, carry, x)
+  o = cell.options
+  act = act or NUMPY_OF.get(getattr(o, "activation", None))
+  gate = gate or NUMPY_OF.get(getattr(o, "gate_fn", None))
+  if cell.kind == "lstm":
+    h, c = np_lstm(p, carry.h, carry.c, x, gate, act)
+    return gj.LSTMState(h=h, c=c), h
+  h = {
+    "rnn": lambda: np_rnn(p, carry, x, act),
+    "gru": lambda: np_gru(p, carry, x, o.reset, gate, act),
+    "mgu": lambda: np_mgu(p, carry, x, o.reset_gate, gate, act),
+    "minimal_rnn": lambda: np_minimal_rnn(p, carry, x, gate, act),
+    "min_gru": lambda: np_min_gru(p, carry, x, gate),
+    "min_lstm": lambda: np_min_lstm(p, carry, x, gate),
+  }[cell.kind]()
+  return h, h
