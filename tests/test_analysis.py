@@ -69,7 +69,10 @@ def leaves(tree):
 
 
 def output(carry):
-  return carry.h if isinstance(carry, gj.LSTMState) else carry
+  """The output each registered cell reads from its new carry (``h``)."""
+  if isinstance(carry, gj.LSTMState):
+    return carry.h
+  return carry["h"] if isinstance(carry, dict) else carry
 
 
 def masked_loop(cell, params_at, xs, carry, lengths, start=0):
@@ -78,9 +81,11 @@ def masked_loop(cell, params_at, xs, carry, lengths, start=0):
   for t in range(start, xs.shape[0]):
     new, y = cell.step(params_at(t), carry, xs[t])
     if lengths is not None:
-      valid = (jnp.asarray(lengths) > t)[:, None]
-      new = jax.tree.map(lambda n, o, v=valid: jnp.where(v, n, o), new, carry)
-      y = jnp.where(valid, y, 0)
+      valid = jnp.asarray(lengths) > t  # (batch,), reshaped to each leaf's rank
+      new = jax.tree.map(
+        lambda n, o, v=valid: jnp.where(v.reshape(v.shape + (1,) * (n.ndim - 1)), n, o), new, carry
+      )
+      y = jnp.where(valid[:, None], y, 0)
     carry = new
     ys.append(y)
   return carry, ys
@@ -239,12 +244,15 @@ def slow_jacobian_norms(cell, params, xs, lengths, ord):
   B = xs.shape[1]
   initial = cell.initial_carry((B,), xs.dtype)
   before = [initial, *carries_after(cell, params, xs, lengths)]
-  flat = lambda c: jnp.concatenate(jax.tree.leaves(c), axis=-1)  # (B, D)
+  flat = lambda c: jnp.concatenate([a.reshape(B, -1) for a in jax.tree.leaves(c)], axis=-1)
   out = np.zeros((xs.shape[0], B))
   for k in range(xs.shape[0]):
     run = lambda c, k=k: flat(masked_loop(cell, lambda _: params, xs, c, lengths, start=k)[0])
     jac = jax.jacrev(run)(before[k])  # (B, D) x carry pytree of (B, D_leaf)
-    full = np.concatenate([np.asarray(j) for j in jax.tree.leaves(jac)], axis=-1)  # (B, D, B, D)
+    full = np.concatenate(  # (B, D, B, D)
+      [np.asarray(j).reshape(B, -1, B, math.prod(j.shape[3:])) for j in jax.tree.leaves(jac)],
+      axis=-1,
+    )
     for b in range(B):
       out[k, b] = np.linalg.norm(full[b, :, b, :], ord=ord)
   return out
