@@ -526,7 +526,10 @@ def fit(
 
   Divergence: the run stops, with ``history.diverged = True`` and ``diverged_at`` set,
   at the first step whose loss or gradient norm is NaN or infinite, or whose loss
-  exceeds ``divergence_threshold × max(task.baseline, initial loss)``. The reference
+  exceeds ``divergence_threshold × max(task.baseline, initial loss)``. That step's
+  update is not applied: the result's state is the one before it (``state.step ==
+  diverged_at``), the last one the callback was given, and the history records the
+  diverged step's loss and gradient norm. The reference
   is the larger of the baseline and the loss at step 0, so that a task whose
   baseline is far below the untrained loss (copy memory with a long delay) is not
   called diverged at its first step. The default, 1000, is far beyond any run that is
@@ -600,6 +603,11 @@ def fit(
   k_run, k_eval = jax.random.split(key)
   if state is not None and not isinstance(state, TrainState):
     raise TypeError(f"state must be a TrainState, got {type(state).__name__}")
+  if state is not None and int(state.step) > steps:
+    raise ValueError(
+      f"steps must be >= state.step (steps is the run's total length, not the steps still "
+      f"to go), got steps={steps} for a state at step {int(state.step)}"
+    )
   current = init_state(cell, task, k_run, opt) if state is None else state
   if history is None:
     history = History(task=task.name, baseline=task.baseline, metric_name=task.metric_name)
@@ -636,7 +644,6 @@ def fit(
       loss, grad_norm = float(metrics.loss), float(metrics.grad_norm)
       if history.initial_loss is None:
         history.initial_loss = loss
-      current = new_state
       finite = math.isfinite(loss) and math.isfinite(grad_norm)
       reference = max(task.baseline, history.initial_loss)
       exploded = (
@@ -651,8 +658,11 @@ def fit(
         if metrics.metric is not None:
           history.metric.append(float(metrics.metric))
       if not finite or exploded:
+        # The update of step s comes from a NaN or exploded gradient: the run stops on the
+        # state before it, which is what the callback last saw and checkpointed.
         history.diverged, history.diverged_at = True, s
         break
+      current = new_state
       done = s + 1
       if done == steps or (eval_every and done % eval_every == 0):
         run_eval(done)
