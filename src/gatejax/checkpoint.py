@@ -677,7 +677,7 @@ class Checkpoints:
     abstract = _abstract_state(self.cell, self.task, self.optimizer, impl)
     # The arrays first: another optimizer's state layout is the plainer message.
     _check_tree(self._state_metadata(path), abstract, _where(path, "state"))
-    if strict and "optimizer" in meta:  # checkpoints written before 0.10.3 have none
+    if strict and "optimizer" in meta:  # older checkpoints have no description to compare
       _refuse(path, _optimizer_mismatches(meta["optimizer"], self.optimizer_description))
     history = self._read_history(path, meta)
     target = (
@@ -718,14 +718,17 @@ class Checkpoints:
     return tree
 
   def _read_history(self, path: Path, meta: Mapping[str, Any]) -> train.History | None:
-    if "history" not in meta.get("items", ("history",)) and not (path / "history").exists():
-      return None  # saved without one
-    if "items" not in meta and not (path / "history").exists():
-      return None  # a checkpoint written before "items" was recorded
+    items = meta.get("items")
+    if items is None:
+      # Written before the items were recorded: a lost history looks like none saved.
+      if not (path / "history").exists():
+        return None
+    elif "history" not in items:
+      return None
     data = _read_json(path, "history")
     try:
       return train.History.from_dict(data)
-    except (TypeError, ValueError) as e:
+    except (AttributeError, TypeError, ValueError) as e:
       raise CheckpointError(f"{_where(path, 'history')}: not a train.History: {e}") from e
 
 
