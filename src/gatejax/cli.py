@@ -91,7 +91,18 @@ def _probe(directory: Path) -> None:
 
 
 def writable_directory(path: str | os.PathLike, option: str = "--out") -> Path:
-  """Create ``path`` if missing and check that files can be written in it; else :class:`UsageError`."""
+  """Create ``path`` if missing and check that files can be written in it; else :class:`UsageError`.
+
+  Example:
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> from gatejax import cli
+    >>> file = Path(tempfile.mkdtemp()) / "file"
+    >>> _ = file.write_text("")
+    >>> cli.writable_directory(file / "report")
+    Traceback (most recent call last):
+    gatejax.cli.UsageError: --out '.../file/report' is not a writable directory: Not a directory
+  """
   out = Path(path)
   try:
     out.mkdir(parents=True, exist_ok=True)
@@ -104,7 +115,14 @@ def writable_directory(path: str | os.PathLike, option: str = "--out") -> Path:
 
 
 def writable_file(path: str | os.PathLike, option: str = "--out") -> Path:
-  """Check that ``path`` can be written (its directory exists and is writable); else :class:`UsageError`."""
+  """Check that ``path`` can be written (its directory exists and is writable); else :class:`UsageError`.
+
+  Example:
+    >>> from gatejax import cli
+    >>> cli.writable_file("/no/such/directory/curves.png")
+    Traceback (most recent call last):
+    gatejax.cli.UsageError: --out '/no/such/directory/curves.png': the directory '/no/such/directory' does not exist
+  """
   out = Path(path)
   if out.is_dir():
     raise UsageError(f"{option} {str(path)!r} is a directory, not a file name")
@@ -160,7 +178,15 @@ def available_memory() -> tuple[int | None, str]:
 
 
 def check_memory(needed: float, what: str, advice: str) -> None:
-  """Raise :class:`UsageError` when ``needed`` bytes exceed :func:`available_memory`."""
+  """Raise :class:`UsageError` when ``needed`` bytes exceed :func:`available_memory`.
+
+  Example:
+    >>> from gatejax import cli
+    >>> cli.check_memory(1e6, "--time 100", "lower --time")   # 1 MB fits
+    >>> cli.check_memory(1e30, "--time 10**25", "lower --time")
+    Traceback (most recent call last):
+    gatejax.cli.UsageError: --time 10**25 needs about 1e+15 PB of memory, more than the ...; lower --time
+  """
   free, kind = available_memory()
   if free is not None and needed > free:
     raise UsageError(
