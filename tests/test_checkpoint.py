@@ -173,3 +173,248 @@ def test_an_interrupted_save_is_never_restored(tmp_path, trained, monkeypatch):
 def test_restore_from_an_empty_directory_raises(tmp_path):
   with pytest.raises(FileNotFoundError, match="no finalized checkpoint"):
     checkpoint.restore(tmp_path, cell=CELL, task=TASK, optimizer=OPT)
+
+
+# ---------------------------------------------------------------------------
+# Nothing lost: re-saves, divergence (issue 10, items 2 and 3)
+# ---------------------------------------------------------------------------
+
+
+def _fail_writes(patch):
+  """Make every orbax JSON write fail, as a full disk or a killed writer would."""
+  import orbax.checkpoint as ocp
+
+  async def failing(*args, **kwargs):
+    raise OSError("disk full (simulated)")
+
+  patch.setattr(ocp.JsonCheckpointHandler, "async_save", failing)
+
+
+def test_a_failed_re_save_keeps_the_previous_checkpoint(tmp_path, trained, monkeypatch):
+  state, history = trained
+  with Checkpoints(tmp_path, cell=CELL, task=TASK, optimizer=OPT, keep=1) as ckpts:
+    ckpts.save(state)
+    with monkeypatch.context() as patch:
+      _fail_writes(patch)
+      with pytest.raises(OSError, match="disk full"):
+        ckpts.save(state, history)  # the same step again, now with its history
+    assert ckpts.steps() == [3]
+    restored = ckpts.restore()
+    _assert_states_equal(restored.state, state)
+    assert restored.history is None  # the first save's content, intact
+    ckpts.save(state, history)  # a re-save that succeeds replaces it
+    assert ckpts.restore().history == history
+  assert sorted(p.name for p in tmp_path.iterdir()) == ["3"], "a re-save left files behind"
+
+
+def test_fit_interrupted_in_its_final_re_save_resumes_from_the_last_step(tmp_path, monkeypatch):
+  # steps % every == 0: the callback saves step 4, then fit saves step 4 again with the
+  # final history. Failing that second save must leave step 4, not nothing (keep=1).
+  options = dict(directory=tmp_path, key=jax.random.key(2), every=2, keep=1, optimizer=OPT)
+  original = Checkpoints.save
+  calls = []
+
+  def save(self, state, history=None):
+    calls.append(int(state.step))
+    if len(calls) == 3:
+      _fail_writes(monkeypatch)
+    return original(self, state, history)
+
+  monkeypatch.setattr(Checkpoints, "save", save)
+  with pytest.raises(OSError, match="disk full"):
+    checkpoint.fit(CELL, TASK, steps=4, **options, **FIT)
+  monkeypatch.undo()
+  assert calls == [2, 4, 4]
+  with Checkpoints(tmp_path, cell=CELL, task=TASK, optimizer=OPT) as ckpts:
+    assert ckpts.steps() == [4]
+    assert int(ckpts.restore().state.step) == 4
+
+
+def test_a_swap_interrupted_between_its_renames_is_recovered(tmp_path, trained, monkeypatch):
+  import os
+
+  state, history = trained
+  with Checkpoints(tmp_path, cell=CELL, task=TASK, optimizer=OPT, keep=1) as ckpts:
+    ckpts.save(state)
+    renames = []
+    real_replace = os.replace
+
+    def replace(src, dst):
+      renames.append((src, dst))
+      if len(renames) == 2:  # the old step is moved aside, the new one not yet in place
+        raise KeyboardInterrupt("killed between the renames")
+      real_replace(src, dst)
+
+    with monkeypatch.context() as patch:
+      patch.setattr(checkpoint.os, "replace", replace)
+      with pytest.raises(KeyboardInterrupt):
+        ckpts.save(state, history)
+    # aside, into place (killed), and the old step back
+    assert [(src.name, dst.name) for src, dst in renames] == [
+      ("3", "3.replaced"),
+      ("3", "3"),
+      ("3.replaced", "3"),
+    ]
+    assert ckpts.steps() == [3]
+    assert ckpts.restore().history is None
+
+  # A process killed at that point leaves the old step aside; opening the directory puts it back.
+  with Checkpoints(tmp_path, cell=CELL, task=TASK, optimizer=OPT) as ckpts:
+    ckpts.save(state, history)
+  staging = tmp_path / ".gatejax-staging"
+  staging.mkdir()
+  (tmp_path / "3").rename(staging / "3.replaced")
+  with Checkpoints(tmp_path, cell=CELL, task=TASK, optimizer=OPT) as ckpts:
+    assert ckpts.steps() == [3]
+    assert ckpts.restore().history == history
+  assert sorted(p.name for p in tmp_path.iterdir()) == ["3"]
+
+
+RELU_LSTM = gj.lstm(8, gate_fn=jax.nn.relu)
+EXPLODING = train.make_optimizer(learning_rate=1.0, clip_norm=None)
+
+
+def test_a_diverged_run_keeps_and_returns_its_last_good_state(tmp_path):
+  # As in test_train: lr 1 without clipping throws the ReLU gates; the loss of step 1 is
+  # ~1e13 and its gradient NaN, so applying step 1's update would make every parameter NaN.
+  task = tasks.adding(20)
+  saved = []
+
+  def watch(state, history):
+    saved.append(state)
+
+  result = checkpoint.fit(
+    RELU_LSTM, task, directory=tmp_path, key=jax.random.key(0), steps=30, every=1,
+    optimizer=EXPLODING, batch_size=16, eval_every=0, progress=False, callback=watch,
+  )  # fmt: skip
+  h = result.history
+  assert h.diverged and h.diverged_at == 1
+  assert int(result.state.step) == h.diverged_at  # the state before the diverged update
+  assert all(np.isfinite(np.asarray(leaf)).all() for leaf in jax.tree.leaves(result.params))
+  assert [int(s.step) for s in saved] == [1]  # the callback never saw a diverged state
+  _assert_states_equal(result.state, saved[-1])
+  with Checkpoints(tmp_path, cell=RELU_LSTM, task=task, optimizer=EXPLODING) as ckpts:
+    assert ckpts.steps() == [1]
+    latest = ckpts.restore()
+  _assert_states_equal(latest.state, result.state)
+  assert latest.history.diverged_at == 1
+
+
+# ---------------------------------------------------------------------------
+# Damage and misuse are named (issue 10, item 8)
+# ---------------------------------------------------------------------------
+
+
+def _truncate(file):
+  file.write_text(file.read_text()[:20])
+
+
+DAMAGE = {
+  "state metadata missing": (
+    lambda step: (step / "state" / "_METADATA").unlink(),
+    r"step 3 .*item 'state': its _METADATA file.* is missing",
+  ),
+  "history file missing": (
+    lambda step: (step / "history" / "metadata").unlink(),
+    r"step 3 .*item 'history': its file metadata is missing",
+  ),
+  "history truncated": (
+    lambda step: _truncate(step / "history" / "metadata"),
+    r"step 3 .*item 'history': its file metadata is damaged",
+  ),
+  "history directory deleted": (
+    lambda step: shutil.rmtree(step / "history"),
+    r"step 3 .*item 'history': the checkpoint is incomplete: it lacks history",
+  ),
+  "gatejax metadata truncated": (
+    lambda step: _truncate(step / "gatejax" / "metadata"),
+    r"step 3 .*item 'gatejax': its file metadata is damaged",
+  ),
+  "step directory renamed": (
+    lambda step: step.rename(step.parent / "7"),
+    r"step 7 .*item 'gatejax': it records step 3, not 7",
+  ),
+  "array data deleted": (
+    lambda step: [shutil.rmtree(d) for d in (step / "state").iterdir() if d.is_dir()],
+    r"step 3 .*item 'state': .*cannot be read: ValueError: NOT_FOUND: Error opening \"zarr\"",
+  ),
+}
+
+
+@pytest.mark.parametrize("damage", list(DAMAGE), ids=list(DAMAGE))
+def test_a_damaged_checkpoint_names_its_step_and_item(tmp_path, trained, damage, capfd):
+  state, history = trained
+  checkpoint.save(tmp_path, state, cell=CELL, task=TASK, optimizer=OPT, history=history)
+  harm, message = DAMAGE[damage]
+  harm(tmp_path / "3")
+  with pytest.raises(CheckpointError, match=message):
+    checkpoint.restore(tmp_path, cell=CELL, task=TASK, optimizer=OPT)
+  err = capfd.readouterr().err
+  assert "Traceback" not in err and "Event loop is closed" not in err, err
+
+
+def test_a_failed_array_read_leaves_no_event_loop_tracebacks(tmp_path, trained, capfd):
+  # orbax closed its event loop while the other arrays' reads were in flight; each of
+  # them later printed "RuntimeError: Event loop is closed" (about half of the runs).
+  import time
+
+  state, history = trained
+  checkpoint.save(tmp_path, state, cell=CELL, task=TASK, optimizer=OPT, history=history)
+  for d in (tmp_path / "3" / "state").iterdir():
+    if d.is_dir():
+      shutil.rmtree(d)
+  with Checkpoints(tmp_path, cell=CELL, task=TASK, optimizer=OPT) as ckpts:
+    for _ in range(6):
+      with pytest.raises(CheckpointError, match="cannot be read"):
+        ckpts.restore()
+  time.sleep(0.5)  # the late reads complete on tensorstore's threads
+  err = capfd.readouterr().err
+  assert "Event loop is closed" not in err and "never retrieved" not in err, err
+
+
+def test_a_checkpoint_saved_without_history_restores_without(tmp_path, trained):
+  checkpoint.save(tmp_path, trained.state, cell=CELL, task=TASK, optimizer=OPT)
+  assert not (tmp_path / "3" / "history").exists()
+  assert checkpoint.restore(tmp_path, cell=CELL, task=TASK, optimizer=OPT).history is None
+
+
+def test_resuming_with_fewer_steps_than_saved_is_refused(tmp_path):
+  options = dict(directory=tmp_path, key=jax.random.key(0), every=2, optimizer=OPT, **FIT)
+  checkpoint.fit(CELL, TASK, steps=4, **options)
+  with pytest.raises(CheckpointError, match=r"step 4 .*beyond steps=2"):
+    checkpoint.fit(CELL, TASK, steps=2, **options)
+  assert int(checkpoint.fit(CELL, TASK, steps=4, **options).state.step) == 4  # the same: fine
+
+
+def test_resuming_with_another_custom_optimizer_is_refused(tmp_path):
+  import optax
+
+  def run(optimizer, steps):
+    return checkpoint.fit(
+      CELL, TASK, directory=tmp_path, key=jax.random.key(0), steps=steps, every=2,
+      optimizer=optimizer, **FIT,
+    )  # fmt: skip
+
+  run(optax.adam(1e-2), 2)
+  with pytest.raises(CheckpointError, match=r"step_size: checkpoint has -0\.01, expected -0\.02"):
+    run(optax.adam(2e-2), 4)
+  with pytest.raises(CheckpointError, match=r"b1: checkpoint has 0\.9, expected 0\.5"):
+    run(optax.adam(1e-2, b1=0.5), 4)
+  assert int(run(optax.adam(1e-2), 4).state.step) == 4  # an equal transformation resumes
+
+
+def test_inject_hyperparams_learning_rate_is_compared(tmp_path, trained):
+  import optax
+
+  def opt(lr):
+    return optax.inject_hyperparams(optax.adam)(learning_rate=lr)
+
+  state = train.init_state(CELL, TASK, jax.random.key(0), opt(0.1))
+  checkpoint.save(tmp_path, state, cell=CELL, task=TASK, optimizer=opt(0.1))
+  with pytest.raises(
+    CheckpointError, match=r"learning_rate'\]: checkpoint has 0\.1, expected 0\.2"
+  ):
+    checkpoint.restore(tmp_path, cell=CELL, task=TASK, optimizer=opt(0.2))
+  restored = checkpoint.restore(tmp_path, cell=CELL, task=TASK, optimizer=opt(0.2), strict=False)
+  assert float(restored.state.opt_state.hyperparams["learning_rate"]) == pytest.approx(0.1)
+  checkpoint.restore(tmp_path, cell=CELL, task=TASK, optimizer=opt(0.1))

@@ -248,3 +248,176 @@ def test_errors_are_raised_at_trace_time_under_jit():
 )
 def test_edge_cases_are_not_errors(ok):
   ok()
+
+
+# ---------------------------------------------------------------------------
+# Issue 10 (hardening): training options, and misuse of the command line
+# ---------------------------------------------------------------------------
+
+INF, NAN = float("inf"), float("nan")
+
+
+def _fit(**options):
+  cell, task = gj.rnn(2), gj.tasks.adding(4)
+  return gj.train.fit(cell, task, key=jax.random.key(0), steps=1, progress=False, **options)
+
+
+def _make_optimizer(**options):
+  return gj.train.make_optimizer(**options)
+
+
+def _checkpoint_fit(**options):
+  import tempfile
+
+  with tempfile.TemporaryDirectory() as directory:
+    cell, task = gj.rnn(2), gj.tasks.adding(4)
+    gj.checkpoint.fit(
+      cell, task, directory=directory, key=jax.random.key(0), steps=1, every=1, **options
+    )
+
+
+LR = r"learning_rate must be a finite number > 0 or an optax schedule, got "
+TRAINING_CASES = [
+  Case("learning_rate inf", lambda: _make_optimizer(learning_rate=INF), ValueError, LR + "inf"),
+  Case("learning_rate nan", lambda: _make_optimizer(learning_rate=NAN), ValueError, LR + "nan"),
+  Case("learning_rate zero", lambda: _make_optimizer(learning_rate=0), ValueError, LR + "0"),
+  Case("learning_rate -1 in fit", lambda: _fit(learning_rate=-1.0), ValueError, LR + r"-1\.0"),
+  Case(
+    "learning_rate nan beside an optax optimizer",
+    lambda: _fit(learning_rate=NAN, optimizer=gj.train.make_optimizer()),
+    ValueError,
+    LR + "nan",
+  ),
+  Case(
+    "learning_rate str", lambda: _make_optimizer(learning_rate="1e-3"), TypeError, r"learning_rate"
+  ),
+  Case("learning_rate bool", lambda: _fit(learning_rate=True), TypeError, r"learning_rate"),
+  Case(
+    "clip_norm inf",
+    lambda: _make_optimizer(clip_norm=INF),
+    ValueError,
+    r"clip_norm must be a finite number > 0 or None for no clipping, got inf",
+  ),
+  Case("clip_norm nan in fit", lambda: _fit(clip_norm=NAN), ValueError, r"clip_norm.*got nan"),
+  Case("clip_norm str", lambda: _make_optimizer(clip_norm="1"), TypeError, r"clip_norm"),
+  Case(
+    "divergence_threshold nan",
+    lambda: _fit(divergence_threshold=NAN),
+    ValueError,
+    r"divergence_threshold must be a finite number > 0 or None .*got nan",
+  ),
+  Case(
+    "divergence_threshold inf",
+    lambda: _fit(divergence_threshold=INF),
+    ValueError,
+    r"divergence_threshold must be a finite number > 0 or None .*got inf",
+  ),
+  Case(
+    "divergence_threshold str",
+    lambda: _fit(divergence_threshold="1e3"),
+    TypeError,
+    r"divergence_threshold",
+  ),
+  Case(
+    "checkpoint.fit learning_rate inf",
+    lambda: _checkpoint_fit(learning_rate=INF),
+    ValueError,
+    LR + "inf",
+  ),
+]
+
+
+@pytest.mark.parametrize("case", TRAINING_CASES, ids=[c.id for c in TRAINING_CASES])
+def test_bad_training_option_raises_a_clear_error(case):
+  with pytest.raises(case.error, match=case.match):
+    case.call()
+
+
+class CliCase(NamedTuple):
+  id: str
+  argv: list[str]  # "{tmp}" is a fresh directory
+  match: str  # the error line after "gatejax COMMAND: error: "
+
+
+CLI_CASES = [
+  CliCase("demo time negative", ["demo", "--time", "-3"], r"argument --time: must be an int >= 3"),
+  CliCase("demo time zero", ["demo", "--time", "0"], r"argument --time: must be an int >= 3"),
+  CliCase("demo time float", ["demo", "--time", "1e9"], r"argument --time: .*'1e9'"),
+  CliCase("demo hidden zero", ["demo", "--hidden", "0"], r"argument --hidden: must be an int >= 1"),
+  CliCase(
+    "demo seed too large",
+    ["demo", "--seed", str(10**20)],
+    r"argument --seed: must be an int in \[0, 4294967295\] \(larger seeds repeat smaller ones\)",
+  ),
+  CliCase("demo seed 2**32", ["demo", "--seed", str(2**32)], r"argument --seed: must be an int in"),
+  CliCase("demo seed negative", ["demo", "--seed", "-1"], r"argument --seed: must be an int in"),
+  CliCase(
+    "demo out of memory",
+    ["demo", "--time", "1000000000"],
+    r"--time 1000000000 --hidden 32 needs about [\d.]+ TB of memory, more than the .* of ",
+  ),
+  CliCase(
+    "vanishing out of memory",
+    ["vanishing", "--time", "1000000000", "--out", ""],
+    r"--time 1000000000 --hidden 32 --batch 16 needs about [\d.]+ TB of memory, more than",
+  ),
+  CliCase(
+    "vanishing time 2", ["vanishing", "--time", "2"], r"argument --time: must be an int >= 3"
+  ),
+  CliCase("vanishing batch 0", ["vanishing", "--batch", "0"], r"argument --batch: must be an int"),
+  CliCase("vanishing seed", ["vanishing", "--seed", "-5"], r"argument --seed: must be an int in"),
+  CliCase(
+    "vanishing out is a directory",
+    ["vanishing", "--out", "{tmp}"],
+    r"--out '.*' is a directory, not a file name",
+  ),
+  CliCase(
+    "vanishing out in a missing directory",
+    ["vanishing", "--out", "{tmp}/missing/curves.png"],
+    r"--out '.*': the directory '.*missing' does not exist",
+  ),
+  CliCase(
+    "vanishing out of an unknown format",
+    ["vanishing", "--out", "{tmp}/curves.xyz"],
+    r"--out '.*': matplotlib cannot write \.xyz files",
+  ),
+  CliCase(
+    "report out is a file",
+    ["report", "--out", "{tmp}/file"],
+    r"--out '.*file' exists and is not a directory",
+  ),
+  CliCase(
+    "report out below a file",
+    ["report", "--out", "{tmp}/file/report"],
+    r"--out '.*' is not a writable directory: Not a directory",
+  ),
+  CliCase(
+    "report over an earlier report",
+    ["report", "--out", "{tmp}/earlier"],
+    r"'.*earlier' already holds report\.md of an earlier report; pass --force to overwrite",
+  ),
+  CliCase("report seed", ["report", "--seed", "99999999999"], r"argument --seed: must be an int"),
+  CliCase("unknown command", ["fly"], r"argument COMMAND: invalid choice: 'fly'"),
+]
+
+
+@pytest.mark.parametrize("case", CLI_CASES, ids=[c.id for c in CLI_CASES])
+def test_command_line_misuse_is_one_error_line_and_status_2(case, tmp_path, monkeypatch, capsys):
+  import re
+
+  from gatejax import cli
+
+  monkeypatch.chdir(tmp_path)  # a case that were not refused would write its figure here
+  (tmp_path / "file").write_text("not a directory")
+  (tmp_path / "earlier").mkdir()
+  (tmp_path / "earlier" / "report.md").write_text("an earlier report")
+  argv = [arg.replace("{tmp}", str(tmp_path)) for arg in case.argv]
+  assert cli.main(argv) == 2
+  out, err = capsys.readouterr()
+  assert "Traceback" not in err and out == ""
+  last = err.rstrip("\n").splitlines()[-1]
+  command = "gatejax" if case.id == "unknown command" else f"gatejax {argv[0]}"
+  assert re.match(rf"{command}: error: {case.match}", last), last
+  assert sum(": error: " in line for line in err.splitlines()) == 1
+  assert (tmp_path / "earlier" / "report.md").read_text() == "an earlier report"
+  assert sorted(p.name for p in tmp_path.iterdir()) == ["earlier", "file"]

@@ -134,14 +134,22 @@ def test_relu_gated_lstm_divergence_is_reported():
   # ReLU gates are unbounded: once Adam's first large step (lr 1, no clipping) pushes the
   # forget and output gates above 1, the cell and the loss explode within a step.
   task = tasks.adding(20)
+  given = []
   result = train.fit(
     gj.lstm(8, gate_fn=jax.nn.relu), task, key=jax.random.key(0), steps=30, batch_size=16,
     learning_rate=1.0, clip_norm=None, eval_every=0, progress=False,
+    callback=lambda state, history: given.append(state),
   )  # fmt: skip
   h = result.history
   assert h.diverged
   assert h.diverged_at is not None and h.diverged_at > 0  # it trained first, then exploded
-  assert h.step[-1] == h.diverged_at and int(result.state.step) == h.diverged_at + 1
+  # The diverged step's update (from a NaN gradient here) is not applied: the result is
+  # the state before it, the last one the callback saw, with every parameter finite.
+  assert h.step[-1] == h.diverged_at and int(result.state.step) == h.diverged_at
+  assert not math.isfinite(h.grad_norm[-1])
+  assert [int(state.step) for state in given] == list(range(1, h.diverged_at + 1))
+  chex.assert_trees_all_equal(result.state, given[-1])
+  assert all(np.isfinite(leaf).all() for leaf in jax.tree.leaves(result.params))
   assert math.isfinite(h.loss[0])
   last = h.loss[-1]
   assert not math.isfinite(last) or last > 1000 * max(task.baseline, h.loss[0])
@@ -164,7 +172,7 @@ def test_nan_at_the_first_step_is_reported():
     gj.gru(8), tasks.adding(30), key=jax.random.key(0), steps=30, state=result.state,
     history=h, progress=False,
   )  # fmt: skip
-  assert again.history is h and int(again.state.step) == 1
+  assert again.history is h and int(again.state.step) == 0  # the initial state, never updated
 
 
 # ---------------------------------------------------------------------------

@@ -74,13 +74,29 @@ TRAIN = {False: True, True: ("LSTM sigmoid", "LSTM relu")}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+  from gatejax import cli
+
   parser.add_argument(
-    "--out", default="gatejax-report", help="output directory (default: gatejax-report)"
+    "--out",
+    default="gatejax-report",
+    help="output directory (default: gatejax-report), created if missing and checked to be "
+    "writable before anything is computed",
+  )
+  parser.add_argument(
+    "--force",
+    action="store_true",
+    help="overwrite the report.md and report.json (and figures) of an earlier report in --out; "
+    "without it an existing report is refused",
   )
   parser.add_argument(
     "--quick", action="store_true", help="tiny sizes: a smoke test in well under a minute"
   )
-  parser.add_argument("--seed", type=int, default=0, help="base seed of every experiment")
+  parser.add_argument(
+    "--seed",
+    type=cli.seed,
+    default=0,
+    help=f"base seed of every experiment, in [0, {cli.MAX_SEED}]",
+  )
 
 
 # ---------------------------------------------------------------------------
@@ -524,13 +540,25 @@ def write_report(
 
 
 def main(args: argparse.Namespace) -> int:
-  out = Path(args.out)
+  from gatejax import cli
+
+  # Checked first: the report takes minutes, and a path that cannot be written would
+  # only fail once it is all computed.
+  out = cli.writable_directory(args.out)
+  existing = [name for name in ("report.md", "report.json") if (out / name).exists()]
+  if existing and not getattr(args, "force", False):
+    raise cli.UsageError(
+      f"{args.out!r} already holds {' and '.join(existing)} of an earlier report; pass --force "
+      "to overwrite them, or choose another --out"
+    )
   began = time.perf_counter()
 
   def say(message: str) -> None:
     print(f"[{time.perf_counter() - began:6.1f}s] {message}", file=sys.stderr, flush=True)
 
   say(f"gatejax report{' --quick' if args.quick else ''}: writing {out}/")
+  if existing:
+    say(f"--force: overwriting {', '.join(str(out / name) for name in existing)}")
   write_report(out, quick=args.quick, seed=args.seed, say=say)
   say(f"done: {out / 'report.md'}, {out / 'report.json'}")
   print(out / "report.md")

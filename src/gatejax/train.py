@@ -26,6 +26,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
+import numbers
 import time as _time
 from collections.abc import Callable
 from functools import partial
@@ -179,8 +180,8 @@ def make_optimizer(
   that takes the optimizer as a static argument is not recompiled.
 
   Args:
-    learning_rate: a float or an optax schedule.
-    clip_norm: the largest global gradient norm, or ``None`` for no clipping.
+    learning_rate: a finite float > 0, or an optax schedule.
+    clip_norm: the largest global gradient norm (finite, > 0), or ``None`` for no clipping.
     optimizer: ``"adam"``, ``"adamw"``, ``"rmsprop"`` or ``"sgd"``.
 
   Example:
@@ -194,17 +195,38 @@ def make_optimizer(
   """
   if optimizer not in _OPTIMIZERS:
     raise ValueError(f"optimizer must be one of {sorted(_OPTIMIZERS)}, got {optimizer!r}")
-  if clip_norm is not None:
-    if not isinstance(clip_norm, int | float) or isinstance(clip_norm, bool):
-      raise TypeError(f"clip_norm must be a float or None, got {type(clip_norm).__name__}")
-    if not clip_norm > 0:
-      raise ValueError(f"clip_norm must be > 0, got {clip_norm}")
-    clip_norm = float(clip_norm)
-  if isinstance(learning_rate, int | float) and not isinstance(learning_rate, bool):
-    learning_rate = float(learning_rate)
-  elif not callable(learning_rate):
-    raise TypeError(f"learning_rate must be a float or an optax schedule, got {learning_rate!r}")
+  learning_rate = _learning_rate(learning_rate)
+  clip_norm = _positive_float("clip_norm", clip_norm, "or None for no clipping")
   return _make_optimizer(learning_rate, clip_norm, optimizer)
+
+
+def _positive_float(name: str, value: Any, none: str | None = None) -> float | None:
+  """``value`` as a float, checked to be finite and > 0 (``None`` passes when ``none`` says so)."""
+  if value is None and none is not None:
+    return None
+  if not isinstance(value, numbers.Real) or isinstance(value, bool):
+    expected = "a float" + (f" {none}" if none else "")
+    raise TypeError(f"{name} must be {expected}, got {value!r:.80}")
+  number = float(value)
+  # inf passes a bare "> 0" (and NaN fails it with a misleading message).
+  if not (math.isfinite(number) and number > 0):
+    expected = "a finite number > 0" + (f" {none}" if none else "")
+    raise ValueError(f"{name} must be {expected}, got {value!r}")
+  return number
+
+
+def _learning_rate(value: Any) -> float | optax.Schedule:
+  if callable(value):
+    return cast(optax.Schedule, value)
+  if not isinstance(value, numbers.Real) or isinstance(value, bool):
+    raise TypeError(f"learning_rate must be a float or an optax schedule, got {value!r:.80}")
+  number = float(value)
+  if not (math.isfinite(number) and number > 0):
+    # A negative rate would run gradient ascent, zero would train nothing.
+    raise ValueError(
+      f"learning_rate must be a finite number > 0 or an optax schedule, got {value!r}"
+    )
+  return number
 
 
 @functools.cache
@@ -526,7 +548,10 @@ def fit(
 
   Divergence: the run stops, with ``history.diverged = True`` and ``diverged_at`` set,
   at the first step whose loss or gradient norm is NaN or infinite, or whose loss
-  exceeds ``divergence_threshold × max(task.baseline, initial loss)``. The reference
+  exceeds ``divergence_threshold × max(task.baseline, initial loss)``. That step's
+  update is not applied: the result's state is the one before it (``state.step ==
+  diverged_at``), the last one the callback was given, and the history records the
+  diverged step's loss and gradient norm. The reference
   is the larger of the baseline and the loss at step 0, so that a task whose
   baseline is far below the untrained loss (copy memory with a long delay) is not
   called diverged at its first step. The default, 1000, is far beyond any run that is
@@ -547,7 +572,8 @@ def fit(
     steps: the total number of updates.
     batch_size: training sequences per step.
     learning_rate, clip_norm: passed to :func:`make_optimizer` when ``optimizer`` is
-      a name or ``None`` (Adam); ignored when it is an ``optax.GradientTransformation``.
+      a name or ``None`` (Adam); unused (but still checked) when it is an
+      ``optax.GradientTransformation``.
     optimizer: ``None`` (Adam), a name for :func:`make_optimizer`, or an optax
       transformation used as is.
     eval_every: evaluate after every this many updates (default ``max(1, steps // 10)``),
@@ -560,7 +586,8 @@ def fit(
     state, history: continue this run.
     callback: called as ``callback(state, history)`` after every step (checkpointing,
       early stopping); a true return value stops the run.
-    divergence_threshold: see above; ``None`` stops only on NaN or infinity.
+    divergence_threshold: see above, a finite number > 0; ``None`` stops only on NaN or
+      infinity.
 
   Returns:
     A :class:`TrainResult` ``(state, history)``; ``result.params`` is ``state.params``.
@@ -581,8 +608,9 @@ def fit(
   eval_every = (
     max(1, steps // 10) if eval_every is None else _positive_int("eval_every", eval_every, 0)
   )
-  if divergence_threshold is not None and not divergence_threshold > 0:
-    raise ValueError(f"divergence_threshold must be > 0 or None, got {divergence_threshold}")
+  divergence_threshold = _positive_float(
+    "divergence_threshold", divergence_threshold, "or None to stop only on NaN or infinity"
+  )
   eval_task = task if eval_task is None else eval_task
   if not isinstance(eval_task, Task):
     raise TypeError(f"eval_task must be a Task, got {type(eval_task).__name__}")
@@ -595,11 +623,20 @@ def fit(
       f"eval_task {eval_task.name!r} does not fit a model for task {task.name!r}: it must "
       "have the same input_size, output_size and readout"
     )
+  # Checked even where a given optax transformation makes them unused: a bad value is a
+  # mistake either way.
+  _learning_rate(learning_rate)
+  _positive_float("clip_norm", clip_norm, "or None for no clipping")
   opt = _resolve_optimizer(optimizer, learning_rate, clip_norm)
 
   k_run, k_eval = jax.random.split(key)
   if state is not None and not isinstance(state, TrainState):
     raise TypeError(f"state must be a TrainState, got {type(state).__name__}")
+  if state is not None and int(state.step) > steps:
+    raise ValueError(
+      f"steps must be >= state.step (steps is the run's total length, not the steps still "
+      f"to go), got steps={steps} for a state at step {int(state.step)}"
+    )
   current = init_state(cell, task, k_run, opt) if state is None else state
   if history is None:
     history = History(task=task.name, baseline=task.baseline, metric_name=task.metric_name)
@@ -636,7 +673,6 @@ def fit(
       loss, grad_norm = float(metrics.loss), float(metrics.grad_norm)
       if history.initial_loss is None:
         history.initial_loss = loss
-      current = new_state
       finite = math.isfinite(loss) and math.isfinite(grad_norm)
       reference = max(task.baseline, history.initial_loss)
       exploded = (
@@ -651,8 +687,11 @@ def fit(
         if metrics.metric is not None:
           history.metric.append(float(metrics.metric))
       if not finite or exploded:
+        # The update of step s comes from a NaN or exploded gradient: the run stops on the
+        # state before it, which is what the callback last saw and checkpointed.
         history.diverged, history.diverged_at = True, s
         break
+      current = new_state
       done = s + 1
       if done == steps or (eval_every and done % eval_every == 0):
         run_eval(done)

@@ -14,12 +14,27 @@ import jax
 import jax.numpy as jnp
 
 import gatejax as gj
+from gatejax import cli
+
+INPUT_SIZE, BATCH = 8, 16
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-  parser.add_argument("--time", type=int, default=200, help="sequence length T")
-  parser.add_argument("--hidden", type=int, default=32, help="hidden size")
-  parser.add_argument("--seed", type=int, default=0, help="PRNG seed")
+  parser.add_argument(
+    "--time", type=cli.int_at_least(3), default=200, help="sequence length T (>= 3, for chrono(T))"
+  )
+  parser.add_argument("--hidden", type=cli.int_at_least(1), default=32, help="hidden size")
+  parser.add_argument("--seed", type=cli.seed, default=0, help=f"PRNG seed in [0, {cli.MAX_SEED}]")
+
+
+def _estimated_bytes(time: int, hidden: int) -> float:
+  """Peak memory of the largest cell's gradient profile (the LSTM's), in bytes.
+
+  Fitted to XLA's own ``memory_analysis()`` of :func:`input_gradient_profile` on CPU
+  (jax 0.10): the stored residuals, ``31 × T × batch × hidden`` bytes, and the parameters
+  with their gradients, ``21 × hidden × (hidden + input)``.
+  """
+  return time * BATCH * (31 * hidden + 4 * INPUT_SIZE) + 21 * hidden * (hidden + INPUT_SIZE)
 
 
 def input_gradient_profile(cell: gj.Cell, params, xs: jax.Array) -> jax.Array:
@@ -34,9 +49,14 @@ def input_gradient_profile(cell: gj.Cell, params, xs: jax.Array) -> jax.Array:
 
 
 def main(args: argparse.Namespace) -> int:
+  cli.check_memory(
+    _estimated_bytes(args.time, args.hidden),
+    f"--time {args.time} --hidden {args.hidden}",
+    "lower --time or --hidden",
+  )
   key = jax.random.key(args.seed)
   k_x, k_p = jax.random.split(key)
-  input_size, batch = 8, 16
+  input_size, batch = INPUT_SIZE, BATCH
   xs = jax.random.normal(k_x, (args.time, batch, input_size))
   cells = {
     "rnn (tanh)": gj.rnn(args.hidden),

@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import time as _time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import NamedTuple
 
 import jax
@@ -28,7 +29,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import gatejax as gj
-from gatejax import analysis
+from gatejax import analysis, cli
 
 __all__ = [
   "CELL_KINDS",
@@ -202,33 +203,76 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     default=list(CELL_KINDS),
     help="cell kinds to run (gated kinds run at their default bias and with gj.chrono(T))",
   )
-  parser.add_argument("--time", type=int, default=1000, help="sequence length T")
-  parser.add_argument("--hidden", type=int, default=32, help="hidden size")
-  parser.add_argument("--batch", type=int, default=16, help="sequences in the batch")
-  parser.add_argument("--seed", type=int, default=0, help="PRNG seed")
   parser.add_argument(
-    "--out", default="vanishing.png", help="path of the figure (PNG), '' for none"
+    "--time", type=cli.int_at_least(3), default=1000, help="sequence length T (>= 3)"
+  )
+  parser.add_argument("--hidden", type=cli.int_at_least(1), default=32, help="hidden size")
+  parser.add_argument(
+    "--batch", type=cli.int_at_least(1), default=16, help="sequences in the batch"
+  )
+  parser.add_argument("--seed", type=cli.seed, default=0, help=f"PRNG seed in [0, {cli.MAX_SEED}]")
+  parser.add_argument(
+    "--out",
+    default="vanishing.png",
+    help="path of the figure (PNG, or another format matplotlib knows by its extension), "
+    "'' for none; checked before computing, replaced if it exists",
   )
 
 
+# Peak bytes of one configuration's sweep, per (step, sequence, hidden unit) and per
+# hidden × (hidden + input) parameter entry: fitted to XLA's memory_analysis() of
+# contribution_norms on CPU (jax 0.10); the stored carries dominate, the LSTM's most.
+_BYTES = {"rnn": (17, 9), "gru": (33, 25), "lstm": (45, 33)}
+
+
+def _estimated_bytes(
+  cells: Sequence[str], time: int, hidden: int, batch: int, input_size: int = 8
+) -> float:
+  """Peak memory of :func:`run_vanishing` (its largest configuration), in bytes."""
+  per_step, per_param = max(_BYTES[kind] for kind in cells)
+  return time * batch * (per_step * hidden + 4 * input_size) + per_param * hidden * (
+    hidden + input_size
+  )
+
+
+def _check_figure_path(out: str) -> None:
+  from matplotlib.backend_bases import FigureCanvasBase
+
+  suffix = Path(out).suffix.lower().removeprefix(".")
+  formats = FigureCanvasBase.get_supported_filetypes()
+  if suffix and suffix not in formats:
+    raise cli.UsageError(
+      f"--out {out!r}: matplotlib cannot write .{suffix} files (it writes {', '.join(sorted(formats))})"
+    )
+  cli.writable_file(out)
+
+
 def main(args: argparse.Namespace) -> int:
+  # Everything that can be checked is checked before the sweeps, which may take minutes.
+  if args.out:
+    _check_figure_path(args.out)
+  cli.check_memory(
+    _estimated_bytes(args.cells, args.time, args.hidden, args.batch),
+    f"--time {args.time} --hidden {args.hidden} --batch {args.batch}",
+    "lower --time, --batch or --hidden",
+  )
   try:
     result = run_vanishing(
       cells=args.cells, time=args.time, hidden=args.hidden, batch=args.batch, seed=args.seed
     )
   except ValueError as e:
-    print(f"gatejax vanishing: error: {e}")
-    return 2
+    raise cli.UsageError(str(e)) from e
   print(format_table(result))
   print(f"\n{sum(run.seconds for run in result.runs):.1f} s for {len(result.runs)} sweeps.")
   if args.out:
     from gatejax import plots
 
+    replaced = Path(args.out).exists()
     fig = plots.contribution_curves(
       result.curves,
       title=f"Gradient contribution against distance (T = {result.time}, hidden {result.hidden})",
     )
     fig.savefig(args.out, dpi=120)
     plots._pyplot().close(fig)
-    print(f"Figure: {args.out}")
+    print(f"Figure: {args.out}{' (replaced the existing file)' if replaced else ''}")
   return 0
