@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 import gatejax as gj
-from registry import NAMES, make
+from registry import LINEAR, NAMES, make
 
 T, BATCH, INPUT, HIDDEN = 7, (2, 2), 3, 4
 LENGTHS = np.array([[7, 4], [0, 1]])
@@ -211,14 +211,138 @@ def test_bfloat16_needs_a_split_cell():
     gj.scan(cell, params, jnp.ones((3, 2)), matmul_dtype=jnp.bfloat16)
 
 
-def test_forward_mode_needs_autodiff():
-  """``jax.jvp`` works through ``impl="autodiff"`` (a custom VJP has no forward mode)."""
+# ---------------------------------------------------------------------------
+# Forward mode and second order
+# ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["lstm", "gru_before", "min_gru"])
+def test_forward_mode_works_under_the_default_impl(x64, name):
+  """jax.jvp and jax.jacfwd of gj.scan (and jax.linearize with impl="autodiff") equal the
+  reverse-mode Jacobian."""
+  cell = build(name)
+  params, xs, carry, lengths = problem(cell, np.float64, seed=4)
+  run = lambda xs: gj.scan(cell, params, xs, carry=carry, lengths=jnp.asarray(lengths))[1]
+  jacobian = jax.jacrev(run)(xs)  # reverse mode: the fused VJP (or the associative scan)
+  tangent = jnp.ones_like(xs)
+  expected = jnp.tensordot(jacobian, tangent, axes=tangent.ndim)
+  _, jvp = jax.jvp(run, (xs,), (tangent,))
+  chex.assert_trees_all_close(jvp, expected, rtol=1e-12, atol=1e-12)
+  chex.assert_trees_all_close(jax.jacfwd(run)(xs), jacobian, rtol=1e-12, atol=1e-12)
+  # jax.linearize traces as jax.grad does (the same tracer), so gj.scan cannot tell them
+  # apart: the linear map it returns runs forward, and needs impl="autodiff".
+  plain = lambda xs: gj.scan(
+    cell, params, xs, carry=carry, lengths=jnp.asarray(lengths), impl="autodiff"
+  )[1]
+  _, linear = jax.linearize(plain, xs)
+  chex.assert_trees_all_close(linear(tangent), expected, rtol=1e-12, atol=1e-12)
+
+
+def test_forward_mode_with_impl_fused_says_what_to_pass():
   cell = gj.rnn(3)
   params = cell.init(jax.random.key(0), 2)
-  xs = jnp.ones((4, 2))
-  run = lambda xs: gj.scan(cell, params, xs, impl="autodiff")[1]
-  _, tangent = jax.jvp(run, (xs,), (jnp.ones_like(xs),))
-  chex.assert_trees_all_close(tangent, jax.jacrev(run)(xs).sum(axis=(2, 3)), rtol=1e-5, atol=1e-6)
+  run = lambda xs: gj.scan(cell, params, xs, impl="fused")[1]
+  with pytest.raises(TypeError, match=r'impl="fused" has a hand-written reverse-mode.*"autodiff"'):
+    jax.jvp(run, (jnp.ones((4, 2)),), (jnp.ones((4, 2)),))
+
+
+def test_second_order_through_the_fused_vjp(x64):
+  """grad of grad (Hessian-vector products) differentiates the hand-written backward pass."""
+  cell = build("gru_after")
+  params, xs, carry, lengths = problem(cell, np.float64, seed=6)
+  lens = jnp.asarray(lengths)
+
+  def loss(xs, impl):
+    return jnp.sum(gj.scan(cell, params, xs, carry=carry, lengths=lens, impl=impl)[1] ** 3)
+
+  direction = jnp.ones_like(xs)
+  hvp = lambda impl: jax.grad(lambda x: jnp.vdot(jax.grad(loss)(x, impl), direction))(xs)
+  chex.assert_trees_all_close(hvp("fused"), hvp("autodiff"), rtol=1e-10, atol=1e-10)
+
+
+# ---------------------------------------------------------------------------
+# What lies past the lengths never reaches a gradient
+# ---------------------------------------------------------------------------
+
+POISONS = {"nan": jnp.nan, "inf": jnp.inf}
+
+
+def impls_of(name):
+  return ["fused", "autodiff"] + (["associative"] if name in LINEAR else [])
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_nan_and_inf_past_lengths_leave_gradients_as_zero_padding_does(name):
+  """Every cell and implementation: the gradient with NaN (or inf) padding equals the
+  gradient with zero padding, exactly, for params, the valid inputs and the carry."""
+  cell = build(name)
+  params, xs, carry, lengths = problem(cell, np.float32, seed=8)
+  valid = (np.arange(T).reshape(T, 1, 1) < lengths)[..., None]
+  zero_padded = jnp.where(valid, xs, 0.0)
+  for impl in impls_of(name):
+    loss = loss_fn(cell, lengths, False, impl=impl)
+    grad = jax.jit(jax.grad(loss, (0, 1, 2)))
+    expected = grad(params, zero_padded, carry)
+    chex.assert_tree_all_finite(expected)
+    for poison in POISONS.values():
+      got = grad(params, jnp.where(valid, xs, poison), carry)
+      chex.assert_trees_all_equal(got, expected)
+
+
+# ---------------------------------------------------------------------------
+# One value that carries the speed options, accepted everywhere a sequence is run
+# ---------------------------------------------------------------------------
+
+
+def test_scan_options_equal_the_keywords():
+  cell = build("lstm")
+  params, xs, carry, _ = problem(cell, np.float32, seed=9)
+  options = gj.ScanOptions(remat=3, block=2, matmul_dtype=jnp.bfloat16)
+  by_value = gj.scan(cell, params, xs, carry=carry, options=options)
+  by_keywords = gj.scan(cell, params, xs, carry=carry, remat=3, block=2, matmul_dtype="bfloat16")
+  chex.assert_trees_all_equal(by_value, by_keywords)
+  assert options == gj.ScanOptions(remat=3, block=2, matmul_dtype="bfloat16")
+  assert len({options, gj.ScanOptions(remat=3, block=2, matmul_dtype=jnp.bfloat16)}) == 1
+  with pytest.raises(ValueError, match="either options= or the keyword remat"):
+    gj.scan(cell, params, xs, options=options, remat=2)
+
+
+def test_options_reach_training_the_nnx_layer_and_the_analysis():
+  """bfloat16 matmuls change every result a little: proof that the option arrived."""
+  from flax import nnx
+
+  from gatejax import analysis, tasks, train
+
+  bf16 = gj.ScanOptions(matmul_dtype=jnp.bfloat16)
+  cell, task = gj.lstm(8), tasks.adding(6)
+  opt = train.make_optimizer()
+  state = train.init_state(cell, task, jax.random.key(0), opt)
+
+  def differs_a_little(a, b, scale):
+    gap = float(jnp.max(jnp.abs(a - b)))
+    assert 0 < gap < scale, gap
+
+  _, m32 = train.train_step(cell, task, opt, state, batch_size=8)
+  _, m16 = train.train_step(cell, task, opt, state, batch_size=8, options=bf16)
+  differs_a_little(m32.loss, m16.loss, 2e-2)
+  run = lambda **kw: train.fit(cell, task, key=jax.random.key(0), steps=1, progress=False, **kw)
+  differs_a_little(
+    jnp.asarray(run(options=bf16).history.loss), jnp.asarray(run().history.loss), 2e-2
+  )
+
+  layer = gj.nnx.Recurrent(cell, 2, rngs=nnx.Rngs(0), options=bf16)
+  xs = jax.random.normal(jax.random.key(1), (5, 3, 2))
+  _, ys16 = layer(xs)
+  _, ys32 = layer(xs, options=gj.ScanOptions())
+  differs_a_little(ys16, ys32, 2e-2)
+
+  params = state.params.cell
+  loss = lambda ys, c: jnp.sum(ys[-1] ** 2)
+  n16 = analysis.contribution_norms(cell, params, xs, loss, options=bf16)
+  n32 = analysis.contribution_norms(cell, params, xs, loss)
+  differs_a_little(n16, n32, 5e-2 * float(n32.max()))
+  j16 = analysis.jacobian_norms(cell, params, xs, options=bf16)
+  differs_a_little(j16, analysis.jacobian_norms(cell, params, xs), 5e-2)
 
 
 def test_int32_lengths_under_x64(x64):

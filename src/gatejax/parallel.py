@@ -46,6 +46,7 @@ from jaxtyping import Array, PRNGKeyArray
 
 from gatejax import train
 from gatejax.cells import Cell
+from gatejax.sequence import ScanOptions
 from gatejax.tasks import Batch, Task
 
 __all__ = [
@@ -234,6 +235,7 @@ def train_step(
   mesh: Mesh,
   batch_size: int = 64,
   axis: str | None = None,
+  options: ScanOptions | None = None,
 ) -> tuple[train.TrainState, train.StepMetrics]:
   """:func:`gatejax.train.train_step` with the batch split over ``mesh`` and the state replicated.
 
@@ -247,6 +249,7 @@ def train_step(
     mesh: the device mesh, e.g. :func:`data_mesh`.
     batch_size: sequences per step, a multiple of the number of devices on ``axis``.
     axis: the mesh axis that splits the batch (default: the mesh's only axis).
+    options: a :class:`~gatejax.ScanOptions`, as in :func:`gatejax.train.train_step`.
 
   Example:
     >>> import jax, gatejax as gj
@@ -266,6 +269,7 @@ def train_step(
     optimizer,
     replicate(state, mesh),
     batch_size=batch_size,
+    options=options,
   )
 
 
@@ -387,7 +391,12 @@ def sweep(
 
 @functools.lru_cache(maxsize=64)
 def _training_run(
-  cell: Cell, task: Task, optimizer: optax.GradientTransformation, steps: int, batch_size: int
+  cell: Cell,
+  task: Task,
+  optimizer: optax.GradientTransformation,
+  steps: int,
+  batch_size: int,
+  options: ScanOptions | None,
 ) -> Callable[[PRNGKeyArray], tuple[train.TrainState, train.StepMetrics]]:
   def run(key: PRNGKeyArray) -> tuple[train.TrainState, train.StepMetrics]:
     # The seed convention of train.fit: the run key makes the parameters and the data.
@@ -395,7 +404,7 @@ def _training_run(
     state = train.init_state(cell, task, k_run, optimizer)
 
     def body(state: train.TrainState, _: None) -> tuple[train.TrainState, train.StepMetrics]:
-      return train.train_step(cell, task, optimizer, state, batch_size=batch_size)
+      return train.train_step(cell, task, optimizer, state, batch_size=batch_size, options=options)
 
     return jax.lax.scan(body, state, length=steps)
 
@@ -412,6 +421,7 @@ def train_many_seeds(
   optimizer: optax.GradientTransformation | None = None,
   mesh: Mesh | None = None,
   axis: str | None = None,
+  options: ScanOptions | None = None,
 ) -> tuple[train.TrainState, train.StepMetrics]:
   """Train one model per key, all at once: ``jax.vmap`` over keys, seeds split over devices.
 
@@ -426,6 +436,7 @@ def train_many_seeds(
     batch_size: sequences per step.
     optimizer: an optax transformation (default :func:`gatejax.train.make_optimizer`).
     mesh, axis: where to split the seeds, as in :func:`sweep`.
+    options: a :class:`~gatejax.ScanOptions`: how every sequence runs.
 
   Returns:
     ``(states, metrics)``: the final :class:`~gatejax.train.TrainState` of every run
@@ -446,5 +457,5 @@ def train_many_seeds(
   if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
     raise ValueError(f"batch_size must be an int >= 1, got {batch_size!r}")
   optimizer = train.make_optimizer() if optimizer is None else optimizer
-  run = _training_run(cell, task, optimizer, steps, batch_size)
+  run = _training_run(cell, task, optimizer, steps, batch_size, options)
   return sweep(run, keys, mesh=mesh, axis=axis)

@@ -67,8 +67,8 @@ class ScanOptions:
       with ``jax.lax.associative_scan``, for a cell linear in its carry (one that offers
       ``linear_recurrence``: :func:`gatejax.min_gru`, :func:`gatejax.min_lstm`);
       ``"auto"`` (default): ``"associative"`` where the cell offers it, else ``"fused"``,
-      and ``"autodiff"`` when :func:`scan` is called under forward-mode differentiation
-      (``jax.jvp``, ``jax.jacfwd``, ``jax.linearize``).
+      and ``"autodiff"`` when :func:`scan` is called under ``jax.jvp`` or ``jax.jacfwd``
+      (see :func:`scan` for ``jax.linearize``).
     remat: bound activation memory under differentiation: an int ``S`` keeps only the
       carry at the start of every ``S`` steps and recomputes the rest in the backward
       pass; ``True`` picks ``S = round(sqrt(time))``; ``None`` (default) keeps all.
@@ -331,9 +331,11 @@ def scan(
       with its own ``initial_carry``.
     ValueError: a shape, a length or an option is wrong; the message names it.
 
-  Forward-mode differentiation (``jax.jvp``, ``jax.jacfwd``, ``jax.linearize``) of a call
-  to ``scan`` picks the autodiff implementation under ``impl="auto"``; inside a function
-  that is jitted *before* it is differentiated in forward mode, pass ``impl="autodiff"``.
+  Forward-mode differentiation (``jax.jvp``, ``jax.jacfwd``) of a call to ``scan`` picks
+  the autodiff implementation under ``impl="auto"``. Two cases cannot be told from reverse
+  mode when ``scan`` is traced, and need ``impl="autodiff"``: ``jax.linearize`` (it traces
+  as ``jax.grad`` does, but its linear map runs forward), and a function that is jitted
+  *before* it is differentiated in forward mode.
 
   Example:
     >>> import jax, jax.numpy as jnp, gatejax as gj

@@ -38,9 +38,9 @@ import numpy as np
 import optax
 from jaxtyping import Array, Float, Int, PRNGKeyArray
 
-from gatejax import _validate
+from gatejax import _validate, protocol
 from gatejax.cells import Cell
-from gatejax.sequence import scan
+from gatejax.sequence import ScanOptions, scan
 from gatejax.tasks import Batch, Task
 
 __all__ = [
@@ -118,8 +118,13 @@ def _dense(h: Array, readout: Readout) -> Array:
   return h @ readout.w + jnp.reshape(readout.b, (1,) * (h.ndim - 1) + readout.b.shape)
 
 
-def predict(cell: Cell, task: Task, params: ModelParams, batch: Batch) -> Array:
+def predict(
+  cell: Cell, task: Task, params: ModelParams, batch: Batch, *, options: ScanOptions | None = None
+) -> Array:
   """The model's predictions for ``batch``: the readout of the last valid or of every output.
+
+  ``options`` (a :class:`~gatejax.ScanOptions`) chooses how the sequence runs, here and in
+  every function of this module that takes it.
 
   For a ``"last"`` task this is the readout of ``ys[lengths - 1]`` per sequence
   (``ys[-1]`` without lengths), shape ``(batch, output_size)``; for an ``"all"`` task
@@ -135,7 +140,7 @@ def predict(cell: Cell, task: Task, params: ModelParams, batch: Batch) -> Array:
     >>> train.predict(cell, task, params, batch).shape
     (25, 3, 9)
   """
-  _, ys = scan(cell, params.cell, batch.xs, lengths=batch.lengths)
+  _, ys = scan(cell, params.cell, batch.xs, lengths=batch.lengths, options=options)
   if task.readout == "all":
     return _dense(ys, params.readout)
   if batch.lengths is None:
@@ -147,9 +152,11 @@ def predict(cell: Cell, task: Task, params: ModelParams, batch: Batch) -> Array:
   return _dense(last, params.readout)
 
 
-def loss_fn(cell: Cell, task: Task, params: ModelParams, batch: Batch) -> Float[Array, ""]:
+def loss_fn(
+  cell: Cell, task: Task, params: ModelParams, batch: Batch, *, options: ScanOptions | None = None
+) -> Float[Array, ""]:
   """``task.loss(predict(cell, task, params, batch), batch)``."""
-  return task.loss(predict(cell, task, params, batch), batch)
+  return task.loss(predict(cell, task, params, batch, options=options), batch)
 
 
 # ---------------------------------------------------------------------------
@@ -315,10 +322,15 @@ def apply_gradients(
 
 
 def _step_on_batch(
-  cell: Cell, task: Task, optimizer: optax.GradientTransformation, state: TrainState, batch: Batch
+  cell: Cell,
+  task: Task,
+  optimizer: optax.GradientTransformation,
+  state: TrainState,
+  batch: Batch,
+  options: ScanOptions | None = None,
 ) -> tuple[TrainState, StepMetrics]:
   def objective(params: ModelParams) -> tuple[Array, Array]:
-    predictions = predict(cell, task, params, batch)
+    predictions = predict(cell, task, params, batch, options=options)
     return task.loss(predictions, batch), predictions
 
   (loss, predictions), grads = jax.value_and_grad(objective, has_aux=True)(state.params)
@@ -327,9 +339,15 @@ def _step_on_batch(
   return apply_gradients(optimizer, state, grads), metrics
 
 
-@partial(jax.jit, static_argnames=("cell", "task", "optimizer"))
+@partial(jax.jit, static_argnames=("cell", "task", "optimizer", "options"))
 def step_on_batch(
-  cell: Cell, task: Task, optimizer: optax.GradientTransformation, state: TrainState, batch: Batch
+  cell: Cell,
+  task: Task,
+  optimizer: optax.GradientTransformation,
+  state: TrainState,
+  batch: Batch,
+  *,
+  options: ScanOptions | None = None,
 ) -> tuple[TrainState, StepMetrics]:
   """One jitted update on an explicit ``batch`` (which may be sharded over devices).
 
@@ -338,10 +356,10 @@ def step_on_batch(
   (XLA may fuse a program that samples its batch differently from one that receives
   it); each of the two is deterministic on its own.
   """
-  return _step_on_batch(cell, task, optimizer, state, batch)
+  return _step_on_batch(cell, task, optimizer, state, batch, options)
 
 
-@partial(jax.jit, static_argnames=("cell", "task", "optimizer", "batch_size"))
+@partial(jax.jit, static_argnames=("cell", "task", "optimizer", "batch_size", "options"))
 def train_step(
   cell: Cell,
   task: Task,
@@ -349,6 +367,7 @@ def train_step(
   state: TrainState,
   *,
   batch_size: int = 64,
+  options: ScanOptions | None = None,
 ) -> tuple[TrainState, StepMetrics]:
   """One pure, jitted training step on the batch of step ``state.step``.
 
@@ -356,6 +375,7 @@ def train_step(
     cell, task, optimizer: static (hashable) descriptions of the run.
     state: the :class:`TrainState` before the step.
     batch_size: sequences per batch (static).
+    options: a :class:`~gatejax.ScanOptions` (static): how the sequence runs.
 
   Returns:
     ``(state, metrics)``: the state after one update and the :class:`StepMetrics`
@@ -371,13 +391,15 @@ def train_step(
     (1, ())
   """
   batch = batch_for_step(task, state, batch_size)
-  return _step_on_batch(cell, task, optimizer, state, batch)
+  return _step_on_batch(cell, task, optimizer, state, batch, options)
 
 
-@partial(jax.jit, static_argnames=("cell", "task"))
-def evaluate(cell: Cell, task: Task, params: ModelParams, batch: Batch) -> EvalMetrics:
+@partial(jax.jit, static_argnames=("cell", "task", "options"))
+def evaluate(
+  cell: Cell, task: Task, params: ModelParams, batch: Batch, *, options: ScanOptions | None = None
+) -> EvalMetrics:
   """The loss and metric of ``params`` on ``batch``, jitted."""
-  predictions = predict(cell, task, params, batch)
+  predictions = predict(cell, task, params, batch, options=options)
   metric = None if task.metric is None else task.metric(predictions, batch)
   return EvalMetrics(loss=task.loss(predictions, batch), metric=metric)
 
@@ -538,6 +560,7 @@ def fit(
   history: History | None = None,
   callback: Callable[[TrainState, History], bool | None] | None = None,
   divergence_threshold: float | None = 1000.0,
+  options: ScanOptions | None = None,
 ) -> TrainResult:
   r"""Train ``cell`` on ``task`` for ``steps`` updates; resumable, and divergence is reported.
 
@@ -588,6 +611,8 @@ def fit(
       early stopping); a true return value stops the run.
     divergence_threshold: see above, a finite number > 0; ``None`` stops only on NaN or
       infinity.
+    options: a :class:`~gatejax.ScanOptions`: how every sequence of the run is computed
+      (``remat`` to bound memory, ``matmul_dtype=jnp.bfloat16``, ...).
 
   Returns:
     A :class:`TrainResult` ``(state, history)``; ``result.params`` is ``state.params``.
@@ -650,7 +675,7 @@ def fit(
   def run_eval(at: int) -> None:
     if eval_batch is None or (history.eval_step and history.eval_step[-1] == at):
       return
-    result = jax.device_get(evaluate(cell, eval_task, current.params, eval_batch))
+    result = jax.device_get(evaluate(cell, eval_task, current.params, eval_batch, options=options))
     history.eval_step.append(at)
     history.eval_loss.append(float(result.loss))
     if result.metric is not None:
@@ -661,14 +686,18 @@ def fit(
   if progress:
     from tqdm import tqdm
 
-    bar = tqdm(total=steps, initial=start, desc=f"{cell.kind} {task.name}", dynamic_ncols=True)
+    bar = tqdm(
+      total=steps, initial=start, desc=f"{protocol.describe(cell)} {task.name}", dynamic_ncols=True
+    )
   refresh = max(1, (steps - start) // 200)
   began = _time.perf_counter()
   try:
     if start == 0 and start < steps:
       run_eval(0)
     for s in range(start, steps):
-      new_state, metrics = train_step(cell, task, opt, current, batch_size=batch_size)
+      new_state, metrics = train_step(
+        cell, task, opt, current, batch_size=batch_size, options=options
+      )
       metrics = jax.device_get(metrics)
       loss, grad_norm = float(metrics.loss), float(metrics.grad_norm)
       if history.initial_loss is None:

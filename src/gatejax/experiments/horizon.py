@@ -22,8 +22,8 @@ Example:
   >>> sizes = horizon.QUICK_SIZES._replace(steps=20)
   >>> sizes.time, sizes.hidden
   (20, 8)
-  >>> horizon.horizon_cell("lstm", sizes.hidden).kind
-  'lstm'
+  >>> horizon.horizon_cell("lstm", sizes.hidden).name
+  'gj.lstm(8)'
 
   The whole experiment: ``result = horizon.run_horizon(sizes)``, then
   ``print(horizon.to_markdown(result))``.
