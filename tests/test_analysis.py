@@ -507,3 +507,134 @@ def test_far_half_share_orders_the_cells():
   assert 1e3 * vanished < share["lstm forget_bias=1"] < 1e-3
   assert share["gru chrono"] > 1e-2
   assert share["lstm chrono"] > 1e-2
+
+
+# ---------------------------------------------------------------------------
+# Cells linear in their carry, cells of users, and the padding
+# ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["min_gru", "min_lstm"])
+def test_linear_cells_have_an_exactly_diagonal_jacobian_in_0_1(name, x64):
+  """∂h_t/∂h_{t−1} of minGRU and minLSTM: off-diagonal exactly 0, diagonal in (0, 1)."""
+  cell, params, xs = problem(name, jnp.float64)
+  h = normal(7, (2, H), jnp.float64)
+  for x in xs:
+    J = jax.vmap(jax.jacrev(lambda h, x: cell.step(params, h, x)[0]))(h, x)  # (B, H, H)
+    diagonal = jnp.diagonal(J, axis1=-2, axis2=-1)
+    assert np.all(np.asarray(J - jax.vmap(jnp.diag)(diagonal)) == 0)
+    assert np.all((np.asarray(diagonal) > 0) & (np.asarray(diagonal) < 1))
+    a, _ = cell.linear_recurrence(params, x[None])
+    np.testing.assert_array_equal(diagonal, a[0])
+
+
+@pytest.mark.parametrize("name", ["min_gru", "min_lstm"])
+def test_diagonal_jacobian_norms_equal_the_generic_sweep(name, x64):
+  """The cumulative product of diagonals equals the D-row sweep (with SVDs) it replaces."""
+  cell, params, xs = problem(name, jnp.float64)
+  generic = cell._replace(linear_recurrence=None)
+  lengths = jnp.array([T, 3])
+  for ord in (2, "fro"):
+    fast = analysis.jacobian_norms(cell, params, xs, ord=ord, lengths=lengths)
+    slow = analysis.jacobian_norms(generic, params, xs, ord=ord, lengths=lengths)
+    np.testing.assert_allclose(fast, slow, rtol=1e-12)
+
+
+def test_padding_of_nan_and_inf_leaves_every_sweep_as_zero_padding_does():
+  cell, params, xs = problem("lstm", jnp.float32)
+  lengths = jnp.array([5, 3])
+  valid = (jnp.arange(T)[:, None] < lengths[None])[..., None]
+  clean = jnp.where(valid, xs, 0.0)
+  for poison in (jnp.nan, jnp.inf):
+    dirty = jnp.where(valid, xs, poison)
+    for sweep in (
+      lambda x: analysis.contribution_norms(cell, params, x, loss_fn, lengths=lengths),
+      lambda x: analysis.step_contributions(cell, params, x, loss_fn, lengths=lengths),
+      lambda x: analysis.carry_gradients(cell, params, x, loss_fn, lengths=lengths),
+      lambda x: analysis.jacobian_norms(cell, params, x, lengths=lengths),
+      lambda x: analysis.gate_statistics(cell, params, x, lengths=lengths).near_one,
+    ):
+      expected = sweep(clean)
+      chex.assert_tree_all_finite(expected)
+      chex.assert_trees_all_equal(sweep(dirty), expected)
+
+
+def test_sweeps_accept_int32_lengths_under_x64_and_strict_promotion(x64):
+  """What the tasks produce (int32 lengths) meets float64 sweeps without a promotion error."""
+  cell, params, xs = problem("gru_after", jnp.float64)
+  lengths = jnp.array([T, 3], jnp.int32)
+  norms = analysis.contribution_norms(cell, params, xs, loss_fn, lengths=lengths)
+  jn = analysis.jacobian_norms(cell, params, xs, lengths=lengths)
+  stats = analysis.gate_statistics(cell, params, xs, lengths=lengths)
+  assert norms.dtype == jn.dtype == jnp.float64
+  np.testing.assert_allclose(
+    norms, analysis.contribution_norms(cell, params, xs, loss_fn, lengths=lengths.astype(jnp.int64))
+  )
+  np.testing.assert_array_equal(jn[3:, 1], 1.0)
+  assert 0 < float(stats.mean["z"]) < 1
+
+
+def _scaled_rnn(a, steps):
+  """A linear RNN with ``W_h = a·I``: ``‖∂c_T/∂c_k‖ = |a|^(T−k)`` exactly (powers of two)."""
+  cell = gj.rnn(2, activation=lambda v: v)
+  params = cell.init(jax.random.key(0), 1)._replace(w_h=a * jnp.eye(2))
+  return cell, params, jnp.zeros((steps, 1))
+
+
+def test_jacobian_norms_keep_huge_finite_norms_and_overflow_to_inf():
+  cell, params, xs = _scaled_rnn(2.0, 130)
+  for ord in (2, "fro"):
+    jn = np.asarray(analysis.jacobian_norms(cell, params, xs, ord=ord))
+    scale = 1.0 if ord == 2 else np.sqrt(2.0)
+    finite = np.arange(130) >= 130 - 127  # distances up to 127: 2**127 fits float32
+    np.testing.assert_allclose(jn[finite], scale * 2.0 ** (130 - np.arange(130))[finite], rtol=1e-6)
+    assert np.all(np.isposinf(jn[:2]))  # 2**129 and 2**130: past float32's range, inf, not NaN
+
+
+@pytest.mark.parametrize("dtype", [jnp.bfloat16, jnp.float16])
+def test_spectral_jacobian_norms_of_half_precision_cells(dtype):
+  """LAPACK has no half-precision SVD: the norm is taken in float32, returned in the dtype."""
+  cell, params, xs = _scaled_rnn(0.5, 6)
+  params = jax.tree.map(lambda a: a.astype(dtype), params)
+  jn = analysis.jacobian_norms(cell, params, xs.astype(dtype))
+  assert jn.dtype == dtype
+  np.testing.assert_array_equal(np.asarray(jn, np.float64), 0.5 ** (6 - np.arange(6.0)))
+
+
+def test_shares_of_an_all_zero_curve_are_zero():
+  zeros = jnp.zeros((6, 2))
+  np.testing.assert_array_equal(analysis.far_share(zeros, 3), 0.0)
+  np.testing.assert_array_equal(analysis.near_share(zeros, 3), 0.0)
+  mixed = jnp.stack([jnp.zeros(6), jnp.arange(6.0)], axis=1)  # one dead column, one alive
+  np.testing.assert_allclose(analysis.far_share(mixed, 3), [0.0, 3.0 / 15.0])
+
+
+def test_gate_statistics_with_no_valid_step_are_nan():
+  cell = gj.gru(4)
+  params = cell.init(jax.random.key(0), I)
+  for xs, lengths in ((jnp.zeros((0, 2, I)), None), (jnp.ones((3, 2, I)), jnp.zeros(2, int))):
+    stats = analysis.gate_statistics(cell, params, xs, lengths=lengths)
+    for value in (*stats.near_zero.values(), *stats.dead_units.values(), *stats.keep_plus_write):
+      assert np.isnan(float(value))
+    assert stats.hidden_norm.shape == (xs.shape[0],)
+
+
+@pytest.mark.parametrize("name", ["user_dict", "user_array"])
+def test_gate_statistics_of_a_cell_without_gates(name):
+  """A four-member cell reports no gates: only the hidden-state norm is measured."""
+  cell, params, xs = problem(name, jnp.float32)
+  stats = analysis.gate_statistics(cell, params, xs, lengths=jnp.array([5, 3]))
+  assert stats.near_zero == stats.dead == stats.mean == {} and stats.keep_plus_write is None
+  expected = np.linalg.norm(np.asarray(gj.scan(cell, params, xs)[1]), axis=-1)[:3].mean(-1)
+  np.testing.assert_allclose(stats.hidden_norm[:3], expected, rtol=1e-6)
+
+
+@pytest.mark.parametrize(
+  ("name", "gates"), [("mgu", {"f"}), ("minimal_rnn", {"u"}), ("min_lstm", {"f", "i"})]
+)
+def test_gate_statistics_of_the_minimal_cells(name, gates):
+  cell, params, xs = problem(name, jnp.float32)
+  stats = analysis.gate_statistics(cell, params, xs)
+  assert set(stats.mean) == gates
+  assert all(0 < float(m) < 1 for m in stats.mean.values())
+  np.testing.assert_allclose(stats.keep_plus_write.mean, 1.0, rtol=1e-6)  # keep + write = 1

@@ -4,6 +4,7 @@ One table: a case is a description, a call, the exception type and a regex that 
 must match (the argument's name, and where useful what was expected and received).
 """
 
+import dataclasses
 from typing import Any, NamedTuple
 
 import jax
@@ -421,3 +422,275 @@ def test_command_line_misuse_is_one_error_line_and_status_2(case, tmp_path, monk
   assert sum(": error: " in line for line in err.splitlines()) == 1
   assert (tmp_path / "earlier" / "report.md").read_text() == "an earlier report"
   assert sorted(p.name for p in tmp_path.iterdir()) == ["earlier", "file"]
+
+
+# ---------------------------------------------------------------------------
+# Issue 10 item 4 (no silent broadcasting), item 7 (numerical edges of the analysis), and
+# issue 9: cells written outside the library, checked against themselves
+# ---------------------------------------------------------------------------
+
+
+def _step(cell, carry, x):
+  return cell.step(random_params(cell, 0, 10), carry, x)
+
+
+_X, _BAD_X = jnp.ones((3, 10)), jnp.ones((3, 1))
+_GOOD_H, _BAD_BATCH, _BAD_WIDTH = jnp.ones((3, 20)), jnp.ones((1, 20)), jnp.ones((3, 1))
+_CELL_CASES = []
+# PyTorch's test_RNN_cell_no_broadcasting: hidden 20, input 10, batch 3; each bad shape in
+# each cell, the LSTM's h and c in turn.
+for _what, _bad, _x in (
+  ("hidden batch 1 for input batch 3", _BAD_BATCH, _X),
+  ("hidden width 1", _BAD_WIDTH, _X),
+):
+  for _cell, _carry in (
+    (gj.rnn(20), _bad),
+    (gj.gru(20), _bad),
+    (gj.lstm(20), gj.LSTMState(h=_bad, c=_GOOD_H)),
+    (gj.lstm(20), gj.LSTMState(h=_GOOD_H, c=_bad)),
+  ):
+    _CELL_CASES.append(
+      Case(
+        f"step of {_cell.name}: {_what}"
+        + (" in c" if isinstance(_carry, gj.LSTMState) and _carry.h is _GOOD_H else ""),
+        lambda cell=_cell, carry=_carry, x=_x: _step(cell, carry, x),
+        ValueError,
+        r"carry must have shape \(3, 20\) \(x's batch shape \(3,\), hidden_size\) per leaf",
+      )
+    )
+for _cell, _carry in ((gj.rnn(20), _GOOD_H), (gj.gru(20), _GOOD_H)):
+  _CELL_CASES.append(
+    Case(
+      f"step of {_cell.name}: input width 1",
+      lambda cell=_cell, carry=_carry: _step(cell, carry, _BAD_X),
+      ValueError,
+      r"params do not fit gj\.\w+\(20\) reading x of 1 features: params\.w_x has shape \(10, ",
+    )
+  )
+
+
+@dataclasses.dataclass(frozen=True)
+class _UserCell:
+  """A user's cell; ``mistake`` names what its step gets wrong."""
+
+  hidden_size: int = 4
+  mistake: str = ""
+
+  def init(self, key, input_size, *, dtype=jnp.float32):
+    return {"w": jnp.zeros((input_size, self.hidden_size), dtype)}
+
+  def initial_carry(self, batch_shape=(), dtype=jnp.float32):
+    if self.mistake == "carry without batch":
+      return {"h": jnp.zeros((self.hidden_size,), dtype)}
+    return {"h": jnp.zeros((*batch_shape, self.hidden_size), dtype)}
+
+  def step(self, params, carry, x):
+    h = jnp.tanh(x @ params["w"] + carry["h"])
+    if self.mistake == "carry shape":
+      return {"h": h[..., :1]}, h
+    if self.mistake == "carry structure":
+      return (h,), h
+    if self.mistake == "carry dtype":
+      return {"h": h.astype(jnp.bfloat16)}, h
+    if self.mistake == "y shape":
+      return {"h": h}, h[..., :2]
+    if self.mistake == "no tuple":
+      return h
+    return {"h": h}, h
+
+
+@dataclasses.dataclass
+class _Unhashable:
+  """``@dataclass`` without ``frozen=True``: equality defined, so ``__hash__`` is None."""
+
+  hidden_size: int = 4
+  init = _UserCell.init
+  initial_carry = _UserCell.initial_carry
+  step = _UserCell.step
+  mistake = ""
+
+
+class _NoStep:
+  hidden_size = 4
+
+  def init(self, key, input_size, *, dtype=jnp.float32):
+    return {}
+
+  def initial_carry(self, batch_shape=(), dtype=jnp.float32):
+    return jnp.zeros((*batch_shape, 4), dtype)
+
+
+def _scan_user(mistake="", cell=None):
+  cell = cell if cell is not None else _UserCell(mistake=mistake)
+  params = cell.init(jax.random.key(0), I)
+  return gj.scan(cell, params, XS)
+
+
+_STEP = r"_UserCell\(hidden_size=4\)\.step"
+_CELL_CASES += [
+  Case(
+    "bias of shape (1,)",
+    lambda: gj.scan(LSTM, P["lstm"]._replace(b=jnp.zeros(1)), XS),
+    ValueError,
+    r"params do not fit gj\.lstm\(4\) reading 3 inputs: params\.b has shape \(1,\), expected \(16,\)",
+  ),
+  Case(
+    "bias of shape ()",
+    lambda: gj.scan(GRU, P["gru"]._replace(b_h=jnp.zeros(())), XS),
+    ValueError,
+    r"params\.b_h has shape \(\), expected \(12,\)",
+  ),
+  Case(
+    "bias of another width",
+    lambda: gj.scan(GRU, P["gru"]._replace(b_x=jnp.zeros(5)), XS),
+    ValueError,
+    r"params\.b_x has shape \(5,\), expected \(12,\)",
+  ),
+  Case(
+    "bias (1,) in a direct step",
+    lambda: LSTM.step(P["lstm"]._replace(b=jnp.zeros(1)), LSTM.initial_carry((B,)), XS[0]),
+    ValueError,
+    r"params\.b has shape \(1,\), expected \(16,\)",
+  ),
+  Case(
+    "carry_from_torch: c of another shape",
+    lambda: gj.interop.carry_from_torch(
+      gj.stack(gj.lstm(5), num_layers=2), (jnp.zeros((2, 4, 5)), jnp.zeros((7, 4, 5)))
+    ),
+    ValueError,
+    r"hx\[1\] \(c_0\) must have the shape of hx\[0\] \(h_0\), \(2, 4, 5\), got \(7, 4, 5\)",
+  ),
+  Case(
+    "carry_from_torch: h of another width",
+    lambda: gj.interop.carry_from_torch(gj.gru(5), jnp.zeros((1, 4, 6))),
+    ValueError,
+    r"hx must have shape \(num_layers \* num_directions = 1, \*batch, hidden_size = 5\)",
+  ),
+  Case(
+    "a user's step changes the carry's shape",
+    lambda: _scan_user("carry shape"),
+    TypeError,
+    _STEP + r" returns a carry leaf float32\[2, 1\] for its initial_carry's float32\[2, 4\]",
+  ),
+  Case(
+    "a user's step changes the carry's structure",
+    lambda: _scan_user("carry structure"),
+    TypeError,
+    _STEP + r" returns a carry of structure .* but its initial_carry has structure",
+  ),
+  Case(
+    "a user's step changes the carry's dtype",
+    lambda: _scan_user("carry dtype"),
+    TypeError,
+    _STEP + r" returns a carry leaf bfloat16",
+  ),
+  Case(
+    "a user's step returns y of another width",
+    lambda: _scan_user("y shape"),
+    ValueError,
+    _STEP + r" must return y of shape \(\*batch, hidden_size\) = \(2, 4\), got \(2, 2\)",
+  ),
+  Case(
+    "a user's step returns no pair",
+    lambda: _scan_user("no tuple"),
+    TypeError,
+    _STEP + r" must return \(carry, y\)",
+  ),
+  Case(
+    "a user's initial_carry has no batch axes",
+    lambda: _scan_user("carry without batch"),
+    ValueError,
+    r"_UserCell\(hidden_size=4\)\.initial_carry must give leaves of shape \(\*batch, \.\.\.\) "
+    r"with batch \(2,\), got a leaf of shape \(4,\)",
+  ),
+  Case(
+    "an unhashable cell",
+    lambda: _scan_user(cell=_Unhashable()),
+    TypeError,
+    r"cell must be hashable \(a frozen dataclass, a NamedTuple, \.\.\.\).*_Unhashable is not",
+  ),
+  Case(
+    "a cell without step",
+    lambda: gj.scan(_NoStep(), {}, XS),
+    TypeError,
+    r"cell must be a cell: a value with hidden_size, init, initial_carry and step .* no step",
+  ),
+  Case(
+    "a cell class, not an instance",
+    lambda: gj.scan(_UserCell, {}, XS),
+    TypeError,
+    r"cell must be a cell instance, got the class _UserCell",
+  ),
+  Case(
+    "a stack layer that is not a cell",
+    lambda: gj.stack([GRU, _NoStep()]),
+    TypeError,
+    r"cells\[1\] must be a cell: .* no step",
+  ),
+  # ---- ScanOptions
+  Case("impl unknown", lambda: gj.ScanOptions(impl="cudnn"), ValueError, r"impl must be one of"),
+  Case("remat zero", lambda: gj.ScanOptions(remat=0), ValueError, r"remat must be None, a bool"),
+  Case("block float", lambda: gj.ScanOptions(block=2.0), ValueError, r"block must be None"),
+  Case(
+    "matmul_dtype int",
+    lambda: gj.ScanOptions(matmul_dtype=jnp.int8),
+    TypeError,
+    r"matmul_dtype must be a floating dtype, got int8",
+  ),
+  Case(
+    "options not ScanOptions",
+    lambda: gj.scan(GRU, P["gru"], XS, options={"remat": 2}),
+    TypeError,
+    r"options must be a gj\.ScanOptions or None, got dict",
+  ),
+  Case(
+    "associative for a nonlinear cell",
+    lambda: gj.scan(GRU, P["gru"], XS, impl="associative"),
+    ValueError,
+    r'impl="associative" needs a cell linear in its carry .* gj\.gru\(4\) does not',
+  ),
+  Case(
+    "associative with remat",
+    lambda: gj.scan(
+      gj.min_gru(4), gj.min_gru(4).init(jax.random.key(0), I), XS, impl="associative", remat=2
+    ),
+    ValueError,
+    r"remat and matmul_dtype do not apply to it",
+  ),
+  # ---- numerical edges of the analysis (item 7)
+  Case(
+    "horizon of a curve with NaN",
+    lambda: gj.analysis.gradient_horizon(jnp.array([1.0, jnp.nan, 2.0])),
+    ValueError,
+    r"norms contain NaN \(at time steps \[1\]\)",
+  ),
+  Case(
+    "horizon of negative norms",
+    lambda: gj.analysis.gradient_horizon(jnp.array([1.0, -0.5, 2.0])),
+    ValueError,
+    r"norms must be >= 0 \(norms\), got a minimum of -0\.5",
+  ),
+  Case(
+    "decay_rate with start > stop",
+    lambda: gj.analysis.decay_rate(jnp.ones(10), start=6, stop=3),
+    ValueError,
+    r"needs two of them, got start=6, stop=3",
+  ),
+  Case(
+    "decay_rate over one step",
+    lambda: gj.analysis.decay_rate(jnp.ones(10), start=3, stop=4),
+    ValueError,
+    r"needs two of them, got start=3, stop=4",
+  ),
+]
+
+
+@pytest.mark.parametrize("case", _CELL_CASES, ids=[c.id for c in _CELL_CASES])
+def test_cells_and_shapes_raise_clear_errors(case):
+  with pytest.raises(case.error, match=case.match):
+    case.call()
+
+
+def test_every_case_id_is_unique():
+  ids = [c.id for c in (*CASES, *TRAINING_CASES, *CLI_CASES, *_CELL_CASES)]
+  assert len(set(ids)) == len(ids)

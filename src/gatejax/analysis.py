@@ -130,16 +130,31 @@ def _loss_cotangents(loss_fn: LossFn, ys: Array, final: Carry) -> tuple[Array, C
   return jax.grad(loss_fn, argnums=(0, 1))(ys, final)
 
 
+def _exponent(magnitude: Array) -> Array:
+  """The binary exponent ``e`` of a magnitude (``m = f·2^e``, ``f`` in ``[0.5, 1)``); 0 for 0,
+  infinity and NaN, so that scaling by ``2^-e`` leaves those as they are."""
+  usable = (magnitude > 0) & jnp.isfinite(magnitude)
+  return jnp.where(usable, jnp.frexp(jnp.where(usable, magnitude, 1))[1], 0)
+
+
 def _scaled_norm(leaves: list[Array], axes: tuple[int, ...] | None = None) -> Array:
   """The L2 norm over ``leaves`` (reduced over ``axes``), immune to under- and overflow.
 
-  Far contributions reach 1e-30 in float32, whose squares would flush to zero, so the
-  squares are taken after dividing by the largest magnitude.
+  Far contributions reach 1e-30 in float32, whose squares would flush to zero, and near
+  ones can exceed 1e19, whose squares overflow: the squares are taken after scaling every
+  entry by ``2^-e``, ``e`` the binary exponent of the largest magnitude. The scaling is
+  ``ldexp``, exact, and never a division: XLA divides by multiplying with the reciprocal,
+  and the reciprocal of a number above ``2^126`` flushes to zero in float32.
   """
   scale = jnp.stack([jnp.max(jnp.abs(leaf), axis=axes) for leaf in leaves]).max(axis=0)
-  safe = jnp.where((scale > 0) & jnp.isfinite(scale), scale, jnp.ones_like(scale))
-  total = sum(jnp.sum(jnp.square(leaf / _expand(safe, leaf, axes)), axis=axes) for leaf in leaves)
-  return jnp.where(jnp.isfinite(scale), scale * jnp.sqrt(total), scale)
+  e = _exponent(scale)
+  total = sum(jnp.sum(jnp.square(_ldexp(leaf, -e, axes)), axis=axes) for leaf in leaves)
+  return jnp.where(jnp.isfinite(scale), jnp.ldexp(jnp.sqrt(total), e), scale)
+
+
+def _ldexp(leaf: Array, e: Array, axes: tuple[int, ...] | None) -> Array:
+  """``leaf · 2^e`` with ``e`` reduced over ``axes`` of ``leaf`` (broadcast back)."""
+  return jnp.ldexp(leaf, _expand(e, leaf, axes))
 
 
 def _expand(scale: Array, like: Array, axes: tuple[int, ...] | None) -> Array:
@@ -379,11 +394,11 @@ def _matrix_norm(rows: Carry, ord: int | str, batch_ndim: int) -> Array:
   dtype = matrices.dtype
   work = matrices.astype(jnp.float32) if jnp.finfo(dtype).bits < 32 else matrices
   scale = jnp.max(jnp.abs(work), axis=(-2, -1))
-  finite = jnp.isfinite(scale)
-  safe = jnp.where((scale > 0) & finite, scale, jnp.ones_like(scale))
-  unit = jnp.where(finite[..., None, None], work / safe[..., None, None], jnp.zeros_like(work))
-  norm = jnp.where(finite, scale * jnp.linalg.norm(unit, ord=2, axis=(-2, -1)), scale)
-  return norm.astype(dtype)
+  e = _exponent(scale)
+  finite = jnp.isfinite(scale)[..., None, None]
+  unit = jnp.where(finite, _ldexp(work, -e, (-2, -1)), jnp.zeros_like(work))
+  norm = jnp.ldexp(jnp.linalg.norm(unit, ord=2, axis=(-2, -1)), e)
+  return jnp.where(jnp.isfinite(scale), norm, scale).astype(dtype)
 
 
 @partial(jax.jit, static_argnames=("cell", "ord", "options"))
@@ -404,17 +419,39 @@ def _jacobian_sweep(
   final, before, _ = _forward(parts, params, xs, carry, lengths, options.unroll)
   rows, _ = _identity_cotangents(final, batch_ndim)
   step = loop.masked_step(_step_fn(parts, params), lengths)
+  exponent = jnp.zeros(xs.shape[1:-1], jnp.int32)
 
-  def body(rows: Carry, inputs: tuple[Array, Array, Carry]) -> tuple[Carry, Array]:
+  def body(acc: tuple[Carry, Array], inputs: tuple[Array, Array, Carry]) -> tuple[Any, Array]:
+    rows, exponent = acc
     t, x, c = inputs
     # One linearisation of the step, pulled back along all D rows of ∂c_T/∂c_{t+1} at once.
     _, vjp = jax.vjp(lambda c: step(c, x, t)[0], c)
     (rows,) = jax.vmap(vjp)(rows)
-    return rows, _matrix_norm(rows, ord, batch_ndim)
+    # The rows carry ∂c_T/∂c_t / 2^exponent: renormalised (exactly, by powers of two) at
+    # every step, so a product of T Jacobians neither underflows nor overflows on its way.
+    e = _exponent(_row_magnitude(rows, batch_ndim))
+    rows = jax.tree.map(lambda a: jnp.ldexp(a, _expand_batch(-e, a)), rows)
+    exponent = exponent + e
+    norm = _matrix_norm(rows, ord, batch_ndim)
+    return (rows, exponent), jnp.ldexp(norm, exponent.astype(jnp.int32))
 
   time = loop.time(xs.shape[0])
-  _, norms = jax.lax.scan(body, rows, (time, xs, before), reverse=True, unroll=options.unroll)
+  _, norms = jax.lax.scan(
+    body, (rows, exponent), (time, xs, before), reverse=True, unroll=options.unroll
+  )
   return norms
+
+
+def _row_magnitude(rows: Carry, batch_ndim: int) -> Array:
+  """The largest magnitude of ``D`` rows per batch element: ``(*batch,)``."""
+  return jnp.stack(
+    [jnp.max(jnp.abs(a), axis=(0, *range(1 + batch_ndim, a.ndim))) for a in jax.tree.leaves(rows)]
+  ).max(axis=0)
+
+
+def _expand_batch(e: Array, like: Array) -> Array:
+  """``e`` of shape ``batch`` reshaped to broadcast against rows ``(D, *batch, ...)``."""
+  return jnp.reshape(e, (1, *e.shape) + (1,) * (like.ndim - 1 - e.ndim))
 
 
 def _diagonal(cell: Any, options: ScanOptions) -> Any:
@@ -838,8 +875,9 @@ def _gate_statistics(
   never_open = {n: jnp.all((a == 0) | ~mask, axis=unit_axes) for n, a in acts.items()}
   some = count > 0
   keep_plus_write = None if keep_write is None else _summary(keep_write[0] + keep_write[1], valid)
-  sequences = jnp.sum(valid.reshape(T, -1), axis=1)
-  norms = jnp.where(valid, jnp.linalg.norm(ys, axis=-1), 0).reshape(T, -1)
+  flat = (T, math.prod(batch_shape))  # not (T, -1): T may be 0
+  sequences = jnp.sum(valid.reshape(flat), axis=1)
+  norms = jnp.where(valid, jnp.linalg.norm(ys, axis=-1), 0).reshape(flat)
   nothing = jnp.asarray(jnp.nan, ys.dtype)
   return GateStatistics(
     near_zero={n: fraction(a < eps) for n, a in acts.items()},

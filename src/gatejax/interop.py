@@ -322,10 +322,14 @@ def carry_from_torch(net: Cell | Stack, hx: Any) -> Carry:
   else:
     h, c = _array(hx), None
   expected = len(net_.layers) * net_.num_directions
-  if h.ndim < 2 or h.shape[0] != expected:
+  if h.ndim < 2 or h.shape[0] != expected or h.shape[-1] != net_.layers[0].hidden_size:
     raise ValueError(
-      f"hx must have a leading axis of num_layers * num_directions = {expected}, got shape "
-      f"{tuple(h.shape)}"
+      f"hx must have shape (num_layers * num_directions = {expected}, *batch, hidden_size = "
+      f"{net_.layers[0].hidden_size}), got shape {tuple(h.shape)}"
+    )
+  if c is not None and c.shape != h.shape:
+    raise ValueError(
+      f"hx[1] (c_0) must have the shape of hx[0] (h_0), {tuple(h.shape)}, got {tuple(c.shape)}"
     )
 
   def one(index: int) -> Carry:
