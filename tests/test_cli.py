@@ -1,7 +1,7 @@
 """The ``gatejax`` command: misuse is found before any computation, nothing is overwritten unsaid.
 
 The table of bad arguments is in test_errors.py; here are the checks that need more than
-one call: that they come before the computation, ``--force``, the exit status of the
+one call: that they come before the computation, replacing a report, the exit status of the
 process, and that the memory estimates do not underestimate.
 """
 
@@ -53,7 +53,7 @@ def test_vanishing_checks_out_before_computing(tmp_path, monkeypatch, capsys):
   assert "cannot write in" in capsys.readouterr().err
 
 
-def test_report_overwrites_an_earlier_report_only_with_force(tmp_path, monkeypatch, capsys):
+def test_report_replaces_an_earlier_report_and_says_so(tmp_path, monkeypatch, capsys):
   written = []
 
   def write_report(out, **kwargs):
@@ -62,23 +62,20 @@ def test_report_overwrites_an_earlier_report_only_with_force(tmp_path, monkeypat
 
   monkeypatch.setattr(report, "write_report", write_report)
   (tmp_path / "report.md").write_text("earlier")
-  assert cli.main(["report", "--out", str(tmp_path)]) == 2
-  assert "pass --force" in capsys.readouterr().err
-  assert written == [] and (tmp_path / "report.md").read_text() == "earlier"
-  assert cli.main(["report", "--force", "--out", str(tmp_path)]) == 0
-  assert "--force: overwriting" in capsys.readouterr().err
+  assert cli.main(["report", "--out", str(tmp_path)]) == 0
+  assert f"replacing an earlier report: {tmp_path / 'report.md'}" in capsys.readouterr().err
   assert (tmp_path / "report.md").read_text() == "new"
-  # A fresh directory needs no --force.
+  # A fresh directory: no notice.
   assert cli.main(["report", "--out", str(tmp_path / "fresh")]) == 0
+  assert "replacing" not in capsys.readouterr().err
 
 
-def test_report_help_says_what_force_does():
+def test_report_help_says_an_earlier_report_is_replaced():
   result = subprocess.run(
     [sys.executable, "-m", "gatejax", "report", "--help"], capture_output=True, text=True
   )
   assert result.returncode == 0
-  assert "--force" in " ".join(result.stdout.split())
-  assert "existing report is refused" in " ".join(result.stdout.split())
+  assert "an earlier report there is replaced" in " ".join(result.stdout.split())
 
 
 def test_the_process_exits_with_status_2_and_one_error_line():
@@ -109,7 +106,7 @@ def _xla_bytes(fn, *args) -> int | None:
   return analysis.temp_size_in_bytes + analysis.argument_size_in_bytes
 
 
-@pytest.mark.parametrize("kind", ["rnn", "lstm"])
+@pytest.mark.parametrize("kind", ["rnn", "lstm", "mgu", "min_lstm"])
 def test_the_memory_estimates_cover_what_xla_allocates(kind):
   # The refusal is only as good as the estimate: it must not fall below XLA's own figure
   # (a change in the core that stores more per step shows up here).
@@ -130,7 +127,9 @@ def test_the_memory_estimates_cover_what_xla_allocates(kind):
     if used is None:
       pytest.skip("this backend has no memory analysis")
     estimate = vanishing._estimated_bytes([kind], time, hidden, batch, inputs)
-    assert used <= estimate <= 2 * used
+    assert used <= estimate <= 2 * used, (used, estimate)
+  if kind not in ("rnn", "lstm"):  # the cells of gatejax demo
+    return
   cell = {"rnn": demo.gj.rnn, "lstm": demo.gj.lstm}[kind](hidden)
   params = jax.eval_shape(lambda: cell.init(jax.random.key(0), demo.INPUT_SIZE))
   xs = jax.ShapeDtypeStruct((time, demo.BATCH, demo.INPUT_SIZE), jnp.float32)

@@ -392,11 +392,6 @@ CLI_CASES = [
     ["report", "--out", "{tmp}/file/report"],
     r"--out '.*' is not a writable directory: Not a directory",
   ),
-  CliCase(
-    "report over an earlier report",
-    ["report", "--out", "{tmp}/earlier"],
-    r"'.*earlier' already holds report\.md of an earlier report; pass --force to overwrite",
-  ),
   CliCase("report seed", ["report", "--seed", "99999999999"], r"argument --seed: must be an int"),
   CliCase("unknown command", ["fly"], r"argument COMMAND: invalid choice: 'fly'"),
 ]

@@ -549,8 +549,9 @@ def jacobian_norms(
 # ---------------------------------------------------------------------------
 
 
-def _curve(norms: Any, name: str = "norms") -> Array:
-  """``norms`` as a floating array, time first; concrete values must be norms (>= 0, not NaN)."""
+def _curve(norms: Any, name: str = "norms", *, nan: bool = False) -> Array:
+  """``norms`` as a floating array, time first; concrete values must be norms: >= 0, and not
+  NaN unless ``nan`` (a summary that leaves NaN entries out, as :func:`decay_rate`)."""
   norms = jnp.asarray(norms)
   if norms.ndim < 1 or norms.shape[0] == 0:
     raise ValueError(f"{name} must have a leading time axis of length >= 1, got {norms.shape}")
@@ -560,13 +561,13 @@ def _curve(norms: Any, name: str = "norms") -> Array:
     values = np.asarray(norms, np.float64)
   except (jax.errors.TracerArrayConversionError, jax.errors.ConcretizationTypeError):
     return norms  # traced: checked by whoever made the values
-  if np.isnan(values).any():
+  if not nan and np.isnan(values).any():
     steps = np.unique(np.nonzero(np.isnan(values))[0])
     raise ValueError(
       f"{name} contain NaN (at time steps {steps[:10].tolist()}): not a curve of norms"
     )
   if (values < 0).any():
-    raise ValueError(f"{name} must be >= 0 (norms), got a minimum of {values.min():g}")
+    raise ValueError(f"{name} must be >= 0 (norms), got a minimum of {np.nanmin(values):g}")
   return norms
 
 
@@ -704,7 +705,7 @@ def decay_rate(norms: Curve, *, start: int = 1, stop: int | None = None) -> Floa
     >>> round(float(gj.analysis.decay_rate(norms)), 5)
     0.8
   """
-  norms = _curve(norms)
+  norms = _curve(norms, nan=True)
   T = norms.shape[0]
   start = _steps(start, T, "start")
   stop = T if stop is None else _steps(stop, T, "stop")

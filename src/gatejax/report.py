@@ -38,7 +38,12 @@ import numpy as np
 import gatejax as gj
 from gatejax import analysis
 from gatejax.experiments import gates, horizon
-from gatejax.experiments.vanishing import VanishingResult, VanishingRun, run_vanishing
+from gatejax.experiments.vanishing import (
+  CELL_KINDS,
+  VanishingResult,
+  VanishingRun,
+  run_vanishing,
+)
 
 __all__ = ["ReportSizes", "add_arguments", "main", "write_report"]
 
@@ -46,7 +51,7 @@ __all__ = ["ReportSizes", "add_arguments", "main", "write_report"]
 class VanishingSizes(NamedTuple):
   """Arguments of :func:`gatejax.experiments.vanishing.run_vanishing` for section 1."""
 
-  cells: tuple[str, ...] = ("rnn", "gru", "lstm")
+  cells: tuple[str, ...] = CELL_KINDS
   time: int = 200
   hidden: int = 32
   batch: int = 16
@@ -64,7 +69,7 @@ class ReportSizes(NamedTuple):
 
 DEFAULT = ReportSizes(VanishingSizes(), gates.DEFAULT_SIZES, horizon.DEFAULT_SIZES)
 QUICK = ReportSizes(
-  VanishingSizes(cells=("rnn", "lstm"), time=30, hidden=8, batch=4),
+  VanishingSizes(cells=("rnn", "lstm", "min_gru"), time=30, hidden=8, batch=4),
   gates.QUICK_SIZES,
   horizon.QUICK_SIZES,
 )
@@ -80,13 +85,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     "--out",
     default="gatejax-report",
     help="output directory (default: gatejax-report), created if missing and checked to be "
-    "writable before anything is computed",
-  )
-  parser.add_argument(
-    "--force",
-    action="store_true",
-    help="overwrite the report.md and report.json (and figures) of an earlier report in --out; "
-    "without it an existing report is refused",
+    "writable before anything is computed; an earlier report there is replaced, and the "
+    "command says so",
   )
   parser.add_argument(
     "--quick", action="store_true", help="tiny sizes: a smoke test in well under a minute"
@@ -146,7 +146,7 @@ def _vanishing_markdown(v: VanishingResult) -> str:
       )
     gated = [r for r in v.runs if r is not rnn]
     far = [r for r in gated if r.horizon >= T // 2]
-    near_sighted = [r for r in gated if r.horizon < T // 2]
+    near_sighted = [r for r in gated if r.horizon < T // 2 and not r.linear]
     if far:
       lines.append(
         "Reaching at least half the sequence at initialisation: "
@@ -160,6 +160,18 @@ def _vanishing_markdown(v: VanishingResult) -> str:
         + ". A keep gate starts near σ(bias), a factor below 1 per step, so gates alone do not "
         "stop the far past from fading; a chrono bias, or training (section 3), opens the path."
       )
+  linear = [r for r in v.runs if r.linear]
+  if linear:
+    lines.append(
+      "Gates that read only the input (minGRU, minLSTM; Feng et al. 2024) make the step "
+      "Jacobian exactly diagonal, diag(a_t), with a_t set by x_t alone: "
+      + ", ".join(
+        f"{r.label} fades by {r.decay_rate:.3g} per step back (horizon {r.horizon} of {T})"
+        for r in linear
+      )
+      + ". No gate sees the state, so nothing the state holds can keep its own past alive: "
+      "the horizon is fixed by the inputs and the gate biases, and only learning those moves it."
+    )
   return "\n".join(rows) + "\n\n" + "\n".join(f"- {s}" for s in lines)
 
 
@@ -176,6 +188,7 @@ def _vanishing_json(v: VanishingResult) -> dict[str, Any]:
         "far_share": r.far_share,
         f"near_share_last_{k}": _near_share(r, k),
         "decay_rate": r.decay_rate if math.isfinite(r.decay_rate) else None,
+        "linear_in_carry": r.linear,
       }
       for r in v.runs
     },
@@ -545,12 +558,8 @@ def main(args: argparse.Namespace) -> int:
   # Checked first: the report takes minutes, and a path that cannot be written would
   # only fail once it is all computed.
   out = cli.writable_directory(args.out)
+  # Rerunning the README's command must work, so an earlier report is replaced, loudly.
   existing = [name for name in ("report.md", "report.json") if (out / name).exists()]
-  if existing and not getattr(args, "force", False):
-    raise cli.UsageError(
-      f"{args.out!r} already holds {' and '.join(existing)} of an earlier report; pass --force "
-      "to overwrite them, or choose another --out"
-    )
   began = time.perf_counter()
 
   def say(message: str) -> None:
@@ -558,7 +567,7 @@ def main(args: argparse.Namespace) -> int:
 
   say(f"gatejax report{' --quick' if args.quick else ''}: writing {out}/")
   if existing:
-    say(f"--force: overwriting {', '.join(str(out / name) for name in existing)}")
+    say(f"replacing an earlier report: {', '.join(str(out / name) for name in existing)}")
   write_report(out, quick=args.quick, seed=args.seed, say=say)
   say(f"done: {out / 'report.md'}, {out / 'report.json'}")
   print(out / "report.md")

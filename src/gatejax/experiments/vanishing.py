@@ -10,7 +10,12 @@ loss through the ``T - 1 - t`` step Jacobians after it. The configurations:
 * ``gru``: the default ``update_bias=0`` (the *neutral* bias: ``z = σ(0) = 0.5`` keeps half
   the carry per step at zero input), and ``gj.chrono(T)``;
 * ``lstm``: the default ``forget_bias=1`` (Jozefowicz et al. 2015, ``f ≈ σ(1) = 0.73``),
-  and ``gj.chrono(T)``.
+  and ``gj.chrono(T)``;
+* ``mgu`` (``forget_bias=1``, as Flax) and ``minimal_rnn`` (``update_bias=0``), each also
+  with ``gj.chrono(T)``;
+* ``min_gru`` and ``min_lstm``, whose gates read only the input: their Jacobian is
+  ``diag(a_t)`` with ``a_t`` set by ``x_t`` alone (``1 − z_t ≈ 0.5`` at initialisation);
+* any cell given as a value, a user's included.
 
 The library function :func:`run_vanishing` computes; :func:`format_table` and :func:`main`
 print; :func:`gatejax.plots.contribution_curves` draws.
@@ -20,19 +25,20 @@ from __future__ import annotations
 
 import argparse
 import time as _time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 import gatejax as gj
-from gatejax import analysis, cli
+from gatejax import analysis, cli, protocol
 
 __all__ = [
   "CELL_KINDS",
+  "DEFAULT_CELLS",
   "VanishingResult",
   "VanishingRun",
   "add_arguments",
@@ -42,7 +48,19 @@ __all__ = [
   "run_vanishing",
 ]
 
-CELL_KINDS = ("rnn", "gru", "lstm")
+CELL_KINDS = ("rnn", "gru", "lstm", "mgu", "minimal_rnn", "min_gru", "min_lstm")
+# What `gatejax vanishing` runs unless told: the classic argument (--cells adds the others).
+DEFAULT_CELLS = ("rnn", "gru", "lstm")
+# name -> (factory, the bias option that chrono initialisation sets, if any)
+_NAMED: dict[str, tuple[Callable[..., Any], str | None]] = {
+  "rnn": (gj.rnn, None),
+  "gru": (gj.gru, "update_bias"),
+  "lstm": (gj.lstm, "forget_bias"),
+  "mgu": (gj.mgu, "forget_bias"),
+  "minimal_rnn": (gj.minimal_rnn, "update_bias"),
+  "min_gru": (gj.min_gru, None),
+  "min_lstm": (gj.min_lstm, None),
+}
 DISTANCES = (0, 1, 10, 30, 100, 300, 1000, 3000, 10_000)
 
 
@@ -56,6 +74,8 @@ class VanishingRun(NamedTuple):
     far_share: :func:`~gatejax.analysis.far_share` of the far half (``T // 2`` or more back).
     decay_rate: :func:`~gatejax.analysis.decay_rate`, the fitted factor per step back.
     seconds: wall time of the sweep, compilation included.
+    linear: whether the cell is linear in its carry (offers ``linear_recurrence``): its
+      step Jacobian is ``diag(a_t)`` with ``a_t`` set by the input alone.
   """
 
   label: str
@@ -64,6 +84,7 @@ class VanishingRun(NamedTuple):
   far_share: float
   decay_rate: float
   seconds: float
+  linear: bool = False
 
 
 class VanishingResult(NamedTuple):
@@ -83,21 +104,31 @@ class VanishingResult(NamedTuple):
     return {run.label: run.norms for run in self.runs}
 
 
-def configurations(kinds: Sequence[str], time: int, hidden: int) -> dict[str, gj.Cell]:
-  """label -> cell: each kind at its default (neutral) bias, the gated ones also with chrono."""
-  cells: dict[str, gj.Cell] = {}
-  for kind in kinds:
-    if kind == "rnn":
-      cells["rnn (tanh)"] = gj.rnn(hidden)
-    elif kind == "gru":
-      cells["gru, update_bias=0"] = gj.gru(hidden)
-      cells[f"gru, chrono({time})"] = gj.gru(hidden, update_bias=gj.chrono(time))
-    elif kind == "lstm":
-      cells["lstm, forget_bias=1"] = gj.lstm(hidden)
-      cells[f"lstm, chrono({time})"] = gj.lstm(hidden, forget_bias=gj.chrono(time))
+def configurations(cells: Sequence[Any], time: int, hidden: int) -> dict[str, Any]:
+  """label -> cell: each named cell at its default bias (the gated ones with a bias option also
+  with ``gj.chrono(time)``); a cell given as a value (any cell, a user's too) as it is.
+
+  Example:
+    >>> from gatejax.experiments.vanishing import configurations
+    >>> list(configurations(["gru", "min_gru"], 50, 8))
+    ['gru, update_bias=0', 'gru, chrono(50)', 'min_gru']
+  """
+  out: dict[str, Any] = {}
+  for entry in cells:
+    if not isinstance(entry, str):
+      protocol.check(entry, "cells[...]")
+      out[protocol.describe(entry)] = entry
+    elif entry not in _NAMED:
+      raise ValueError(f"cells must be among {CELL_KINDS} or cells, got {entry!r}")
     else:
-      raise ValueError(f"cells must be among {CELL_KINDS}, got {kind!r}")
-  return cells
+      factory, bias = _NAMED[entry]
+      if bias is None:
+        out["rnn (tanh)" if entry == "rnn" else entry] = factory(hidden)
+        continue
+      default = {"forget_bias": 1, "update_bias": 0}[bias]
+      out[f"{entry}, {bias}={default}"] = factory(hidden)
+      out[f"{entry}, chrono({time})"] = factory(hidden, **{bias: gj.chrono(time)})
+  return out
 
 
 def _last_step_loss(ys: jax.Array, final_carry: object) -> jax.Array:
@@ -106,7 +137,7 @@ def _last_step_loss(ys: jax.Array, final_carry: object) -> jax.Array:
 
 def run_vanishing(
   *,
-  cells: Sequence[str] = CELL_KINDS,
+  cells: Sequence[Any] = DEFAULT_CELLS,
   time: int = 1000,
   hidden: int = 32,
   batch: int = 16,
@@ -117,8 +148,9 @@ def run_vanishing(
   """Contribution norm against distance for each configuration, on the same inputs.
 
   Args:
-    cells: kinds among ``"rnn", "gru", "lstm"``; each gated kind runs twice (default bias
-      and ``gj.chrono(time)``).
+    cells: names among :data:`CELL_KINDS` (a cell with a keep-gate bias runs twice: default
+      bias and ``gj.chrono(time)``), or cells (any cell of :mod:`gatejax.protocol`);
+      default :data:`DEFAULT_CELLS`.
     time: sequence length ``T`` (at least 3, for ``gj.chrono(T)``).
     hidden: hidden size.
     batch: sequences in the batch.
@@ -158,6 +190,7 @@ def run_vanishing(
         far_share=float(analysis.far_share(norms, time // 2)),
         decay_rate=float(analysis.decay_rate(norms)),
         seconds=seconds,
+        linear=getattr(cell, "linear_recurrence", None) is not None,
       )
     )
   return VanishingResult(time, hidden, batch, input_size, seed, fraction, tuple(runs))
@@ -200,8 +233,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     "--cells",
     nargs="+",
     choices=CELL_KINDS,
-    default=list(CELL_KINDS),
-    help="cell kinds to run (gated kinds run at their default bias and with gj.chrono(T))",
+    default=list(DEFAULT_CELLS),
+    help="cells to run (default: rnn gru lstm; those with a keep-gate bias run at their "
+    "default bias and with gj.chrono(T))",
   )
   parser.add_argument(
     "--time", type=cli.int_at_least(3), default=1000, help="sequence length T (>= 3)"
@@ -222,17 +256,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 # Peak bytes of one configuration's sweep, per (step, sequence, hidden unit) and per
 # hidden × (hidden + input) parameter entry: fitted to XLA's memory_analysis() of
 # contribution_norms on CPU (jax 0.10); the stored carries dominate, the LSTM's most.
-_BYTES = {"rnn": (17, 9), "gru": (33, 25), "lstm": (45, 33)}
-
-
 def _estimated_bytes(
-  cells: Sequence[str], time: int, hidden: int, batch: int, input_size: int = 8
+  cells: Sequence[Any], time: int, hidden: int, batch: int, input_size: int = 8
 ) -> float:
-  """Peak memory of :func:`run_vanishing` (its largest configuration), in bytes."""
-  per_step, per_param = max(_BYTES[kind] for kind in cells)
-  return time * batch * (per_step * hidden + 4 * input_size) + per_param * hidden * (
-    hidden + input_size
-  )
+  """Peak memory of :func:`run_vanishing` (its largest configuration), in bytes.
+
+  Derived from each cell (traced, never run): per step the sweep keeps the projected input,
+  the carry it read, the output and its cotangent; 1.5 times that covers XLA's temporaries
+  (checked against XLA's own memory analysis in the tests). Plus the parameters, twice.
+  """
+  largest = 0.0
+  for cell in configurations(cells, max(time, 3), hidden).values():
+    params = protocol.expected_params(cell, input_size)
+    x = jax.ShapeDtypeStruct((batch, input_size), jnp.float32)
+    px = jax.eval_shape(protocol.recurrence(cell).project, params, x)
+    carry = jax.eval_shape(lambda cell=cell: cell.initial_carry((batch,)))
+    step = sum(a.size for a in jax.tree.leaves((px, carry))) + 2 * batch * cell.hidden_size
+    weights = sum(a.size for a in jax.tree.leaves(params))
+    largest = max(largest, 4 * (1.5 * time * (step + batch * input_size) + 2 * weights))
+  return largest
 
 
 def _check_figure_path(out: str) -> None:
