@@ -489,7 +489,7 @@ def to_flax_linen(cell: Cell, params: Params) -> tuple[Any, dict[str, Any]]:
   H = cell.hidden_size
 
   # The module's parameters (and the carry it initialises) in the parameters' own dtype.
-  dtype = {"param_dtype": jnp.result_type(*jax.tree.leaves(params))}
+  param_dtype = jnp.result_type(*jax.tree.leaves(params))
 
   def blocks(a: Array, names: tuple[str, ...]) -> dict[str, Array]:
     return dict(zip(names, jnp.split(a, len(names), axis=-1), strict=True))
@@ -506,7 +506,9 @@ def to_flax_linen(cell: Cell, params: Params) -> tuple[Any, dict[str, Any]]:
       p["i" + g] = {"kernel": w_x[g], "bias": b}
       p["h" + g] = {"kernel": w_h[g]}
     p["hn"]["bias"] = b_h["n"]
-    module = nn.GRUCell(features=H, gate_fn=o.gate_fn, activation_fn=o.activation, **dtype)
+    module = nn.GRUCell(
+      features=H, gate_fn=o.gate_fn, activation_fn=o.activation, param_dtype=param_dtype
+    )
   elif cell.kind == "lstm":
     _expect_params(params, LSTMParams)
     w_x, w_h = blocks(params.w_x, _LSTM_GATES), blocks(params.w_h, _LSTM_GATES)
@@ -515,7 +517,9 @@ def to_flax_linen(cell: Cell, params: Params) -> tuple[Any, dict[str, Any]]:
     for g in _LSTM_GATES:
       p["i" + g] = {"kernel": w_x[g]}
       p["h" + g] = {"kernel": w_h[g], "bias": b[g]}
-    module = nn.LSTMCell(features=H, gate_fn=o.gate_fn, activation_fn=o.activation, **dtype)
+    module = nn.LSTMCell(
+      features=H, gate_fn=o.gate_fn, activation_fn=o.activation, param_dtype=param_dtype
+    )
   elif cell.kind == "mgu":
     _expect_params(params, MGUParams)
     (wxf, wxn), (whf, whn) = jnp.split(params.w_x, 2, -1), jnp.split(params.w_h, 2, -1)
@@ -530,12 +534,12 @@ def to_flax_linen(cell: Cell, params: Params) -> tuple[Any, dict[str, Any]]:
       gate_fn=o.gate_fn,
       activation_fn=o.activation,
       reset_gate=o.reset_gate,
-      **dtype,
+      param_dtype=param_dtype,
     )
   elif cell.kind == "rnn":
     _expect_params(params, RNNParams)
     p = {"i": {"kernel": params.w_x, "bias": params.b}, "h": {"kernel": params.w_h}}
-    module = nn.SimpleCell(features=H, activation_fn=o.activation, **dtype)
+    module = nn.SimpleCell(features=H, activation_fn=o.activation, param_dtype=param_dtype)
   else:
     raise ValueError(
       f"cell must be a gj.rnn, gj.gru, gj.lstm or gj.mgu for flax.linen, got {cell.name}"
