@@ -27,6 +27,7 @@ from gatejax.cells import (
   lstm,
   rnn,
 )
+from gatejax.newton import parallel_scan
 from gatejax.sequence import Bidirectional, Stack, scan, scan_stack, scan_with_gates, stack
 
 __version__ = "0.1.0"
@@ -36,6 +37,7 @@ __version__ = "0.1.0"
 _LAZY_SUBMODULES = (
   "analysis",
   "checkpoint",
+  "dynamics",
   "experiments",
   "interop",
   "nnx",
@@ -71,6 +73,7 @@ __all__ = [
   "chrono",
   "gru",
   "lstm",
+  "parallel_scan",
   "rnn",
   "scan",
   "scan_stack",
