@@ -66,6 +66,7 @@ Params = Any
 Carry = Any
 
 METHODS = ("deer", "quasi", "elk", "quasi-elk")
+DAMPED = ("elk", "quasi-elk")
 
 # The default ELK damping λ (the observation precision of the smoother's state-space model,
 # ``1 / sigmasq`` in the ELK code). Small enough that near the solution a step is a Newton
@@ -79,7 +80,10 @@ class NewtonInfo(NamedTuple):
   r"""How a :func:`parallel_scan` run went, per batch element.
 
   Attributes:
-    iterations: the number of Newton sweeps (linearise, solve, update) applied.
+    iterations: the number of Newton sweeps (linearise, solve, update) applied: 0 when the
+      first guess (the initial carry at every step) already solves the sequence (length 0,
+      say), 1 for a cell linear in its carry, and always 1 for a cell with
+      ``linear_recurrence`` (one scan, no sweep).
     residual: :math:`\max_{t,i} |c_{t,i} - \mathrm{step}(c_{t-1}, x_t)_i| / \max(1, |c_{t,i}|)`
       at the returned carries (the flattened carry, components ``i``): absolute where a
       component is at most 1 in magnitude, relative above; ``inf`` when a carry is not finite.
@@ -174,7 +178,8 @@ def _check_carry_like(expected: Any, value: Any, name: str, source: str) -> None
 def _check_step(cell: Any, params: Params, xs: Array, carry: Carry) -> None:
   """``cell.step`` maps the carry to one of the same structure, and outputs ``(*batch, H)``."""
   name = type(cell).__name__
-  new, y = jax.eval_shape(cell.step, params, carry, xs[0])
+  x = jax.ShapeDtypeStruct(xs.shape[1:], xs.dtype)
+  new, y = jax.eval_shape(cell.step, params, carry, x)
   _check_carry_like(carry, new, f"the carry returned by {name}.step", "the carry it was given")
   want = (*xs.shape[1:-1], cell.hidden_size)
   if tuple(y.shape) != want:
@@ -197,9 +202,11 @@ def _positive(value: Any, name: str) -> float:
   return float(value)
 
 
-def _check_max_iter(max_iter: Any, steps: int) -> int:
+def _check_max_iter(max_iter: Any, steps: int, method: str) -> int:
   if max_iter is None:
-    return max(steps, 1)
+    # Undamped sweeps are exact after T (see the module docstring); damped ones converge
+    # linearly near the solution and get twice that.
+    return max(steps, 1) * (2 if method in DAMPED else 1)
   if isinstance(max_iter, bool) or not isinstance(max_iter, int | np.integer):
     raise TypeError(f"max_iter must be an int >= 1, got {type(max_iter).__name__}")
   if max_iter < 1:
@@ -258,12 +265,8 @@ class _Ops(NamedTuple):
   mm: Callable[[Array, Array], Array]  # A @ B
   mv: Callable[[Array, Array], Array]  # A @ v
   t: Callable[[Array], Array]  # Aᵀ
-  solve: Callable[[Array, Array], Array]  # A⁻¹ B
+  inv: Callable[[Array], Array]  # A⁻¹
   eye: Callable[[Array], Array]  # identity like A
-
-
-def _full_solve(a: Array, b: Array) -> Array:
-  return jnp.linalg.solve(a, b)
 
 
 def _eye_like(a: Array) -> Array:
@@ -274,12 +277,10 @@ FULL = _Ops(
   mm=jnp.matmul,
   mv=lambda a, v: jnp.einsum("...ij,...j->...i", a, v),
   t=lambda a: jnp.swapaxes(a, -1, -2),
-  solve=_full_solve,
+  inv=jnp.linalg.inv,
   eye=_eye_like,
 )
-DIAG = _Ops(
-  mm=jnp.multiply, mv=jnp.multiply, t=lambda a: a, solve=lambda a, b: b / a, eye=jnp.ones_like
-)
+DIAG = _Ops(mm=jnp.multiply, mv=jnp.multiply, t=lambda a: a, inv=jnp.reciprocal, eye=jnp.ones_like)
 
 
 def _affine_scan(ops: _Ops, a: Array, b: Array, *, reverse: bool = False) -> Array:
@@ -298,7 +299,7 @@ def _affine_scan(ops: _Ops, a: Array, b: Array, *, reverse: bool = False) -> Arr
   return jax.lax.associative_scan(compose, (a, b), reverse=reverse)[1]
 
 
-def _kalman_step(ops: _Ops, jac: Array, r: Array, damping: float) -> Array:
+def _kalman_step(ops: _Ops, jac: Array, r: Array, damping: Array | float) -> Array:
   r"""The Levenberg–Marquardt step of ELK: the smoothed mean of the linearised model.
 
   Model (``t = 1 … T``, time axis 0): :math:`\delta_t = F_t \delta_{t-1} + r_t + w_t`,
@@ -326,15 +327,16 @@ def _kalman_step(ops: _Ops, jac: Array, r: Array, damping: float) -> Array:
   def combine(first: tuple[Array, ...], second: tuple[Array, ...]) -> tuple[Array, ...]:
     a1, b1, c1, e1, z1 = first
     a2, b2, c2, e2, z2 = second
-    ident = ops.eye(c1)
-    x = ident + ops.mm(c1, z2)
-    xt = ops.t(x)  # I + Z₂ C₁, as C and Z are symmetric
-    a2_m = lambda m: ops.mm(a2, ops.solve(x, m))
-    a = a2_m(a1)
-    b = _apply(ops, a2_m, b1 + ops.mv(c1, e2)) + b2
-    c = ops.mm(a2_m(c1), ops.t(a2)) + c2
-    e = _apply(ops, lambda m: ops.mm(ops.t(a1), ops.solve(xt, m)), e2 - ops.mv(z2, b1)) + e1
-    z = ops.mm(ops.t(a1), ops.solve(xt, ops.mm(z2, a1))) + z1
+    # One inverse serves both halves: (I + Z₂C₁)⁻¹ = ((I + C₁Z₂)⁻¹)ᵀ as C and Z are symmetric.
+    # Its eigenvalues are at least 1 (C₁Z₂ is a product of two PSD matrices), so it is safe.
+    m = ops.inv(ops.eye(c1) + ops.mm(c1, z2))
+    a2m = ops.mm(a2, m)
+    a1mt = ops.mm(ops.t(a1), ops.t(m))
+    a = ops.mm(a2m, a1)
+    b = ops.mv(a2m, b1 + ops.mv(c1, e2)) + b2
+    c = ops.mm(ops.mm(a2m, c1), ops.t(a2)) + c2
+    e = ops.mv(a1mt, e2 - ops.mv(z2, b1)) + e1
+    z = ops.mm(ops.mm(a1mt, z2), a1) + z1
     return a, b, c, e, z
 
   _, means, covs, _, _ = jax.lax.associative_scan(combine, elems)
@@ -344,18 +346,11 @@ def _kalman_step(ops: _Ops, jac: Array, r: Array, damping: float) -> Array:
   p, m = covs[:-1], means[:-1]
   fp = ops.mm(f_next, p)
   gram = ops.mm(fp, ops.t(f_next)) + ops.eye(p)
-  e = ops.t(ops.solve(gram, fp))
+  e = ops.t(ops.mm(ops.inv(gram), fp))
   g = m - ops.mv(e, ops.mv(f_next, m) + r_next)
   e = jnp.concatenate([e, jnp.zeros_like(e[:1])])
   g = jnp.concatenate([g, means[-1:]])
   return _affine_scan(ops, e, g, reverse=True)
-
-
-def _apply(ops: _Ops, matrix_fn: Callable[[Array], Array], v: Array) -> Array:
-  """``matrix_fn`` (a product ending in a solve) applied to a vector ``v``."""
-  if ops is DIAG:
-    return matrix_fn(v)
-  return matrix_fn(v[..., None])[..., 0]
 
 
 # ---------------------------------------------------------------------------
@@ -368,9 +363,14 @@ class _Config(NamedTuple):
 
   f: Callable[..., Array]  # _flat_step(cell, unravel)
   method: str
-  tol: float
-  max_iter: int
-  damping: float
+
+
+class _Limits(NamedTuple):
+  """The numeric options, traced, so that changing them compiles nothing new."""
+
+  tol: Array  # scalar, the carry's dtype
+  max_iter: Array  # int32 scalar
+  damping: Array  # scalar, the carry's dtype
 
 
 def _jacobians(
@@ -409,20 +409,20 @@ def _residual(cs: Array, fs: Array) -> Array:
 
 
 def _newton(
-  cfg: _Config, params: Params, xs: Array, valid: Array, c0: Array
+  cfg: _Config, limits: _Limits, params: Params, xs: Array, valid: Array, c0: Array
 ) -> tuple[Array, Array, Array]:
   """Newton sweeps for one sequence: ``(carries (T, n), iterations, residual)``."""
   f_all = jax.vmap(cfg.f, (None, 0, 0, 0))
   diagonal = cfg.method in ("quasi", "quasi-elk")
   ops = DIAG if diagonal else FULL
-  damped = cfg.method in ("elk", "quasi-elk")
+  damped = cfg.method in DAMPED
 
   def sweep(state: tuple[Array, Array, Array, Array]) -> tuple[Array, Array, Array, Array]:
     k, cs, fs, _ = state
     prev = _shift(c0, cs)
     jac = _jacobians(cfg, params, prev, xs, valid, diagonal=diagonal)
     r = fs - cs
-    delta = _kalman_step(ops, jac, r, cfg.damping) if damped else _affine_scan(ops, jac, r)
+    delta = _kalman_step(ops, jac, r, limits.damping) if damped else _affine_scan(ops, jac, r)
     cs = cs + delta
     fs = f_all(params, _shift(c0, cs), xs, valid)
     return k + 1, cs, fs, _residual(cs, fs)
@@ -430,7 +430,7 @@ def _newton(
   def unfinished(state: tuple[Array, Array, Array, Array]) -> Array:
     k, _, _, res = state
     # A non-finite residual ends the loop too (``nan > tol`` is False): no sweep repairs it.
-    return (k < cfg.max_iter) & (res > cfg.tol) & jnp.isfinite(res)
+    return (k < limits.max_iter) & (res > limits.tol) & jnp.isfinite(res)
 
   cs = jnp.broadcast_to(c0, (xs.shape[0], c0.shape[-1]))
   fs = f_all(params, _shift(c0, cs), xs, valid)
@@ -440,24 +440,25 @@ def _newton(
 
 
 def _newton_batch(
-  cfg: _Config, params: Params, xs: Array, valid: Array, c0: Array
+  cfg: _Config, limits: _Limits, params: Params, xs: Array, valid: Array, c0: Array
 ) -> tuple[Array, Array, Array]:
   """:func:`_newton` for ``B`` independent sequences: ``xs (T, B, I)``, ``c0 (B, n)``."""
-  return jax.vmap(partial(_newton, cfg), (None, 1, 1, 0), (1, 0, 0))(params, xs, valid, c0)
+  one = partial(_newton, cfg, limits)
+  return jax.vmap(one, (None, 1, 1, 0), (1, 0, 0))(params, xs, valid, c0)
 
 
 @partial(jax.custom_vjp, nondiff_argnums=(0,))
 def _solve(
-  cfg: _Config, params: Params, xs: Array, valid: Array, c0: Array
+  cfg: _Config, limits: _Limits, params: Params, xs: Array, valid: Array, c0: Array
 ) -> tuple[Array, Array, Array]:
   """All carries ``(T, B, n)`` of ``B`` sequences, with their sweep counts and residuals."""
-  return _newton_batch(cfg, params, xs, valid, c0)
+  return _newton_batch(cfg, limits, params, xs, valid, c0)
 
 
 def _solve_fwd(
-  cfg: _Config, params: Params, xs: Array, valid: Array, c0: Array
+  cfg: _Config, limits: _Limits, params: Params, xs: Array, valid: Array, c0: Array
 ) -> tuple[tuple[Array, Array, Array], tuple[Any, ...]]:
-  out = _newton_batch(cfg, params, xs, valid, c0)
+  out = _newton_batch(cfg, limits, params, xs, valid, c0)
   return out, (params, xs, valid, c0, out[0])
 
 
@@ -474,7 +475,7 @@ def _solve_bwd(cfg: _Config, saved: tuple[Any, ...], cotangents: Any) -> tuple[A
   steps = jax.vmap(jax.vmap(cfg.f, (None, 0, 0, 0)), (None, 0, 0, 0))
   _, vjp = jax.vjp(lambda p, c, x: steps(p, c, x, valid), params, prev, xs)
   g_params, g_prev, g_xs = vjp(lam)
-  return g_params, g_xs, None, g_prev[0]
+  return None, g_params, g_xs, None, g_prev[0]
 
 
 _solve.defvjp(_solve_fwd, _solve_bwd)
@@ -503,18 +504,16 @@ def _gather(a: Array, order: Array) -> Array:
   return jax.vmap(lambda seq, o: seq[o], (1, 0), 1)(a, order)
 
 
-@partial(jax.jit, static_argnames=("cell", "method", "tol", "max_iter", "damping", "reverse"))
+@partial(jax.jit, static_argnames=("cell", "method", "reverse"))
 def _run(
   cell: Any,
   params: Params,
   xs: Array,
   carry: Carry,
   lengths: Array | None,
+  limits: _Limits,
   *,
   method: str,
-  tol: float,
-  max_iter: int,
-  damping: float,
   reverse: bool,
 ) -> tuple[Carry, Array, NewtonInfo]:
   steps, batch_shape = xs.shape[0], xs.shape[1:-1]
@@ -541,8 +540,7 @@ def _run(
     fs = jax.vmap(jax.vmap(f, (None, 0, 0, 0)), (None, 0, 0, 0))(params, prev, xs_p, valid)
     residual = jax.vmap(_residual, (1, 1))(cs, fs)
   else:
-    cfg = _Config(f=f, method=method, tol=tol, max_iter=max_iter, damping=damping)
-    out = _solve(cfg, params, xs_p, valid, c0)
+    out = _solve(_Config(f=f, method=method), limits, params, xs_p, valid, c0)
     cs, iterations, residual = cast(tuple[Array, Array, Array], out)
     prev = jnp.concatenate([c0[None], cs[:-1]])
 
@@ -558,7 +556,7 @@ def _run(
   info = NewtonInfo(
     iterations=iterations.reshape(batch_shape),
     residual=residual.reshape(batch_shape),
-    converged=(residual <= tol).reshape(batch_shape),
+    converged=(residual <= limits.tol).reshape(batch_shape),
   )
   return final, ys, info
 
@@ -621,10 +619,11 @@ def parallel_scan(
       Kalman smoother) or ``"quasi-elk"`` (both).
     tol: the residual (:class:`NewtonInfo`) at which a sequence counts as converged;
       default :func:`default_tol` of the carry dtype (``1e-12`` float64, ``1e-6`` float32).
-    max_iter: the most sweeps per sequence; default ``T``. ``"deer"`` and ``"quasi"`` are
-      exact after ``T`` sweeps in exact arithmetic (each sweep fixes at least one more step
-      from the start, as argued in :mod:`gatejax.newton`), so a run that needs ``T`` is
-      no faster than :func:`gatejax.scan`; ELK's damped sweeps may need more.
+    max_iter: the most sweeps per sequence; default ``T`` for ``"deer"`` and ``"quasi"``,
+      ``2T`` for the damped methods. ``"deer"`` and ``"quasi"`` are exact after ``T``
+      sweeps in exact arithmetic (each sweep fixes at least one more step from the start, as
+      argued in :mod:`gatejax.newton`), so a run that needs ``T`` is no faster than
+      :func:`gatejax.scan`; ELK's damped sweeps have no such bound.
     damping: ELK's :math:`\lambda` (only for ``"elk"``/``"quasi-elk"``); default ``1e-3``.
       Larger is steadier and slower; :math:`\lambda \to 0` is DEER.
     carry: initial carry, as in :func:`gatejax.scan`.
@@ -664,8 +663,8 @@ def parallel_scan(
   dtype = jnp.result_type(*jax.tree.leaves(carry))
   tol = default_tol(dtype) if tol is None else _positive(tol, "tol")
   steps = xs.shape[0]
-  max_iter = _check_max_iter(max_iter, steps)
-  if damping is not None and method not in ("elk", "quasi-elk"):
+  max_iter = _check_max_iter(max_iter, steps, method)
+  if damping is not None and method not in DAMPED:
     raise ValueError(f"damping applies to method='elk' or 'quasi-elk', not method={method!r}")
   damping = DEFAULT_DAMPING if damping is None else _positive(damping, "damping")
   if steps == 0:
@@ -676,15 +675,11 @@ def parallel_scan(
       converged=jnp.ones(batch_shape, bool),
     )
     return carry, jnp.zeros((0, *batch_shape, cell.hidden_size), dtype), info
-  return _run(
-    cell,
-    params,
-    xs,
-    carry,
-    lengths,
-    method=method,
-    tol=tol,
-    max_iter=max_iter,
-    damping=damping,
-    reverse=bool(reverse),
+  if getattr(cell, "linear_recurrence", None) is not None:
+    method = "deer"  # solved by one scan whatever the method: one compiled function for all
+  limits = _Limits(
+    tol=jnp.asarray(tol, dtype),
+    max_iter=jnp.asarray(max_iter, jnp.int32),
+    damping=jnp.asarray(damping, dtype),
   )
+  return _run(cell, params, xs, carry, lengths, limits, method=method, reverse=bool(reverse))
