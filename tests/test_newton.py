@@ -31,7 +31,7 @@ TOL = {"float64": 1e-8, "float32": 1e-4}  # SPEC §4b, max absolute error
 
 @dataclasses.dataclass(frozen=True)
 class DictCell:
-  """A gated cell with a dict carry: a memory ``m`` written through a gate, read out as ``h``."""
+  """A gated cell with a dict carry: a memory ``m`` and an output ``h``, both kept by one gate."""
 
   hidden_size: int
 
@@ -53,7 +53,7 @@ class DictCell:
     gate, cand = jnp.split(a, 2, axis=-1)
     g = jax.nn.sigmoid(gate)
     m = g * carry["m"] + (1 - g) * jnp.tanh(cand + carry["m"] @ params["w_m"])
-    h = jnp.tanh(m)
+    h = g * carry["h"] + (1 - g) * jnp.tanh(m)
     return {"h": h, "m": m}, h
 
 
