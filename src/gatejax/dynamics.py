@@ -11,10 +11,11 @@ or shrinks small perturbations of the carry, direction by direction:
 
 in natural log per step. The largest says whether the recurrence forgets its past
 (:math:`\lambda_1 < 0`: perturbations, and gradients through many steps, shrink as
-:math:`e^{\lambda_1 t}`) or amplifies it (:math:`\lambda_1 > 0`, chaos). It also says whether
-the parallel Newton runner (:func:`gatejax.parallel_scan`) will do well: its linear solves
-are well conditioned exactly when :math:`\lambda_1 < 0` (Gonzalez et al., "Predictability
-enables parallelization of nonlinear state space models", 2025).
+:math:`e^{\lambda_1 t}`) or amplifies it (:math:`\lambda_1 > 0`, chaos). It also predicts
+how the parallel Newton runner (:func:`gatejax.parallel_scan`) will fare: the conditioning
+of its linear solves, and so the number of sweeps it needs, degrades as :math:`\lambda_1`
+grows past zero (Gonzalez et al., "Predictability enables parallelization of nonlinear state
+space models", 2025).
 
 The product of Jacobians over- or underflows within a few dozen steps, so the exponents are
 computed by the QR method (Benettin et al. 1980; for RNNs, Engelken, Wolf & Abbott 2023):

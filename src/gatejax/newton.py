@@ -25,10 +25,12 @@ is associative), in :math:`O(\log T)` depth; then :math:`c \leftarrow c + \delta
   :math:`0 = \delta_t + v_t`, :math:`v_t \sim N(0, I/\lambda)`); computed with a parallel
   Kalman filter and RTS smoother (Särkkä & García-Fernández, IEEE TAC 2021). ELK (Gonzalez et
   al., NeurIPS 2024) trades DEER's speed for steps that stay bounded (at most
-  :math:`\lVert r\rVert / (2\sqrt\lambda)`) where the linearised recurrence blows up.
+  :math:`\lVert r\rVert / (2\sqrt\lambda)`) where the linearised recurrence blows up. (The
+  ELK authors' code takes the filtered means; the smoothed means computed here are the exact
+  Levenberg–Marquardt step.)
   ``"quasi-elk"``: the same with the diagonal Jacobian (all covariances diagonal).
 
-Each sweep is exact one more step from the start: whatever the Jacobian approximation, a step
+After ``k`` sweeps the first ``k`` steps are exact, whatever the Jacobian approximation: a step
 whose input carry is exact and whose correction is applied undamped comes out exact (its
 residual was computed at the exact input, and the corrections before it are zero). So
 ``"deer"`` and ``"quasi"`` reach the sequential result after at most ``T`` sweeps in exact
@@ -385,7 +387,7 @@ def _jacobians(
     return jnp.transpose(cols, (1, 2, 0))
 
   def entry(e: Array) -> Array:
-    # One column at a time keeps memory at O(T n), the point of the diagonal method.
+    # A few columns at a time keep memory at O(T n), the point of the diagonal method.
     return jnp.sum(lin(jnp.broadcast_to(e, prev.shape)) * e.reshape(1, n), axis=-1)
 
   return jax.lax.map(entry, basis, batch_size=min(n, 16)).T
@@ -408,6 +410,10 @@ def _residual(cs: Array, fs: Array) -> Array:
   return jnp.where(jnp.all(jnp.isfinite(cs)), res, jnp.inf)
 
 
+# (sweeps, carries, step outputs, residual, overflowed)
+_State = tuple[Array, Array, Array, Array, Array]
+
+
 def _newton(
   cfg: _Config, limits: _Limits, params: Params, xs: Array, valid: Array, c0: Array
 ) -> tuple[Array, Array, Array]:
@@ -417,25 +423,29 @@ def _newton(
   ops = DIAG if diagonal else FULL
   damped = cfg.method in DAMPED
 
-  def sweep(state: tuple[Array, Array, Array, Array]) -> tuple[Array, Array, Array, Array]:
-    k, cs, fs, _ = state
+  def sweep(state: _State) -> _State:
+    k, cs, fs, res, _ = state
     prev = _shift(c0, cs)
     jac = _jacobians(cfg, params, prev, xs, valid, diagonal=diagonal)
     r = fs - cs
     delta = _kalman_step(ops, jac, r, limits.damping) if damped else _affine_scan(ops, jac, r)
-    cs = cs + delta
-    fs = f_all(params, _shift(c0, cs), xs, valid)
-    return k + 1, cs, fs, _residual(cs, fs)
+    new_cs = cs + delta
+    new_fs = f_all(params, _shift(c0, new_cs), xs, valid)
+    new_res = _residual(new_cs, new_fs)
+    # A sweep that overflows (DEER on a chaotic recurrence) ends the run and keeps the last
+    # finite guess, so the outputs stay finite and ``converged`` says what happened.
+    broke = ~jnp.isfinite(new_res)
+    keep = lambda new, old: jnp.where(broke, old, new)
+    return k + 1, keep(new_cs, cs), keep(new_fs, fs), keep(new_res, res), broke
 
-  def unfinished(state: tuple[Array, Array, Array, Array]) -> Array:
-    k, _, _, res = state
-    # A non-finite residual ends the loop too (``nan > tol`` is False): no sweep repairs it.
-    return (k < limits.max_iter) & (res > limits.tol) & jnp.isfinite(res)
+  def unfinished(state: _State) -> Array:
+    k, _, _, res, broke = state
+    return (k < limits.max_iter) & (res > limits.tol) & jnp.isfinite(res) & ~broke
 
   cs = jnp.broadcast_to(c0, (xs.shape[0], c0.shape[-1]))
   fs = f_all(params, _shift(c0, cs), xs, valid)
-  state = (jnp.zeros((), jnp.int32), cs, fs, _residual(cs, fs))
-  k, cs, _, res = jax.lax.while_loop(unfinished, sweep, state)
+  state = (jnp.zeros((), jnp.int32), cs, fs, _residual(cs, fs), jnp.zeros((), bool))
+  k, cs, _, res, _ = jax.lax.while_loop(unfinished, sweep, state)
   return cs, k, res
 
 
@@ -648,9 +658,9 @@ def parallel_scan(
 
   Example:
     >>> import jax, jax.numpy as jnp, gatejax as gj
-    >>> cell = gj.gru(8)
+    >>> cell = gj.gru(4)
     >>> params = cell.init(jax.random.key(0), input_size=3)
-    >>> xs = jax.random.normal(jax.random.key(1), (100, 2, 3))
+    >>> xs = jax.random.normal(jax.random.key(1), (50, 2, 3))
     >>> carry, ys, info = gj.parallel_scan(cell, params, xs)
     >>> _, ys_seq = gj.scan(cell, params, xs)
     >>> bool(jnp.max(jnp.abs(ys - ys_seq)) < 1e-4), bool(info.converged.all())
