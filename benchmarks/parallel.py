@@ -10,9 +10,11 @@ whether it converged, and its largest deviation from ``gj.scan``. Memory: XLA's 
 of each compiled function's temporaries (``memory_analysis``), on any backend, plus the
 device's peak where the backend reports one.
 
-DEER holds ``T·B`` Jacobians of ``n × n`` (``n = H``, GRU) and the associative scan a few
-times that; shapes whose estimate (``4 T B n²`` floats) exceeds ``--memory-fraction`` of the
-device's memory skip DEER and say so. Quasi-DEER holds ``O(T B n)``.
+DEER holds ``T·B`` Jacobians of ``n × n`` (``n = H`` for a GRU, ``2H`` for an LSTM) and the
+associative scan a few times that, and so does every backward pass (the implicit gradient
+solves with full Jacobians, whatever the method); quasi-DEER's forward pass holds
+``O(T B n)``. A contender whose estimate (``4 T B n²`` floats) exceeds ``--memory-fraction``
+of the device's memory is skipped, and so is one whose allocation fails; the output says so.
 
 Usage::
 
@@ -31,7 +33,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import sys
 import time
@@ -57,7 +58,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     "--memory-fraction",
     type=float,
     default=0.25,
-    help="skip DEER where 4·T·B·n² floats exceed this fraction of the device's memory",
+    help="skip a contender whose estimated peak exceeds this fraction of the device's memory",
   )
   parser.add_argument("--precision", default="highest", choices=["highest", "default"])
   parser.add_argument("--json", help="where to write the results")
@@ -75,14 +76,25 @@ def device_memory_bytes() -> tuple[int, str]:
   return int(pages * size), "host physical memory"
 
 
-def contenders(cell_kind: str, B: int, H: int, T: int, I: int, methods: list[str]):
-  """``{name: (forward, forward_backward, compiled_pair)}`` of zero-argument blocking calls."""
+def estimate_bytes(name: str, mode: str, T: int, B: int, n: int) -> int:
+  """A rough peak (float32) of the parallel runner: ``T·B`` Jacobians of ``n × n`` and about
+  three times that in the associative scan, for DEER and for every backward pass (the
+  implicit gradient solves with full Jacobians whatever the method); quasi-DEER's forward
+  pass and ``gj.scan`` need ``O(T·B·n)``."""
+  if name == "scan" or (name != "deer" and mode == "fwd"):
+    return 0
+  return 4 * T * B * n * n * 4
+
+
+def contenders(cell_kind: str, B: int, H: int, T: int, I: int, budget: float):
+  """``(params, xs, calls, skipped)``: ``calls["deer | fwd"] = (blocking call, compiled)``."""
   import jax
   import jax.numpy as jnp
 
   import gatejax as gj
 
   cell = gj.lstm(H) if cell_kind == "lstm" else gj.gru(H)
+  n = 2 * H if cell_kind == "lstm" else H
   params = cell.init(jax.random.key(0), I)
   xs = jax.random.normal(jax.random.key(1), (T, B, I))
 
@@ -92,20 +104,26 @@ def contenders(cell_kind: str, B: int, H: int, T: int, I: int, methods: list[str
       return lambda p, xs: (gj.scan(cell, p, xs)[1], None)
     return lambda p, xs: gj.parallel_scan(cell, p, xs, method=method)[1:]
 
-  out = {}
-  for method in [None, *methods]:
+  calls, skipped = {}, {}
+  for method in [None, *METHODS]:
+    name = method or "scan"
     forward = runner(method)
     grad = jax.grad(lambda p, xs, forward=forward: jnp.sum(forward(p, xs)[0] ** 2))
-    fwd, bwd = (
-      jax.jit(forward).lower(params, xs).compile(),
-      jax.jit(grad).lower(params, xs).compile(),
-    )
-    out[method or "scan"] = (
-      lambda fwd=fwd: jax.block_until_ready(fwd(params, xs)),
-      lambda bwd=bwd: jax.block_until_ready(bwd(params, xs)),
-      (fwd, bwd),
-    )
-  return params, xs, out
+    for mode, fn in (("fwd", forward), ("fwd+bwd", grad)):
+      key, need = f"{name} | {mode}", estimate_bytes(name, mode, T, B, n)
+      if need > budget:
+        skipped[key] = f"needs ~{need / 2**30:.1f} GiB > budget {budget / 2**30:.1f} GiB"
+        continue
+      try:
+        compiled = jax.jit(fn).lower(params, xs).compile()
+        jax.block_until_ready(compiled(params, xs))
+      except Exception as e:  # the estimate is rough: an allocation may still fail
+        if "RESOURCE_EXHAUSTED" not in str(e) and not isinstance(e, MemoryError):
+          raise
+        skipped[key] = f"out of memory: {str(e).splitlines()[0][:120]}"
+        continue
+      calls[key] = (lambda c=compiled: jax.block_until_ready(c(params, xs)), compiled)
+  return params, xs, calls, skipped
 
 
 def temp_bytes(compiled) -> int | None:
@@ -119,8 +137,8 @@ def newton_report(calls: dict, params, xs, method: str) -> dict[str, object]:
   """Sweeps, convergence and the deviation from ``gj.scan`` of one parallel run."""
   import jax.numpy as jnp
 
-  ref, _ = calls["scan"][2][0](params, xs)
-  ys, info = calls[method][2][0](params, xs)
+  ref, _ = calls["scan | fwd"][1](params, xs)
+  ys, info = calls[f"{method} | fwd"][1](params, xs)
   return {
     "iterations_max": int(info.iterations.max()),
     "iterations_mean": float(info.iterations.mean()),
@@ -151,22 +169,13 @@ def main(argv: list[str] | None = None) -> int:
   for B in grid["batch"]:
     for H in grid["hidden"]:
       for T in grid["time"]:
-        n = 2 * H if args.cell == "lstm" else H
-        deer_bytes = 4 * T * B * n * n * 4  # float32
-        methods = [m for m in METHODS if m != "deer" or deer_bytes <= budget]
-        skipped = [] if "deer" in methods else ["deer"]
-        if skipped:
-          print(
-            f"B={B} H={H} T={T}: DEER skipped, its Jacobians need ~{deer_bytes / 2**30:.1f} GiB "
-            f"> {args.memory_fraction:.0%} of {memory / 2**30:.0f} GiB ({memory_source})"
-          )
         start = time.perf_counter()
-        params, xs, calls = contenders(args.cell, B, H, T, args.input, methods)
+        params, xs, calls, skipped = contenders(args.cell, B, H, T, args.input, budget)
         compile_s = time.perf_counter() - start
-        timed = {}
-        for name, (fwd, bwd, _) in calls.items():
-          timed[f"{name} | fwd"], timed[f"{name} | fwd+bwd"] = fwd, bwd
-        timings = interleaved(timed, rounds)
+        for key, why in skipped.items():
+          print(f"B={B} H={H} T={T}: {key} skipped, {why}")
+        timings = interleaved({key: call for key, (call, _) in calls.items()}, rounds)
+        methods = [m for m in METHODS if f"{m} | fwd" in calls]
         row: dict[str, object] = {
           "batch": B,
           "hidden": H,
@@ -174,9 +183,7 @@ def main(argv: list[str] | None = None) -> int:
           "skipped": skipped,
           "compile_s": compile_s,
           "timings": timings,
-          "temp_bytes": {
-            name: [temp_bytes(c) for c in compiled] for name, (_, _, compiled) in calls.items()
-          },
+          "temp_bytes": {key: temp_bytes(compiled) for key, (_, compiled) in calls.items()},
           "newton": {m: newton_report(calls, params, xs, m) for m in methods},
         }
         stats = jax.devices()[0].memory_stats() or {}
@@ -200,7 +207,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def crossovers(results: list[dict]) -> dict[str, object]:
-  """Per batch, hidden, method and mode: the shortest T where parallel/scan < 1, or None."""
+  """Per batch, hidden, method and mode: the shortest T where parallel/scan < 1 (None if no T
+  of the grid; "skipped" if the shortest T was skipped, for memory)."""
   out: dict[str, object] = {}
   for row in sorted(results, key=lambda r: r["time"]):
     for method in METHODS:
@@ -208,7 +216,7 @@ def crossovers(results: list[dict]) -> dict[str, object]:
         key = f"B={row['batch']} H={row['hidden']} {method} {mode}"
         timings = row["timings"]
         if f"{method} | {mode}" not in timings:
-          out.setdefault(key, None)
+          out.setdefault(key, "skipped")
           continue
         ratio = timings[f"{method} | {mode}"]["median_ms"] / timings[f"scan | {mode}"]["median_ms"]
         if ratio < 1 and out.get(key) is None:
@@ -219,31 +227,34 @@ def crossovers(results: list[dict]) -> dict[str, object]:
 
 def print_row(row: dict) -> None:
   B, H, T = row["batch"], row["hidden"], row["time"]
-  timings = row["timings"]
+  timings, newton = row["timings"], row["newton"]
   print(f"\nB={B} H={H} T={T}   median ms [q1-q3]   (compiled in {row['compile_s']:.1f} s)")
   print(f"{'':8s} {'fwd':>22s} {'fwd+bwd':>22s}   /scan fwd, fwd+bwd   sweeps  max|Δys|")
-  for name in dict.fromkeys(k.split(" | ")[0] for k in timings):
-    line = f"{name:8s}"
+  for name in ("scan", *METHODS):
+    line, ratios = f"{name:8s}", []
     for mode in ("fwd", "fwd+bwd"):
-      t = timings[f"{name} | {mode}"]
-      line += f" {t['median_ms']:8.2f} [{t['q1_ms']:5.1f}-{t['q3_ms']:5.1f}]"
+      t = timings.get(f"{name} | {mode}")
+      scan = timings.get(f"scan | {mode}")
+      line += (
+        f" {'skipped':>22s}"
+        if t is None
+        else f" {t['median_ms']:8.2f} [{t['q1_ms']:5.1f}-{t['q3_ms']:5.1f}]"
+      )
+      ratios.append(
+        "  --  " if t is None or scan is None else f"{t['median_ms'] / scan['median_ms']:6.2f}"
+      )
     if name != "scan":
-      r = [
-        timings[f"{name} | {m}"]["median_ms"] / timings[f"scan | {m}"]["median_ms"]
-        for m in ("fwd", "fwd+bwd")
-      ]
-      newton = row["newton"][name]
-      line += f"   {r[0]:6.2f} {r[1]:6.2f}      {newton['iterations_max']:4d}  "
-      line += f"{newton['max_abs_error_vs_scan']:.1e}" + ("" if newton["converged"] else " (!)")
+      line += "   " + " ".join(ratios)
+    if name in newton:
+      report = newton[name]
+      line += f"      {report['iterations_max']:4d}  {report['max_abs_error_vs_scan']:.1e}"
+      line += "" if report["converged"] else " (not converged)"
     print(line)
-  for name in row["skipped"]:
-    print(f"{name:8s} skipped (memory)")
   temps = ", ".join(
-    f"{name} {'/'.join('?' if b is None else f'{b / 2**20:.1f}' for b in pair)}"
-    for name, pair in row["temp_bytes"].items()
+    f"{key} {'?' if b is None else f'{b / 2**20:.1f}'}" for key, b in row["temp_bytes"].items()
   )
-  print(f"XLA temporaries, MiB fwd/fwd+bwd: {temps}")
-  if not math.isnan(float(row["device_peak_bytes"] or math.nan)):
+  print(f"XLA temporaries, MiB: {temps}")
+  if row["device_peak_bytes"] is not None:
     print(f"device peak {row['device_peak_bytes'] / 2**20:.0f} MiB")
 
 
