@@ -183,3 +183,9 @@ def test_bad_arguments_are_named(options, error, match):
   params = random_params(cell, 0, I)
   with pytest.raises(error, match=match):
     dynamics.lyapunov_exponents(cell, params, jnp.zeros((T, 2, I)), **options)
+
+
+def test_an_empty_sequence_is_an_error():
+  cell = cell_of("lstm")
+  with pytest.raises(ValueError, match="time step"):
+    dynamics.largest_lyapunov_exponent(cell, random_params(cell, 0, I), jnp.zeros((0, 2, I)))

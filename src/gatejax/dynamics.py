@@ -49,6 +49,8 @@ Carry = Any
 
 
 def _check_transient(transient: Any, steps: int) -> int:
+  if steps == 0:
+    raise ValueError("xs must hold at least one time step to average over, got 0")
   if isinstance(transient, bool) or not isinstance(transient, int | np.integer):
     raise TypeError(f"transient must be an int >= 0, got {type(transient).__name__}")
   if not 0 <= transient < steps:
