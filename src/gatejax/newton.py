@@ -603,9 +603,11 @@ def parallel_scan(
   :math:`t = 1 \dots T`: each sweep linearises every step at the current guess (in parallel)
   and solves the linear recurrence for the correction with ``jax.lax.associative_scan``,
   until the residual :math:`\max_t \lVert c_t - \mathrm{step}(\theta, c_{t-1}, x_t)
-  \rVert_\infty \le` ``tol`` (see :mod:`gatejax.newton` for the methods and references). The
-  first guess is the initial carry at every step. Batch elements are solved independently,
-  each with its own sweep count.
+  \rVert_\infty` (relative where a component exceeds 1, see :class:`NewtonInfo`) is at most
+  ``tol`` (see :mod:`gatejax.newton` for the methods and references). The first guess is the
+  initial carry at every step. Batch elements are solved independently, each with its own
+  sweep count. Measured at initialisation (H = 16, T = 100 and 1000, float32/float64): GRU
+  and LSTM take 4–6 DEER sweeps, 13–70 quasi-DEER sweeps, 4–14 ELK sweeps.
 
   Cost per sweep and sequence: ``"deer"``, ``n`` Jacobian-vector products per step (``n`` the
   flattened carry size: ``H``, or ``2H`` for an LSTM), ``T n²`` memory and ``O(T n³)`` work in
@@ -647,7 +649,7 @@ def parallel_scan(
     outputs are ``step``'s at the solution), and a :class:`NewtonInfo` with per batch element
     ``iterations``, ``residual`` and ``converged``. A run that did not reach ``tol`` within
     ``max_iter`` sweeps (a chaotic recurrence, say) has ``converged == False``; so does one
-    whose carries are not finite.
+    whose sweep overflowed, which ends with the last finite guess.
 
   Raises:
     TypeError: ``xs``, ``params``, ``carry`` or ``lengths`` has the wrong type or dtype;
