@@ -44,6 +44,24 @@ USER = {
 CELLS = {**CLASSIC, **MINIMAL, **USER}
 
 NAMES = sorted(CELLS)
+BUILT_IN = sorted({**CLASSIC, **MINIMAL})
+# One cell per code path of the library: a split recurrence with an array carry (RNN, MGU),
+# the generic path of a cell without a split (GRU reset="before"), a tuple carry (LSTM), a
+# nonlinear input half (minimalRNN), the associative scan (minLSTM), and the four-member
+# protocol alone with a dict carry of two leaf shapes and with an array carry. The other
+# variants differ from one of these only in their gate or candidate functions (or MGU's
+# reset gate), which the cell suites check against NumPy; the costly suites (gradients,
+# fast paths, analysis, training) run over these.
+PATHS = [
+  "rnn_tanh",
+  "gru_before",
+  "lstm",
+  "mgu",
+  "minimal_rnn",
+  "min_lstm",
+  "user_dict",
+  "user_array",
+]
 # Cells linear in their carry (evaluated with an associative scan).
 LINEAR = sorted(n for n in NAMES if getattr(CELLS[n](2), "linear_recurrence", None) is not None)
 # Cells with the split that the hand-written VJP and bfloat16 matmuls use.

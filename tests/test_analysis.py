@@ -17,7 +17,7 @@ import pytest
 
 import gatejax as gj
 from gatejax import analysis
-from registry import NAMES, make
+from registry import PATHS, make
 
 H, I, T = 4, 3, 7
 LENGTHS = (5, 3)  # both short of T, so steps 5 and 6 are padding for every sequence
@@ -106,7 +106,7 @@ def grad_by_loop(cell, params, xs, lengths):
   return jax.grad(loss)(params)
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", PATHS)
 @pytest.mark.parametrize(("dtype", "tol"), [("float64", 1e-12), ("float32", 1e-5)])
 def test_contributions_sum_to_grad(name, dtype, tol, request):
   if dtype == "float64":
@@ -162,7 +162,7 @@ def test_padding_equals_truncation(x64):
   chex.assert_trees_all_close(jax.tree.map(lambda c: c[:4], padded), short, rtol=1e-12)
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", PATHS)
 def test_contribution_norms_are_norms_of_contributions(name):
   cell, params, xs = problem(name, jnp.float32)
   lengths = jnp.array(LENGTHS)
@@ -220,7 +220,7 @@ def carries_after(cell, params, xs, lengths):
   return out
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", PATHS)
 def test_carry_gradients_match_grad_of_a_restarted_loop(name, x64):
   cell, params, xs = problem(name, jnp.float64)
   lengths = jnp.array([T, 3])
@@ -258,7 +258,7 @@ def slow_jacobian_norms(cell, params, xs, lengths, ord):
   return out
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", PATHS)
 def test_jacobian_norms_match_jacrev(name, x64):
   cell, params, xs = problem(name, jnp.float64)
   lengths = jnp.array([T, 3])

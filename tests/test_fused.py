@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 import gatejax as gj
-from registry import LINEAR, NAMES, make
+from registry import LINEAR, PATHS, make
 
 T, BATCH, INPUT, HIDDEN = 7, (2, 2), 3, 4
 LENGTHS = np.array([[7, 4], [0, 1]])
@@ -86,7 +86,7 @@ def assert_same(
 
 # Direction handling is the same code for every cell: each cell runs one direction here,
 # both directions are covered, and the layout tests below mix them again.
-DIRECTIONS = [(name, k % 2 == 1) for k, name in enumerate(NAMES)]
+DIRECTIONS = [(name, k % 2 == 1) for k, name in enumerate(PATHS)]
 
 
 @pytest.mark.parametrize("name, reverse", DIRECTIONS)
@@ -271,7 +271,7 @@ def impls_of(name):
   return ["fused", "autodiff"] + (["associative"] if name in LINEAR else [])
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", PATHS)
 def test_nan_and_inf_past_lengths_leave_gradients_as_zero_padding_does(name):
   """Every cell and implementation: the gradient with NaN (or inf) padding equals the
   gradient with zero padding, exactly, for params, the valid inputs and the carry."""

@@ -10,7 +10,7 @@ from flax import nnx
 
 import gatejax as gj
 from gatejax.nnx import Recurrent, check_params
-from registry import NAMES, make
+from registry import PATHS, make
 
 T, B, I, H = 7, 3, 4, 5
 
@@ -27,7 +27,7 @@ def _assert_trees_equal(a, b):
     np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", PATHS)
 @pytest.mark.parametrize("reverse", [False, True])
 def test_cell_layer_equals_pure_scan(name, reverse):
   cell = make(name, H)

@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given, settings
 
 import gatejax as gj
-from registry import LINEAR, NAMES, USER, make, normal, random_params
+from registry import LINEAR, NAMES, PATHS, USER, make, normal, random_params
 
 H, I = 4, 3
 TOL = 1e-6  # float32: scan and the loop do the same arithmetic, in another order at most
@@ -355,7 +355,7 @@ def test_bidirectional_halves():
   np.testing.assert_array_equal(backward, [True, True, True, False, False])
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", PATHS)
 def test_stack_of_every_cell(name):
   """Two bidirectional layers of any cell (a user's included) equal their manual composition."""
   cell = CELLS[name]
@@ -401,8 +401,8 @@ def loss_of(run):
 
 # Direction handling is shared by every cell: each runs one direction, alternating, and the
 # cells written outside the library and those evaluated all at once run both.
-GRADIENT_CASES = [(n, k % 2 == 1) for k, n in enumerate(NAMES)] + [
-  (n, k % 2 == 0) for k, n in enumerate(NAMES) if n in USER or n in LINEAR
+GRADIENT_CASES = [(n, k % 2 == 1) for k, n in enumerate(PATHS)] + [
+  (n, k % 2 == 0) for k, n in enumerate(PATHS) if n in USER or n in LINEAR
 ]
 
 

@@ -15,7 +15,7 @@ import pytest
 
 import gatejax as gj
 from gatejax import tasks, train
-from registry import NAMES, make
+from registry import NAMES, PATHS, make
 
 SMALL = {name: make(name, 4) for name in NAMES}
 VARIABLE = tasks.adding(6, variable_length=True, min_length=3)
@@ -215,16 +215,20 @@ def test_resumed_run_equals_the_uninterrupted_run():
 
 
 # Each cell on one task, so that every cell and every task is trained once.
+COPY = tasks.copy_memory(3, n_symbols=3, copy_length=2)
 EVERY = {
   "rnn_tanh": VARIABLE,
-  "rnn_relu": tasks.copy_memory(3, n_symbols=3, copy_length=2),
-  "gru_after": VARIABLE,
   "gru_before": tasks.digits(),
   "lstm": VARIABLE,
+  "mgu": COPY,
+  "minimal_rnn": VARIABLE,
+  "min_lstm": VARIABLE,
+  "user_dict": VARIABLE,
+  "user_array": COPY,
 }
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", PATHS)
 def test_every_cell_trains(name):
   cell, task = SMALL[name], EVERY[name]
   key = jax.random.key(0)
@@ -240,7 +244,7 @@ def test_every_cell_trains(name):
 
 
 def test_log_every_and_metric_recorded():
-  cell, task = SMALL["rnn_relu"], EVERY["rnn_relu"]
+  cell, task = SMALL["rnn_relu"], COPY
   result = train.fit(
     cell, task, key=jax.random.key(1), steps=7, batch_size=8, log_every=3, eval_every=5,
     progress=False,
@@ -266,7 +270,7 @@ def test_digits_evaluates_on_the_held_out_split():
 def test_progress_bar_shows_the_loss(capsys):
   train.fit(SMALL["rnn_tanh"], VARIABLE, key=jax.random.key(0), steps=3, batch_size=8, eval_every=0)
   err = capsys.readouterr().err
-  assert "rnn adding" in err and "loss=" in err and "3/3" in err
+  assert "gj.rnn(4) adding" in err and "loss=" in err and "3/3" in err
 
 
 def test_optax_transformation_as_optimizer():

@@ -70,7 +70,7 @@ class TwoTimescales:
 class Janet:
   """JANET (van der Westhuizen & Lasenby 2018): an LSTM with only a forget gate; array carry.
 
-  ``f = σ(x W_xf + h W_hf + b_f − β)``, ``h' = f ⊙ h + (1 − f) ⊙ tanh(x W_xc + h W_hc + b_c)``.
+  ``s = x W_xf + h W_hf + b_f``, ``h' = σ(s) ⊙ h + (1 − σ(s − β)) ⊙ tanh(x W_xc + h W_hc + b_c)``.
   """
 
   hidden_size: int
@@ -83,14 +83,12 @@ class Janet:
     return jnp.zeros((*batch_shape, self.hidden_size), dtype)
 
   def step(self, params, h, x):
-    a_f, a_c = jnp.split(_affine(x, h, params), 2, axis=-1)
-    f = jax.nn.sigmoid(a_f - self.beta)
-    h = f * h + (1 - f) * jnp.tanh(a_c)
+    s, a_c = jnp.split(_affine(x, h, params), 2, axis=-1)
+    h = jax.nn.sigmoid(s) * h + (1 - jax.nn.sigmoid(s - self.beta)) * jnp.tanh(a_c)
     return h, h
 
   def numpy_step(self, params, h, x):
     a = x @ params["w_x"] + h @ params["w_h"] + params["b"]
-    a_f, a_c = np.split(a, 2, axis=-1)
-    f = _sigmoid(a_f - self.beta)
-    h = f * h + (1 - f) * np.tanh(a_c)
+    s, a_c = np.split(a, 2, axis=-1)
+    h = _sigmoid(s) * h + (1 - _sigmoid(s - self.beta)) * np.tanh(a_c)
     return h, h

@@ -41,6 +41,7 @@ from gatejax.minimal import (
   min_lstm,
   minimal_rnn,
 )
+from gatejax.newton import parallel_scan
 from gatejax.protocol import CellLike
 from gatejax.sequence import (
   Bidirectional,
@@ -59,6 +60,7 @@ __version__ = "0.1.0"
 _LAZY_SUBMODULES = (
   "analysis",
   "checkpoint",
+  "dynamics",
   "experiments",
   "interop",
   "nnx",
@@ -109,6 +111,7 @@ __all__ = [
   "min_lstm",
   "minimal",
   "minimal_rnn",
+  "parallel_scan",
   "protocol",
   "rnn",
   "scan",

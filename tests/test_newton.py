@@ -1,0 +1,383 @@
+"""gj.parallel_scan against gj.scan, a Python loop over ``step``, and dense linear algebra.
+
+References built here, not by the runner: ``gj.scan`` (``impl="autodiff"``) and its
+``jax.vjp`` for the built-in cells; an unrolled Python loop over ``cell.step`` per sequence
+(SPEC's oracle) for the user cells; NumPy's dense solve of the Levenberg–Marquardt normal
+equations for the Kalman smoother. Sizes are tiny and shared so that few functions compile.
+"""
+
+import dataclasses
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import gatejax as gj
+from gatejax import newton
+from registry import make, normal, random_params
+
+H, I, T = 3, 2, 8
+LENGTHS = (8, 5, 0)  # full, padded, empty
+BATCH = len(LENGTHS)
+TOL = {"float64": 1e-8, "float32": 1e-4}  # SPEC §4b, max absolute error
+
+
+# ---------------------------------------------------------------------------
+# User cells (SPEC §3b): frozen dataclasses, not gj.Cell
+# ---------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class DictCell:
+  """A gated cell with a dict carry: a memory ``m`` and an output ``h``, both kept by one gate."""
+
+  hidden_size: int
+
+  def init(self, key, input_size, *, dtype=jnp.float32):
+    k1, k2, k3 = jax.random.split(key, 3)
+    H = self.hidden_size
+    return {
+      "w_x": jax.random.normal(k1, (input_size, 2 * H), dtype),
+      "w_h": jax.random.normal(k2, (H, 2 * H), dtype) / H**0.5,
+      "w_m": jax.random.normal(k3, (H, H), dtype) / H**0.5,
+    }
+
+  def initial_carry(self, batch_shape=(), dtype=jnp.float32):
+    zeros = jnp.zeros((*batch_shape, self.hidden_size), dtype)
+    return {"h": zeros, "m": zeros}
+
+  def step(self, params, carry, x):
+    a = x @ params["w_x"] + carry["h"] @ params["w_h"]
+    gate, cand = jnp.split(a, 2, axis=-1)
+    g = jax.nn.sigmoid(gate)
+    m = g * carry["m"] + (1 - g) * jnp.tanh(cand + carry["m"] @ params["w_m"])
+    h = g * carry["h"] + (1 - g) * jnp.tanh(m)
+    return {"h": h, "m": m}, h
+
+
+@dataclasses.dataclass(frozen=True)
+class DiagonalCell:
+  """minGRU-like, linear in its carry, offering ``linear_recurrence``: ``h' = a ⊙ h + b``."""
+
+  hidden_size: int
+
+  def init(self, key, input_size, *, dtype=jnp.float32):
+    k1, k2 = jax.random.split(key)
+    shape = (input_size, self.hidden_size)
+    return (jax.random.normal(k1, shape, dtype), jax.random.normal(k2, shape, dtype))
+
+  def initial_carry(self, batch_shape=(), dtype=jnp.float32):
+    return jnp.zeros((*batch_shape, self.hidden_size), dtype)
+
+  def linear_recurrence(self, params, xs):
+    z = jax.nn.sigmoid(xs @ params[0])
+    return 1 - z, z * (xs @ params[1])
+
+  def step(self, params, carry, x):
+    a, b = self.linear_recurrence(params, x)
+    h = a * carry + b
+    return h, h
+
+
+USER_CELLS = {"dict": DictCell(H), "diagonal": DiagonalCell(H)}
+
+
+@functools.cache
+def cell_of(name):
+  """One cell object per name, so compiled functions are reused across tests."""
+  return USER_CELLS[name] if name in USER_CELLS else make(name, H)
+
+
+def problem(name, dtype, *, scale=0.5, seed=0):
+  cell = cell_of(name)
+  params = random_params(cell, seed, I, dtype=dtype, scale=scale)
+  rng = np.random.default_rng(seed + 1)
+  xs = normal(rng, (T, BATCH, I), dtype)
+  shapes = jax.eval_shape(lambda: cell.initial_carry((BATCH,), dtype))
+  carry = jax.tree.map(lambda s: normal(rng, s.shape, dtype, 0.5), shapes)
+  return cell, params, xs, carry, jnp.asarray(LENGTHS, jnp.int32)
+
+
+def max_error(a, b):
+  return max(
+    float(np.max(np.abs(np.asarray(x, np.float64) - np.asarray(y, np.float64)), initial=0.0))
+    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True)
+  )
+
+
+# ---------------------------------------------------------------------------
+# References
+# ---------------------------------------------------------------------------
+
+
+def loop_reference(cell, params, xs, carry, lengths, reverse):
+  """``cell.step`` over each sequence's valid steps, one sequence at a time (SPEC's oracle)."""
+  del lengths  # the Python ints of LENGTHS, so each sequence is cut to its own length
+  finals, ys = [], []
+  for b, length in enumerate(LENGTHS):
+    c = jax.tree.map(lambda leaf, b=b: leaf[b], carry)
+    c, y = jax.lax.scan(lambda c, x: cell.step(params, c, x), c, xs[:length, b], reverse=reverse)
+    finals.append(c)
+    ys.append(jnp.concatenate([y, jnp.zeros((T - length, cell.hidden_size), y.dtype)]))
+  return jax.tree.map(lambda *leaves: jnp.stack(leaves), *finals), jnp.stack(ys, axis=1)
+
+
+def scan_reference(cell, params, xs, carry, lengths, reverse):
+  return gj.scan(cell, params, xs, carry=carry, lengths=lengths, reverse=reverse, impl="autodiff")
+
+
+def parallel(cell, params, xs, carry, lengths, reverse):
+  """``gj.parallel_scan`` as a runner: ``((carry, ys), info)``."""
+  c, ys, info = gj.parallel_scan(cell, params, xs, carry=carry, lengths=lengths, reverse=reverse)
+  return (c, ys), info
+
+
+def with_no_info(reference):
+  return lambda *args: (reference(*args), None)
+
+
+def value_and_vjp(runner, cell, params, xs, carry, cotangent, reverse):
+  """``runner``'s ``(carry, ys)``, its info, and the cotangents of ``(params, xs, carry)``."""
+  lengths = jnp.asarray(LENGTHS, jnp.int32)
+  run = lambda p, x, c: runner(cell, p, x, c, lengths, reverse)
+  out, vjp, info = jax.vjp(run, params, xs, carry, has_aux=True)
+  return out, vjp(cotangent), info
+
+
+@functools.partial(jax.jit, static_argnames=("cell", "reverse", "reference"))
+def compare(cell, params, xs, carry, *, reverse, reference):
+  """Both runs and their VJPs for one random cotangent, in one compiled function."""
+  lengths = jnp.asarray(LENGTHS, jnp.int32)
+  shapes = jax.eval_shape(lambda: reference(cell, params, xs, carry, lengths, reverse))
+  rng = np.random.default_rng(7)
+  cotangent = jax.tree.map(lambda s: normal(rng, s.shape, s.dtype), shapes)
+  return (
+    value_and_vjp(parallel, cell, params, xs, carry, cotangent, reverse),
+    value_and_vjp(with_no_info(reference), cell, params, xs, carry, cotangent, reverse),
+  )
+
+
+def assert_equal_runs(got, want, dtype):
+  """Values to SPEC's tolerance; gradients (sums over steps) relative to their largest entry."""
+  (out, grads, info), (ref_out, ref_grads, _) = got, want
+  assert bool(info.converged.all())
+  assert jax.tree.structure(out) == jax.tree.structure(ref_out)
+  assert max_error(out, ref_out) <= TOL[dtype]
+  scale = max(1.0, max(float(jnp.max(jnp.abs(g))) for g in jax.tree.leaves(ref_grads)))
+  assert max_error(grads, ref_grads) <= TOL[dtype] * scale
+
+
+# ---------------------------------------------------------------------------
+# Equality with gj.scan: values and gradients
+# ---------------------------------------------------------------------------
+
+# Every built-in cell and the dict-carry cell, each dtype and each direction, always with
+# lengths; gradients for three of them. Not the full product: each case compiles the runner.
+CASES = [
+  ("rnn_tanh", "float32", True, False),
+  ("gru_after", "float32", True, True),
+  ("gru_before", "float64", False, False),
+  ("lstm", "float64", False, True),
+  ("dict", "float64", True, True),
+]
+
+
+@pytest.mark.parametrize(("name", "dtype", "reverse", "grads"), CASES)
+def test_deer_equals_the_sequential_run(name, dtype, reverse, grads, request):
+  if dtype == "float64":
+    request.getfixturevalue("x64")
+  cell, params, xs, carry, lengths = problem(name, dtype)
+  reference = loop_reference if name in USER_CELLS else scan_reference
+  if grads:
+    got, want = compare(cell, params, xs, carry, reverse=reverse, reference=reference)
+    assert_equal_runs(got, want, dtype)
+    return
+  c, ys, info = gj.parallel_scan(cell, params, xs, carry=carry, lengths=lengths, reverse=reverse)
+  want = reference(cell, params, xs, carry, lengths, reverse)
+  assert jax.tree.structure((c, ys)) == jax.tree.structure(want)
+  assert max_error((c, ys), want) <= TOL[dtype]
+  assert info.iterations.shape == info.residual.shape == info.converged.shape == (BATCH,)
+  assert bool(info.converged.all()) and bool((info.residual <= newton.default_tol(dtype)).all())
+  # Each sweep makes at least one more step exact; the empty sequence needs none.
+  iterations = info.iterations.tolist()
+  assert 1 <= iterations[0] <= LENGTHS[0] and 1 <= iterations[1] <= LENGTHS[1]
+  assert iterations[2] == 0
+  # Same shapes, other values and options: nothing compiles again.
+  before = newton._run._cache_size()
+  gj.parallel_scan(cell, params, xs + 1, carry=carry, lengths=lengths, reverse=reverse, tol=1e-3)
+  assert newton._run._cache_size() == before
+
+
+@pytest.mark.parametrize(
+  ("method", "dtype"), [("quasi", "float32"), ("elk", "float64"), ("quasi-elk", "float32")]
+)
+def test_every_method_equals_the_sequential_run(method, dtype, request):
+  if dtype == "float64":
+    request.getfixturevalue("x64")
+  cell, params, xs, carry, lengths = problem("dict", dtype)
+  c, ys, info = gj.parallel_scan(cell, params, xs, method=method, carry=carry, lengths=lengths)
+  assert bool(info.converged.all())
+  assert max_error((c, ys), loop_reference(cell, params, xs, carry, lengths, False)) <= TOL[dtype]
+
+
+# ---------------------------------------------------------------------------
+# Linear in the carry: one sweep
+# ---------------------------------------------------------------------------
+
+
+def test_a_linear_rnn_is_solved_by_one_sweep(x64):
+  cell = gj.rnn(H, activation=lambda a: a)
+  params = random_params(cell, 3, I, dtype="float64", scale=0.5)
+  xs = normal(np.random.default_rng(4), (T, BATCH, I), "float64")
+  lengths = jnp.asarray(LENGTHS, jnp.int32)
+  c, ys, info = gj.parallel_scan(cell, params, xs, lengths=lengths)
+  # One exact solve; the empty sequence is already solved by the first guess.
+  assert info.iterations.tolist() == [1, 1, 0]
+  assert max_error((c, ys), gj.scan(cell, params, xs, lengths=lengths)) <= 1e-12
+
+
+def test_linear_recurrence_is_one_scan(x64):
+  cell, params, xs, carry, _ = problem("diagonal", "float64")
+  got, want = compare(cell, params, xs, carry, reverse=True, reference=loop_reference)
+  assert_equal_runs(got, want, "float64")
+  assert got[2].iterations.tolist() == [1] * BATCH  # one scan, no Newton sweep
+
+
+# ---------------------------------------------------------------------------
+# Chaos: no convergence, and never a false claim of it
+# ---------------------------------------------------------------------------
+
+
+def chaotic_rnn(hidden=4, gain=3.0, steps=20):
+  """A tanh RNN with W_h = g N(0, 1/H), g = 3, and small inputs: its largest Lyapunov exponent
+  is positive on both sequences (test_dynamics checks it)."""
+  rng = np.random.default_rng(5)
+  params = gj.RNNParams(
+    w_x=normal(rng, (I, hidden), "float64", 0.1),
+    w_h=normal(rng, (hidden, hidden), "float64", gain / hidden**0.5),
+    b=jnp.zeros(hidden, "float64"),
+  )
+  xs, carry = normal(rng, (steps, 2, I), "float64"), normal(rng, (2, hidden), "float64", 0.5)
+  return gj.rnn(hidden), params, xs, carry
+
+
+def test_a_chaotic_rnn_does_not_converge_and_never_claims_to(x64):
+  cell, params, xs, carry = chaotic_rnn()
+  _, _, info = gj.parallel_scan(cell, params, xs, carry=carry, max_iter=3)
+  assert not bool(info.converged.any()) and info.iterations.tolist() == [3, 3]
+  assert bool((info.residual > newton.default_tol("float64")).all())
+  # Given all T sweeps it may converge; where it says so, it equals the sequential run.
+  c, ys, info = gj.parallel_scan(cell, params, xs, carry=carry)
+  assert bool(jnp.isfinite(ys).all())
+  ref_c, ref_ys = gj.scan(cell, params, xs, carry=carry)
+  for b in range(2):
+    error = max_error((c[b], ys[:, b]), (ref_c[b], ref_ys[:, b]))
+    assert error <= TOL["float64"] if bool(info.converged[b]) else info.residual[b] > 1e-12
+
+
+# ---------------------------------------------------------------------------
+# The linear solvers against dense linear algebra
+# ---------------------------------------------------------------------------
+
+
+def dense_operator(jac):
+  """The block lower-bidiagonal matrix L with (L δ)_t = δ_t − J_t δ_{t−1}, δ_0 = 0."""
+  steps, n = jac.shape[0], jac.shape[-1]
+  big = np.eye(steps * n)
+  for t in range(1, steps):
+    big[t * n : (t + 1) * n, (t - 1) * n : t * n] = -jac[t]
+  return big
+
+
+@pytest.mark.parametrize("diagonal", [False, True])
+def test_the_solvers_match_dense_linear_algebra(diagonal, x64):
+  rng = np.random.default_rng(0)
+  steps, n, lam = 5, 2, 0.3
+  jac = rng.standard_normal((steps, n, n))
+  if diagonal:
+    jac = jac * np.eye(n)
+  r = rng.standard_normal((steps, n))
+  ops = newton.DIAG if diagonal else newton.FULL
+  arg = np.diagonal(jac, axis1=1, axis2=2) if diagonal else jac
+  L = dense_operator(jac)
+  newton_step = np.linalg.solve(L, r.ravel()).reshape(steps, n)
+  lm_step = np.linalg.solve(L.T @ L + lam * np.eye(steps * n), L.T @ r.ravel()).reshape(steps, n)
+  # The reverse recurrence x_t = A_t x_{t+1} + b_t is the forward one on the flipped arrays.
+  flipped = np.linalg.solve(dense_operator(jac[::-1]), r[::-1].ravel()).reshape(steps, n)[::-1]
+
+  @jax.jit
+  def solvers(a, b):
+    return (
+      newton._affine_scan(ops, a, b),
+      newton._kalman_step(ops, a, b, lam),
+      newton._affine_scan(ops, a, b, reverse=True),
+    )
+
+  got = solvers(jnp.asarray(arg), jnp.asarray(r))
+  for value, want in zip(got, (newton_step, lm_step, flipped), strict=True):
+    np.testing.assert_allclose(value, want, atol=1e-12)
+
+
+# ---------------------------------------------------------------------------
+# Edges, errors, compilation
+# ---------------------------------------------------------------------------
+
+
+def test_zero_steps_return_the_initial_carry():
+  cell = cell_of("lstm")
+  params = random_params(cell, 0, I)
+  c, ys, info = gj.parallel_scan(cell, params, jnp.zeros((0, 2, I)))
+  assert ys.shape == (0, 2, H) and bool(info.converged.all())
+  assert max_error(c, cell.initial_carry((2,))) == 0
+
+
+@pytest.mark.parametrize(
+  ("options", "error", "match"),
+  [
+    ({"method": "newton"}, ValueError, "method"),
+    ({"tol": -1.0}, ValueError, "tol"),
+    ({"tol": float("nan")}, ValueError, "tol"),
+    ({"tol": "small"}, TypeError, "tol"),
+    ({"max_iter": 0}, ValueError, "max_iter"),
+    ({"max_iter": 2.5}, TypeError, "max_iter"),
+    ({"max_iter": True}, TypeError, "max_iter"),
+    ({"damping": 1.0}, ValueError, "damping"),
+    ({"method": "elk", "damping": 0.0}, ValueError, "damping"),
+    ({"lengths": jnp.array([1, 2])}, ValueError, "lengths"),
+    ({"carry": jnp.zeros((BATCH, H + 1))}, ValueError, "carry"),
+  ],
+)
+def test_bad_arguments_are_named(options, error, match):
+  cell = cell_of("gru_after")
+  params = random_params(cell, 0, I)
+  with pytest.raises(error, match=match):
+    gj.parallel_scan(cell, params, jnp.zeros((T, BATCH, I)), **options)
+
+
+@dataclasses.dataclass(frozen=True)
+class GrowingCell:
+  """A broken cell: its step returns a carry larger than the one it was given."""
+
+  hidden_size: int = 2
+
+  def init(self, key, input_size, *, dtype=jnp.float32):
+    return jnp.zeros((input_size, self.hidden_size), dtype)
+
+  def initial_carry(self, batch_shape=(), dtype=jnp.float32):
+    return jnp.zeros((*batch_shape, self.hidden_size), dtype)
+
+  def step(self, params, carry, x):
+    return jnp.concatenate([carry, carry], axis=-1), carry
+
+
+def test_a_cell_whose_step_changes_the_carry_is_named():
+  cell = GrowingCell()
+  with pytest.raises(TypeError, match=r"GrowingCell\(hidden_size=2\)\.step returns a carry leaf"):
+    gj.parallel_scan(cell, jnp.zeros((I, 2)), jnp.zeros((T, I)))
+
+
+def test_a_value_without_the_protocol_is_a_type_error():
+  with pytest.raises(TypeError, match="cell"):
+    gj.parallel_scan(object(), (), jnp.zeros((T, I)))
