@@ -6,6 +6,10 @@ the run touches all of them alike; each time is the median over the rounds. Forw
 ``ys`` for the whole sequence; forward+backward is the gradient of ``sum(ys**2)`` with
 respect to the layer's weights (float32, each framework's defaults otherwise).
 
+On a CPU each round also times a float32 2048³ matmul: at its rate, a layer's matmul FLOPs
+give its *floor*, the time no implementation of the same arithmetic can beat, printed beside
+every number (``/floor``).
+
 Usage::
 
   python benchmarks/speed.py                       # the default shapes of this device
@@ -120,6 +124,46 @@ def bf16_errors(kind: str, shape: tuple[int, ...]) -> dict[str, float]:
     "ys_max_abs": float(jnp.max(jnp.abs(ys16 - ys32))),
     "ys_rel_l2": rel(ys32, ys16),
     "grad_rel_l2_max": max(rel(a, b) for a, b in leaves),
+  }
+
+
+FLOOR_N = 2048
+
+
+def floor_calls() -> dict[str, Callable]:
+  """A float32 ``2048 × 2048 @ 2048 × 2048`` matmul, timed in the same rounds as the layers.
+
+  Its rate (FLOP/s) is what this machine does at best, now; a layer's *floor* is its
+  matmul FLOPs at that rate (:func:`matmul_flops`): no implementation of the same
+  arithmetic can go below it.
+  """
+  import jax
+  import jax.numpy as jnp
+
+  a = jax.random.normal(jax.random.key(0), (FLOOR_N, FLOOR_N), jnp.float32)
+  b = jax.random.normal(jax.random.key(1), (FLOOR_N, FLOOR_N), jnp.float32)
+  matmul = jax.jit(jnp.matmul)
+  call = lambda: jax.block_until_ready(matmul(a, b))
+  return {"matmul": (call, call)}
+
+
+def matmul_flops(kind: str, shape: tuple[int, ...]) -> dict[str, float]:
+  """The matmul FLOPs of one layer: forward ``2·T·B·(I + H)·G·H`` (input and recurrent
+  projections of ``G`` gate blocks); forward+backward three times that (the weight
+  gradients and the input and carry gradients are two more products of the same size)."""
+  B, T, I, H = shape
+  gates = 4 if kind == "lstm" else 3
+  forward = 2.0 * T * B * (I + H) * gates * H
+  return {"fwd": forward, "fwd+bwd": 3 * forward}
+
+
+def floors(kind: str, shape: tuple[int, ...], timings: dict[str, dict[str, float]]) -> dict:
+  """The floor (ms) of each mode at the rate the 2048³ matmul reached in this run."""
+  seconds = timings["matmul | fwd"]["median_ms"] / 1e3
+  rate = 2.0 * FLOOR_N**3 / seconds
+  return {
+    "gflops": rate / 1e9,
+    **{mode: 1e3 * flops / rate for mode, flops in matmul_flops(kind, shape).items()},
   }
 
 
@@ -262,6 +306,8 @@ def main(argv: list[str] | None = None) -> int:
   for shape in shapes:
     for kind in kinds:
       contenders = gatejax_calls(kind, shape, args.levers)
+      if backend == "cpu":
+        contenders |= floor_calls()
       if not args.no_flax:
         contenders |= flax_calls(kind, shape)
       if have_torch:
@@ -270,9 +316,11 @@ def main(argv: list[str] | None = None) -> int:
       for name, (forward, forward_backward) in contenders.items():
         calls[f"{name} | fwd"] = forward
         calls[f"{name} | fwd+bwd"] = forward_backward
+      calls.pop("matmul | fwd+bwd", None)  # one matmul per round is enough
       timings = interleaved(calls, rounds)
-      results.append({"shape": shape, "cell": kind, "timings": timings})
-      print_table(shape, kind, timings)
+      floor = floors(kind, shape, timings) if "matmul | fwd" in timings else None
+      results.append({"shape": shape, "cell": kind, "timings": timings, "floor": floor})
+      print_table(shape, kind, timings, floor)
       if args.levers:
         errors = bf16_errors(kind, shape)
         results[-1]["bf16_vs_float32"] = errors
@@ -287,17 +335,30 @@ def main(argv: list[str] | None = None) -> int:
   return 0
 
 
-def print_table(shape: tuple[int, ...], kind: str, timings: dict[str, dict[str, float]]) -> None:
-  names = list(dict.fromkeys(k.split(" | ")[0] for k in timings))
+def print_table(
+  shape: tuple[int, ...],
+  kind: str,
+  timings: dict[str, dict[str, float]],
+  floor: dict[str, float] | None = None,
+) -> None:
+  names = [n for n in dict.fromkeys(k.split(" | ")[0] for k in timings) if n != "matmul"]
   print(f"\n{kind.upper()}  B,T,I,H = {','.join(map(str, shape))}   (median ms [q1-q3])")
   header = f"{'':18s} {'fwd':>22s} {'fwd+bwd':>22s}   ratios fwd / fwd+bwd"
   print(header)
+  if floor is not None:
+    print(
+      f"{'floor':18s} {floor['fwd']:8.1f} {'':13s} {floor['fwd+bwd']:8.1f}"
+      f"   (2048³ matmul at {floor['gflops']:.0f} GFLOP/s this run)"
+    )
   for name in names:
     row = f"{name:18s}"
     for mode in ("fwd", "fwd+bwd"):
       t = timings[f"{name} | {mode}"]
       row += f" {t['median_ms']:8.1f} [{t['q1_ms']:5.1f}-{t['q3_ms']:5.1f}]"
     ratios = []
+    if floor is not None:
+      r = [timings[f"{name} | {m}"]["median_ms"] / floor[m] for m in ("fwd", "fwd+bwd")]
+      ratios.append(f"/floor {r[0]:.2f} {r[1]:.2f}")
     for other in ("torch", "flax"):
       if other in names and name != other:
         r = [
