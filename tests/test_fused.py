@@ -308,7 +308,9 @@ def test_scan_options_equal_the_keywords():
 
 
 def test_options_reach_training_the_nnx_layer_and_the_analysis():
-  """bfloat16 matmuls change every result a little: proof that the option arrived."""
+  """bfloat16 matmuls change every result a little: proof that the option arrived.
+
+  (``train.fit`` hands ``options`` to ``train_step`` and ``evaluate`` as it is.)"""
   from flax import nnx
 
   from gatejax import analysis, tasks, train
@@ -325,10 +327,6 @@ def test_options_reach_training_the_nnx_layer_and_the_analysis():
   _, m32 = train.train_step(cell, task, opt, state, batch_size=8)
   _, m16 = train.train_step(cell, task, opt, state, batch_size=8, options=bf16)
   differs_a_little(m32.loss, m16.loss, 2e-2)
-  run = lambda **kw: train.fit(cell, task, key=jax.random.key(0), steps=1, progress=False, **kw)
-  differs_a_little(
-    jnp.asarray(run(options=bf16).history.loss), jnp.asarray(run().history.loss), 2e-2
-  )
 
   layer = gj.nnx.Recurrent(cell, 2, rngs=nnx.Rngs(0), options=bf16)
   xs = jax.random.normal(jax.random.key(1), (5, 3, 2))
@@ -341,8 +339,6 @@ def test_options_reach_training_the_nnx_layer_and_the_analysis():
   n16 = analysis.contribution_norms(cell, params, xs, loss, options=bf16)
   n32 = analysis.contribution_norms(cell, params, xs, loss)
   differs_a_little(n16, n32, 5e-2 * float(n32.max()))
-  j16 = analysis.jacobian_norms(cell, params, xs, options=bf16)
-  differs_a_little(j16, analysis.jacobian_norms(cell, params, xs), 5e-2)
 
 
 def test_int32_lengths_under_x64(x64):

@@ -60,13 +60,14 @@ def executions():
   return results
 
 
-def test_the_four_notebooks_exist():
+def test_every_notebook_exists():
   names = [p.stem for p in NOTEBOOKS]
   assert names == [
     "01_cells",
     "02_vanishing_gradients",
     "03_sigmoid_vs_relu",
     "04_long_range_tasks",
+    "05_your_own_cell",
   ]
 
 

@@ -42,7 +42,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from functools import partial
 from typing import Any, Literal, NamedTuple
 
 import jax
@@ -51,6 +50,7 @@ import numpy as np
 from jaxtyping import Array, ArrayLike, Float, Int
 
 from gatejax import fused, loop, protocol
+from gatejax._jit import bounded_jit
 from gatejax.protocol import Recurrence
 from gatejax.sequence import ScanOptions, _prepare, resolve_options, scan_with_gates
 
@@ -174,7 +174,7 @@ def _sweep_inputs(xs: Array, lengths: Array | None) -> tuple[Array, Array | None
   return loop.clean_inputs(xs, lengths), lengths
 
 
-@partial(jax.jit, static_argnames=("cell", "loss_fn", "emit", "options"))
+@bounded_jit(static_argnames=("cell", "loss_fn", "emit", "options"))
 def _backward(
   cell: Any,
   params: Params,
@@ -401,7 +401,7 @@ def _matrix_norm(rows: Carry, ord: int | str, batch_ndim: int) -> Array:
   return jnp.where(jnp.isfinite(scale), norm, scale).astype(dtype)
 
 
-@partial(jax.jit, static_argnames=("cell", "ord", "options"))
+@bounded_jit(static_argnames=("cell", "ord", "options"))
 def _jacobian_sweep(
   cell: Any,
   params: Params,
@@ -618,7 +618,7 @@ def gradient_horizon(norms: Curve, *, fraction: float = 0.01) -> Int[Array, "*ba
   return _horizon(norms, fraction)
 
 
-@jax.jit
+@bounded_jit(static_argnames=())
 def _horizon(norms: Array, fraction: Array) -> Array:
   back, d = _back(norms)
   peak = jnp.max(back, axis=0, keepdims=True)
@@ -652,7 +652,7 @@ def far_share(norms: Curve, k: int) -> Float[Array, "*batch"]:
   return _share(norms, _steps(k, norms.shape[0]), far=True)
 
 
-@partial(jax.jit, static_argnames=("k", "far"))
+@bounded_jit(static_argnames=("k", "far"))
 def _share(norms: Array, k: int, far: bool) -> Array:
   back, _ = _back(norms)
   part = back[k:] if far else back[:k]
@@ -717,7 +717,7 @@ def decay_rate(norms: Curve, *, start: int = 1, stop: int | None = None) -> Floa
   return _decay(norms, start, stop)
 
 
-@partial(jax.jit, static_argnames=("start", "stop"))
+@bounded_jit(static_argnames=("start", "stop"))
 def _decay(norms: Array, start: int, stop: int) -> Array:
   back, d = _back(norms)
   back, d = back[start:stop], jnp.broadcast_to(d[start:stop], back[start:stop].shape)
@@ -855,7 +855,7 @@ def gate_statistics(
   return _gate_statistics(ys, acts, pair, lengths, eps)
 
 
-@jax.jit
+@bounded_jit(static_argnames=())
 def _gate_statistics(
   ys: Array,
   acts: dict[str, Array],

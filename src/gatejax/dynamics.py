@@ -32,7 +32,6 @@ but not counted, so the frame can align with the dynamics before the averaging s
 
 from __future__ import annotations
 
-from functools import partial
 from typing import Any
 
 import jax
@@ -40,6 +39,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float, Int
 
+from gatejax._jit import bounded_jit
 from gatejax.newton import _flat_step, _flatten, _per_sequence, _prepare, _unflattener
 
 __all__ = ["largest_lyapunov_exponent", "lyapunov_exponents"]
@@ -88,7 +88,7 @@ def _flat_problem(
   return f, c0, xs.reshape((steps, batch, xs.shape[-1])), lengths, batch_shape
 
 
-@partial(jax.jit, static_argnames=("cell", "k", "transient"))
+@bounded_jit(static_argnames=("cell", "k", "transient"))
 def _qr_exponents(
   cell: Any,
   params: Params,
@@ -128,7 +128,7 @@ def _qr_exponents(
   return exps.reshape((*batch_shape, k))
 
 
-@partial(jax.jit, static_argnames=("cell", "transient"))
+@bounded_jit(static_argnames=("cell", "transient"))
 def _tangent_exponent(
   cell: Any, params: Params, xs: Array, carry: Carry, lengths: Array | None, *, transient: int
 ) -> Array:

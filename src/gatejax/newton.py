@@ -60,6 +60,7 @@ from jax.flatten_util import ravel_pytree
 from jaxtyping import Array, Bool, Float, Int
 
 from gatejax import sequence
+from gatejax._jit import bounded_jit
 
 __all__ = ["METHODS", "NewtonInfo", "default_tol", "parallel_scan"]
 
@@ -453,7 +454,7 @@ def _gather(a: Array, order: Array) -> Array:
   return jax.vmap(lambda seq, o: seq[o], (1, 0), 1)(a, order)
 
 
-@partial(jax.jit, static_argnames=("cell", "method", "reverse"))
+@bounded_jit(static_argnames=("cell", "method", "reverse"))
 def _run(
   cell: Any,
   params: Params,

@@ -34,6 +34,7 @@ from jax.typing import DTypeLike
 from jaxtyping import Array, Float, Int, PRNGKeyArray
 
 from gatejax import _validate, fused, loop, protocol
+from gatejax._jit import bounded_jit
 
 __all__ = [
   "Bidirectional",
@@ -141,7 +142,7 @@ def resolve_options(options: Any, **keywords: Any) -> ScanOptions:
   return options
 
 
-@partial(jax.jit, static_argnames=("cell", "reverse", "with_gates", "options"))
+@bounded_jit(static_argnames=("cell", "reverse", "with_gates", "options"))
 def _run(
   cell: Any,
   params: Params,

@@ -199,7 +199,7 @@ def adding(time: int, *, variable_length: bool = False, min_length: int | None =
   return _adding(time, variable_length, min_length)
 
 
-@functools.cache
+@functools.lru_cache(maxsize=64)  # bounded: a long sweep must not grow it forever
 def _adding(time: int, variable_length: bool, min_length: int) -> Task:
   def draw(key: PRNGKeyArray, batch_size: int) -> Batch:
     u = jax.random.uniform(key, (time + 3, batch_size), jnp.float32)
@@ -298,7 +298,7 @@ def copy_memory(delay: int, *, n_symbols: int = 8, copy_length: int = 10) -> Tas
   return _copy_memory(delay, n_symbols, copy_length)
 
 
-@functools.cache
+@functools.lru_cache(maxsize=64)  # bounded: a long sweep must not grow it forever
 def _copy_memory(delay: int, n_symbols: int, copy_length: int) -> Task:
   time = delay + 2 * copy_length
   blank, delimiter = 0, n_symbols + 1
@@ -403,7 +403,7 @@ def _load_digits(split: str) -> tuple[np.ndarray, np.ndarray]:
   return images[keep], labels[keep]
 
 
-@functools.cache
+@functools.lru_cache(maxsize=64)  # bounded: a long sweep must not grow it forever
 def _digits(split: str) -> Task:
   images, labels = _load_digits(split)
   n = len(labels)

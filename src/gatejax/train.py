@@ -29,7 +29,6 @@ import math
 import numbers
 import time as _time
 from collections.abc import Callable
-from functools import partial
 from typing import Any, NamedTuple, cast
 
 import jax
@@ -39,6 +38,7 @@ import optax
 from jaxtyping import Array, Float, Int, PRNGKeyArray
 
 from gatejax import _validate, protocol
+from gatejax._jit import bounded_jit
 from gatejax.cells import Cell
 from gatejax.sequence import ScanOptions, scan
 from gatejax.tasks import Batch, Task
@@ -236,7 +236,7 @@ def _learning_rate(value: Any) -> float | optax.Schedule:
   return number
 
 
-@functools.cache
+@functools.lru_cache(maxsize=64)  # bounded: a long sweep must not grow it forever
 def _make_optimizer(
   learning_rate: float | optax.Schedule, clip_norm: float | None, optimizer: str
 ) -> optax.GradientTransformation:
@@ -339,7 +339,7 @@ def _step_on_batch(
   return apply_gradients(optimizer, state, grads), metrics
 
 
-@partial(jax.jit, static_argnames=("cell", "task", "optimizer", "options"))
+@bounded_jit(static_argnames=("cell", "task", "optimizer", "options"))
 def step_on_batch(
   cell: Cell,
   task: Task,
@@ -359,7 +359,7 @@ def step_on_batch(
   return _step_on_batch(cell, task, optimizer, state, batch, options)
 
 
-@partial(jax.jit, static_argnames=("cell", "task", "optimizer", "batch_size", "options"))
+@bounded_jit(static_argnames=("cell", "task", "optimizer", "batch_size", "options"))
 def train_step(
   cell: Cell,
   task: Task,
@@ -394,7 +394,7 @@ def train_step(
   return _step_on_batch(cell, task, optimizer, state, batch, options)
 
 
-@partial(jax.jit, static_argnames=("cell", "task", "options"))
+@bounded_jit(static_argnames=("cell", "task", "options"))
 def evaluate(
   cell: Cell, task: Task, params: ModelParams, batch: Batch, *, options: ScanOptions | None = None
 ) -> EvalMetrics:

@@ -61,6 +61,7 @@ from jaxtyping import Array, Float
 
 import gatejax as gj
 from gatejax import analysis, loop, protocol, tasks
+from gatejax._jit import bounded_jit
 from gatejax.cells import Cell
 
 __all__ = [
@@ -244,7 +245,7 @@ def label(kind: str, gate: str) -> str:
   return f"{kind.upper()} {gate}"
 
 
-@functools.cache
+@functools.lru_cache(maxsize=64)  # bounded: a long sweep must not grow it forever
 def gate_cell(kind: str, gate: str, hidden: int) -> Cell:
   """The GRU or LSTM of the experiment with ``gate_fn`` = ``GATE_FUNCTIONS[gate]``.
 
@@ -273,7 +274,7 @@ def _rms(a: Array) -> Array:
   return jnp.mean(jnp.sqrt(jnp.mean(jnp.square(a), axis=-1)), axis=-1)
 
 
-@functools.partial(jax.jit, static_argnames=("cell",))
+@bounded_jit(static_argnames=("cell",))
 def _trajectories(
   cell: Cell, params: Any, xs: Float[Array, "seeds time batch input"]
 ) -> dict[str, Any]:
@@ -367,7 +368,7 @@ def _activity(cell: Cell, params: Any, xs: Array, seeds: Sequence[int] | None = 
 # ---------------------------------------------------------------------------
 
 
-@functools.partial(jax.jit, static_argnames=("cell",))
+@bounded_jit(static_argnames=("cell",))
 def _seed_jacobians(cell: Cell, params: Any, xs: Array) -> Array:
   """:func:`gatejax.analysis.jacobian_norms` for each seed: ``(seeds, T, batch)``."""
   return jax.vmap(lambda p, x: analysis.jacobian_norms(cell, p, x))(params, xs)
@@ -433,7 +434,7 @@ def _train(cell: Cell, sizes: GateSizes, seed: int, probe: Array) -> TrainingSum
 # ---------------------------------------------------------------------------
 
 
-@functools.partial(jax.jit, static_argnames=("probe", "seeds", "time", "batch"))
+@bounded_jit(static_argnames=("probe", "seeds", "time", "batch"))
 def _inputs(probe: str, key: jax.Array, *, seeds: int, time: int, batch: int) -> Array:
   """``(seeds, time, batch, 2)`` inputs of a probe, one draw per seed."""
   keys = jax.random.split(key, seeds)

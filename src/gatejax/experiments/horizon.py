@@ -43,6 +43,7 @@ from jaxtyping import Array
 
 import gatejax as gj
 from gatejax import analysis, tasks
+from gatejax._jit import bounded_jit
 from gatejax.cells import Cell
 from gatejax.experiments import gates
 
@@ -131,7 +132,7 @@ class HorizonResult(NamedTuple):
   baseline: float
 
 
-@functools.cache
+@functools.lru_cache(maxsize=64)  # bounded: a long sweep must not grow it forever
 def horizon_cell(kind: str, hidden: int) -> Cell:
   """The default cell of a kind (tanh RNN, sigmoid-gated GRU and LSTM); cached.
 
@@ -145,7 +146,7 @@ def horizon_cell(kind: str, hidden: int) -> Cell:
   raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
 
 
-@functools.partial(jax.jit, static_argnames=("cell", "task"))
+@bounded_jit(static_argnames=("cell", "task"))
 def probe_model(cell: Cell, task: tasks.Task, params: Any, batch: tasks.Batch) -> dict[str, Array]:
   """Contribution norms, Jacobian norms and loss of a trained model on one batch.
 
