@@ -404,6 +404,33 @@ def _make_step(
   return step
 
 
+def _build(
+  kind: str,
+  hidden_size: int,
+  *,
+  init: Callable[..., Params],
+  project: Callable,
+  recur: Callable,
+  options: Any,
+  initial_carry: Callable[..., Carry] | None = None,
+  **extra: Any,
+) -> Cell:
+  """A built-in :class:`Cell`: ``step`` made from ``project`` and ``recur`` (checked), and a
+  zero array carry unless another ``initial_carry`` is given; ``extra`` are the optional
+  members (``split``, ``gate_names``, ``keep_write``, ``linear_recurrence``)."""
+  return Cell(
+    hidden_size=hidden_size,
+    init=init,
+    initial_carry=initial_carry or _zeros_carry(hidden_size),
+    step=_make_step(kind, hidden_size, init, project, recur),
+    project=project,
+    recur=recur,
+    kind=kind,
+    options=options,
+    **extra,
+  )
+
+
 def _check_step_arguments(
   name: str, init: Callable, hidden_size: int, params: Params, carry: Carry, x: Any
 ) -> None:
@@ -471,14 +498,12 @@ def rnn(hidden_size: int, *, activation: Activation = jnp.tanh) -> Cell:
   split = RecurSplit(hidden=_identity, mix=_matmul_w_h, combine=combine)
   recur = _recur_from(split)
 
-  return Cell(
-    hidden_size=H,
+  return _build(
+    "rnn",
+    H,
     init=init,
-    initial_carry=_zeros_carry(H),
-    step=_make_step("rnn", H, init, project, recur),
     project=project,
     recur=recur,
-    kind="rnn",
     options=RNNOptions(activation=activation),
     split=split,
   )
@@ -585,14 +610,12 @@ def gru(
   else:
     split, recur = None, recur_before
 
-  return Cell(
-    hidden_size=H,
+  return _build(
+    "gru",
+    H,
     init=init,
-    initial_carry=_zeros_carry(H),
-    step=_make_step("gru", H, init, project, recur),
     project=project,
     recur=recur,
-    kind="gru",
     options=GRUOptions(
       reset=reset, update_bias=update_bias, gate_fn=gate_fn, activation=activation
     ),
@@ -684,14 +707,13 @@ def lstm(
   split = RecurSplit(hidden=hidden, mix=_matmul_w_h, combine=combine)
   recur = _recur_from(split)
 
-  return Cell(
-    hidden_size=H,
+  return _build(
+    "lstm",
+    H,
     init=init,
     initial_carry=initial_carry,
-    step=_make_step("lstm", H, init, project, recur),
     project=project,
     recur=recur,
-    kind="lstm",
     options=LSTMOptions(forget_bias=forget_bias, gate_fn=gate_fn, activation=activation),
     split=split,
     gate_names=("i", "f", "o"),

@@ -37,17 +37,16 @@ from gatejax.cells import (
   RecurSplit,
   _add_bias,
   _bias_values,
+  _build,
   _check_bias,
   _check_callable,
   _check_hidden_size,
   _check_input_size,
   _identity,
-  _make_step,
   _memoized,
   _recur_from,
   _split,
   _weights,
-  _zeros_carry,
 )
 
 __all__ = [
@@ -181,14 +180,12 @@ def mgu(
 
   split = RecurSplit(hidden=_identity, mix=mix, combine=combine)
   recur = _recur_from(split)
-  return Cell(
-    hidden_size=H,
+  return _build(
+    "mgu",
+    H,
     init=init,
-    initial_carry=_zeros_carry(H),
-    step=_make_step("mgu", H, init, project, recur),
     project=project,
     recur=recur,
-    kind="mgu",
     options=MGUOptions(
       forget_bias=forget_bias, reset_gate=reset_gate, gate_fn=gate_fn, activation=activation
     ),
@@ -305,14 +302,12 @@ def minimal_rnn(
 
   split = RecurSplit(hidden=_identity, mix=mix, combine=combine)
   recur = _recur_from(split)
-  return Cell(
-    hidden_size=H,
+  return _build(
+    "minimal_rnn",
+    H,
     init=init,
-    initial_carry=_zeros_carry(H),
-    step=_make_step("minimal_rnn", H, init, project, recur),
     project=project,
     recur=recur,
-    kind="minimal_rnn",
     options=MinimalOptions(update_bias=update_bias, gate_fn=gate_fn, activation=activation),
     split=split,
     gate_names=("u",),
@@ -398,14 +393,12 @@ def _linear_cell(kind: str, H: int, G: int, params_type: type, coefficients, gat
     a, b, _ = coefficients(gate_fn, _input_projection(params, xs))
     return a, b
 
-  return Cell(
-    hidden_size=H,
+  return _build(
+    kind,
+    H,
     init=init,
-    initial_carry=_zeros_carry(H),
-    step=_make_step(kind, H, init, _input_projection, recur),
     project=_input_projection,
     recur=recur,
-    kind=kind,
     options=MinOptions(gate_fn=gate_fn),
     linear_recurrence=linear_recurrence,
     **extra,
