@@ -81,10 +81,6 @@ JacobianNorms = Float[Array, "time *batch"]
 # ---------------------------------------------------------------------------
 
 
-def _sweep_options(options: ScanOptions | None) -> ScanOptions:
-  return resolve_options(options)
-
-
 def _step_fn(parts: Recurrence, params: Params) -> Callable[[Carry, Array], tuple[Carry, Array]]:
   """The cell's step, ``recur ∘ project`` (in the run's matmul precision), without gates."""
 
@@ -275,7 +271,7 @@ def step_contributions(
     True
   """
   _check_loss_fn(loss_fn)
-  options = _sweep_options(options)
+  options = resolve_options(options)
   xs, carry, lengths = _prepare(cell, params, xs, carry, lengths, options.unroll)
   return _backward(cell, params, xs, carry, lengths, loss_fn, "contributions", options)
 
@@ -313,7 +309,7 @@ def contribution_norms(
     True
   """
   _check_loss_fn(loss_fn)
-  options = _sweep_options(options)
+  options = resolve_options(options)
   xs, carry, lengths = _prepare(cell, params, xs, carry, lengths, options.unroll)
   return _backward(cell, params, xs, carry, lengths, loss_fn, "norms", options)
 
@@ -337,6 +333,11 @@ def carry_gradients(
   the last step. Past a sequence's length the carry is held, so its adjoint is that of the
   final carry. One reverse sweep; arguments as :func:`step_contributions`.
 
+  "The output of step ``t``" counts as a use of ``c_{t+1}`` when the cell reads its output
+  from its new carry, as every built-in cell does (``y_t = h_{t+1}``): when it offers
+  ``output(carry)``, or when its ``step`` returns one leaf of the new carry as ``y``. A
+  cell whose output is computed beside the carry has ``y_t`` as a use of ``c_t`` instead.
+
   Returns:
     A pytree shaped like the carry with a leading axis ``T`` (for the LSTM a
     :class:`~gatejax.cells.LSTMState` of ``(T, *batch, hidden)`` arrays).
@@ -353,7 +354,7 @@ def carry_gradients(
     True
   """
   _check_loss_fn(loss_fn)
-  options = _sweep_options(options)
+  options = resolve_options(options)
   xs, carry, lengths = _prepare(cell, params, xs, carry, lengths, options.unroll)
   return _backward(cell, params, xs, carry, lengths, loss_fn, "carries", options)
 
@@ -539,7 +540,7 @@ def jacobian_norms(
   """
   if isinstance(ord, bool) or ord not in (2, "fro"):
     raise ValueError(f'ord must be 2 (spectral) or "fro" (Frobenius), got {ord!r}')
-  options = _sweep_options(options)
+  options = resolve_options(options)
   xs, carry, lengths = _prepare(cell, params, xs, carry, lengths, options.unroll)
   return _jacobian_sweep(cell, params, xs, carry, lengths, ord, options)
 

@@ -45,7 +45,7 @@ sequence elsewhere (the largest matmuls). Each block projects its inputs with on
 the backward pass recomputes that projection rather than saving it.
 
 Forward-mode differentiation (``jax.jvp``, ``jax.jacfwd``) is not defined for a
-``custom_vjp``; use ``impl="autodiff"`` for it.
+``custom_vjp``: :func:`gatejax.scan` then runs :func:`run_autodiff` under ``impl="auto"``.
 """
 
 from __future__ import annotations
@@ -60,7 +60,7 @@ from jax.extend import core as jax_core
 from jaxtyping import Array
 
 from gatejax import loop, protocol
-from gatejax.cells import RecurSplit
+from gatejax.cells import RecurSplit, _recur_from
 from gatejax.protocol import Recurrence
 
 __all__ = ["Config", "default_block", "run", "run_autodiff"]
@@ -214,13 +214,6 @@ def _parts(cell: Any, matmul_dtype: str | None) -> Recurrence:
     )
   split = parts.split._replace(mix=_low_precision(parts.split.mix, matmul_dtype))
   return Recurrence(_low_precision(parts.project, matmul_dtype), _recur_from(split), split)
-
-
-def _recur_from(split: RecurSplit) -> Callable:
-  def recur(params: Params, carry: Carry, px: Array) -> tuple[Carry, Array, Any]:
-    return split.combine(carry, px, split.mix(params, split.hidden(carry)))
-
-  return recur
 
 
 # ---------------------------------------------------------------------------

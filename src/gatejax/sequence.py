@@ -67,9 +67,10 @@ class ScanOptions:
       ``"autodiff"``, JAX's autodiff of the scan; ``"associative"``, all steps at once
       with ``jax.lax.associative_scan``, for a cell linear in its carry (one that offers
       ``linear_recurrence``: :func:`gatejax.min_gru`, :func:`gatejax.min_lstm`);
-      ``"auto"`` (default): ``"associative"`` where the cell offers it, else ``"fused"``,
-      and ``"autodiff"`` when :func:`scan` is called under ``jax.jvp`` or ``jax.jacfwd``
-      (see :func:`scan` for ``jax.linearize``).
+      ``"auto"`` (default): ``"associative"`` where the cell offers it and neither
+      ``remat`` nor ``matmul_dtype`` is set, else ``"fused"``; ``"autodiff"`` when
+      :func:`scan` is called under ``jax.jvp`` or ``jax.jacfwd`` (see :func:`scan` for
+      ``jax.linearize``).
     remat: bound activation memory under differentiation: an int ``S`` keeps only the
       carry at the start of every ``S`` steps and recomputes the rest in the backward
       pass; ``True`` picks ``S = round(sqrt(time))``; ``None`` (default) keeps all.
