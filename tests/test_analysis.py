@@ -638,3 +638,15 @@ def test_gate_statistics_of_the_minimal_cells(name, gates):
   assert set(stats.mean) == gates
   assert all(0 < float(m) < 1 for m in stats.mean.values())
   np.testing.assert_allclose(stats.keep_plus_write.mean, 1.0, rtol=1e-6)  # keep + write = 1
+
+
+def test_a_state_that_overflows_to_nan_gives_nan_norms_not_minus_inf():
+  """XLA's CPU max skips NaN (all-NaN reads as -inf); the norms keep NaN where it is."""
+  cell = gj.gru(16, gate_fn=jax.nn.relu)  # ReLU keep gates above 1: the state overflows
+  params = cell.init(jax.random.key(0), 2)
+  xs = jax.random.normal(jax.random.key(1), (30, 2, 2))
+  assert not bool(jnp.isfinite(gj.scan(cell, params, xs)[1]).all())
+  for ord in (2, "fro"):
+    jn = np.asarray(analysis.jacobian_norms(cell, params, xs, ord=ord))
+    assert not np.isneginf(jn).any() and np.isnan(jn).any()
+    assert np.all(np.isnan(jn) | (jn >= 0))

@@ -142,10 +142,21 @@ def _scaled_norm(leaves: list[Array], axes: tuple[int, ...] | None = None) -> Ar
   ``ldexp``, exact, and never a division: XLA divides by multiplying with the reciprocal,
   and the reciprocal of a number above ``2^126`` flushes to zero in float32.
   """
-  scale = jnp.stack([jnp.max(jnp.abs(leaf), axis=axes) for leaf in leaves]).max(axis=0)
+  scale = _magnitude(leaves, axes)
   e = _exponent(scale)
   total = sum(jnp.sum(jnp.square(_ldexp(leaf, -e, axes)), axis=axes) for leaf in leaves)
   return jnp.where(jnp.isfinite(scale), jnp.ldexp(jnp.sqrt(total), e), scale)
+
+
+def _magnitude(leaves: list[Array], axes: tuple[int, ...] | None) -> Array:
+  """The largest ``|entry|`` over ``leaves`` (reduced over ``axes``), NaN where any entry is.
+
+  XLA's CPU max ignores NaN (its fast min/max), so an all-NaN block would read as the
+  reduction's start value, ``-inf``: NaN is found separately and kept.
+  """
+  largest = jnp.stack([jnp.max(jnp.abs(leaf), axis=axes) for leaf in leaves]).max(axis=0)
+  nan = jnp.stack([jnp.any(jnp.isnan(leaf), axis=axes) for leaf in leaves]).any(axis=0)
+  return jnp.where(nan, jnp.full_like(largest, jnp.nan), largest)
 
 
 def _ldexp(leaf: Array, e: Array, axes: tuple[int, ...] | None) -> Array:
@@ -394,7 +405,7 @@ def _matrix_norm(rows: Carry, ord: int | str, batch_ndim: int) -> Array:
     return _scaled_norm([matrices], axes=(-2, -1))
   dtype = matrices.dtype
   work = matrices.astype(jnp.float32) if jnp.finfo(dtype).bits < 32 else matrices
-  scale = jnp.max(jnp.abs(work), axis=(-2, -1))
+  scale = _magnitude([work], (-2, -1))
   e = _exponent(scale)
   finite = jnp.isfinite(scale)[..., None, None]
   unit = jnp.where(finite, _ldexp(work, -e, (-2, -1)), jnp.zeros_like(work))
@@ -444,10 +455,12 @@ def _jacobian_sweep(
 
 
 def _row_magnitude(rows: Carry, batch_ndim: int) -> Array:
-  """The largest magnitude of ``D`` rows per batch element: ``(*batch,)``."""
-  return jnp.stack(
-    [jnp.max(jnp.abs(a), axis=(0, *range(1 + batch_ndim, a.ndim))) for a in jax.tree.leaves(rows)]
-  ).max(axis=0)
+  """The largest magnitude of ``D`` rows per batch element: ``(*batch,)`` (NaN kept)."""
+  per_batch = [
+    jnp.moveaxis(a, 0, -1).reshape((*a.shape[1 : 1 + batch_ndim], -1))
+    for a in jax.tree.leaves(rows)
+  ]
+  return _magnitude(per_batch, (-1,))
 
 
 def _expand_batch(e: Array, like: Array) -> Array:
