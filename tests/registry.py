@@ -45,7 +45,8 @@ CELLS = {**CLASSIC, **MINIMAL, **USER}
 
 NAMES = sorted(CELLS)
 BUILT_IN = sorted({**CLASSIC, **MINIMAL})
-# One cell per code path of the library: a split recurrence with an array carry (RNN, MGU),
+# One cell per code path of the library: a split recurrence with an array carry (RNN, MGU,
+# and the default GRU, whose split carries the reset product),
 # the generic path of a cell without a split (GRU reset="before"), a tuple carry (LSTM), a
 # nonlinear input half (minimalRNN), the associative scan (minLSTM), and the four-member
 # protocol alone with a dict carry of two leaf shapes and with an array carry. The other
@@ -54,6 +55,7 @@ BUILT_IN = sorted({**CLASSIC, **MINIMAL})
 # fast paths, analysis, training) run over these.
 PATHS = [
   "rnn_tanh",
+  "gru_after",
   "gru_before",
   "lstm",
   "mgu",

@@ -218,6 +218,7 @@ def test_resumed_run_equals_the_uninterrupted_run():
 COPY = tasks.copy_memory(3, n_symbols=3, copy_length=2)
 EVERY = {
   "rnn_tanh": VARIABLE,
+  "gru_after": VARIABLE,
   "gru_before": tasks.digits(),
   "lstm": VARIABLE,
   "mgu": COPY,
