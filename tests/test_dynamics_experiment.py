@@ -175,7 +175,7 @@ def test_findings_are_chosen_by_the_numbers(result):
   assert f"crosses 0 at g ≈ {g_c:.2f}" in calm
   capped = dynamics.findings(_fake(result, -0.01, -0.1, (-0.5, 0.3), deer_outcome="cap"))
   assert any(
-    "DEER sweeps:" in s and "not converging at some length for RNN init" in s for s in capped
+    "DEER sweeps." in s and "Not converging at some length for RNN init" in s for s in capped
   )
   assert (
     dynamics._sweeps_text(_fake(result, 0, 0, (0, 0), "cap").cells["rnn"].init.newton["deer"], 12)

@@ -800,23 +800,17 @@ def _newton_findings(result: Result) -> list[str]:
       continue
     name = method_name(method)
     groups = {k: [c for c in cases if classify(c[1]) == k] for k in ("flat", "grows", "fails")}
-    parts = []
-    if groups["flat"]:
-      parts.append(
-        "flat in T for "
-        + "; ".join(f"{n} (λ_max {lam:+.3f}: {_row(sw)})" for n, sw, lam in groups["flat"])
+    parts = [
+      f"{what} for "
+      + "; ".join(f"{n} (λ_max {lam:+.3f}: {_row(sw)})" for n, sw, lam in groups[key])
+      for key, what in (
+        ("flat", "Flat in T"),
+        ("grows", "Growing with T"),
+        ("fails", "Not converging at some length"),
       )
-    if groups["grows"]:
-      parts.append(
-        "growing with T for "
-        + "; ".join(f"{n} (λ_max {lam:+.3f}: {_row(sw)})" for n, sw, lam in groups["grows"])
-      )
-    if groups["fails"]:
-      parts.append(
-        "not converging at some length for "
-        + "; ".join(f"{n} (λ_max {lam:+.3f}: {_row(sw)})" for n, sw, lam in groups["fails"])
-      )
-    sentence = f"{name} sweeps: " + ". ".join(parts) + "."
+      if groups[key]
+    ]
+    sentence = f"{name} sweeps. " + ". ".join(parts) + "."
     sep = _separation(cases)
     out.append(sentence + (f" {sep}" if sep else ""))
     overflowed_contracting += [
@@ -827,8 +821,8 @@ def _newton_findings(result: Result) -> list[str]:
       "A sweep overflowed (ovf) in runs whose λ_max < 0 ("
       + "; ".join(overflowed_contracting)
       + "): Newton's linear recurrence is linearised at the current guess, not at the "
-      "solution, and along a poor guess (the first is the initial carry at every step, where "
-      "a tanh's slope is 1) it can expand over thousands of steps while the true trajectory "
+      "solution, and along a poor guess (the first is the initial carry at every step, far "
+      "from the trajectory) it can expand over thousands of steps while the true trajectory "
       'contracts; float32 overflows near e^88. ELK\'s damping (`method="elk"`) exists for this.'
     )
   return out
