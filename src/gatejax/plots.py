@@ -430,3 +430,238 @@ def contribution_curves(
   if title:
     ax.set_title(title)
   return fig
+
+
+# ---------------------------------------------------------------------------
+# Figures of the dynamics experiment
+# ---------------------------------------------------------------------------
+
+
+def _sweep_line(
+  ax: Any, x: Any, y: Any, ok: Any | None, failed_at: float | None, **style: Any
+) -> tuple[Any, bool]:
+  """One line of sweep counts; runs that did not converge are crosses, drawn at ``failed_at``
+  (the cap) when given, else at their own count. Returns the line and whether one failed."""
+  import numpy as np
+
+  x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
+  failed = np.zeros(y.shape, bool) if ok is None else ~np.asarray(ok, dtype=bool)
+  if failed.shape != y.shape:
+    raise ValueError(f"converged must have the shape of the sweeps, {y.shape}, got {failed.shape}")
+  if failed_at is not None:
+    y = np.where(failed, failed_at, y)
+  (line,) = ax.plot(x, y, marker="o", **style)
+  if failed.any():
+    ax.plot(
+      x[failed], y[failed], linestyle="none", marker="x", markersize=10, color=line.get_color()
+    )
+  return line, bool(failed.any())
+
+
+def _plain_log_ticks(axis: Any) -> None:
+  """Ticks at 1, 2, 5 × 10^k on a log axis, written as plain numbers."""
+  from matplotlib import ticker
+
+  axis.set_major_locator(ticker.LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+  axis.set_major_formatter(ticker.FuncFormatter(lambda v, _: f"{v:,.0f}" if v >= 1 else f"{v:g}"))
+  axis.set_minor_formatter(ticker.NullFormatter())
+
+
+def _failure_legend(ax: Any, failed_at: float | None) -> None:
+  where = " (drawn at the cap)" if failed_at is not None else ""
+  ax.plot([], [], linestyle="none", marker="x", color="black", label=f"not converged{where}")
+
+
+def lyapunov_sweep(
+  gains: Any,
+  lyapunov: Any,
+  sweeps: Mapping[str, Any],
+  *,
+  converged: Mapping[str, Any] | None = None,
+  log_rho: Any | None = None,
+  crossing: float | None = None,
+  max_iter: int | None = None,
+  failed_at: float | None = None,
+  title: str | None = None,
+) -> Any:
+  r"""The edge of chaos: :math:`\lambda_{\max}` and the Newton sweeps against a gain, two panels.
+
+  Top: the largest Lyapunov exponent against the gain ``g`` (and, if given, the
+  gradient contributions' fitted :math:`\log\rho`, which theory puts on the same line),
+  with 0 and the crossing marked. Bottom: the sweeps :func:`gatejax.parallel_scan` needed,
+  one line per sequence length, on a log scale; a run that did not converge is a cross.
+
+  Args:
+    gains: ``(G,)`` the gains.
+    lyapunov: ``(G,)`` :math:`\lambda_{\max}` per gain (natural log per step).
+    sweeps: label (``"T = 1,000"``) -> ``(G,)`` sweeps per gain.
+    converged: label -> ``(G,)`` booleans; ``False`` points are drawn as crosses.
+    log_rho: ``(G,)`` :math:`\log\rho` of the gradient contributions, or ``None``.
+    crossing: the gain where :math:`\lambda_{\max}` crosses 0, drawn as a vertical line.
+    max_iter: the sweep cap, drawn as a dotted line.
+    failed_at: draw the runs that did not converge at this height (the cap) rather than at
+      their sweep count (a run stopped by an overflow after one sweep is not fast).
+    title: an optional title.
+
+  Returns:
+    A ``matplotlib.figure.Figure`` with two axes sharing the horizontal one.
+
+  Example:
+    >>> import numpy as np
+    >>> g = np.array([0.5, 1.0, 2.0])
+    >>> fig = lyapunov_sweep(g, np.log(g) - 0.1, {"T = 100": [3, 5, 60]},
+    ...                      converged={"T = 100": [True, True, False]})
+    >>> [ax.get_ylabel() for ax in fig.axes]
+    ['$\\lambda_{\\max}$ (per step)', 'Newton sweeps']
+    >>> import matplotlib.pyplot as plt; plt.close(fig)
+  """
+  import numpy as np
+
+  g = np.asarray(gains, dtype=np.float64)
+  lam = np.asarray(lyapunov, dtype=np.float64)
+  if g.ndim != 1 or lam.shape != g.shape:
+    raise ValueError(
+      f"gains and lyapunov must have the same shape (G,), got {g.shape} and {lam.shape}"
+    )
+  plt = _pyplot()
+  fig, (top, bottom) = plt.subplots(
+    2, 1, figsize=(6.4, 6.0), sharex=True, layout="constrained", height_ratios=(1, 1.2)
+  )
+  top.plot(g, lam, marker="o", label=r"$\lambda_{\max}$ (Lyapunov, QR/tangent method)")
+  if log_rho is not None:
+    top.plot(
+      g,
+      np.asarray(log_rho, dtype=np.float64),
+      marker="s",
+      linestyle="--",
+      label=r"$\log\rho$ (decay of gradient contributions)",
+    )
+  top.axhline(0.0, color="black", linewidth=0.8)
+  for ax in (top, bottom):
+    if crossing is not None:
+      ax.axvline(
+        crossing,
+        color="grey",
+        linestyle=":",
+        linewidth=1.2,
+        label=rf"$\lambda_{{\max}} = 0$ at $g \approx {crossing:.2f}$",
+      )
+    ax.grid(True, alpha=0.3)
+  top.set_ylabel(r"$\lambda_{\max}$ (per step)")
+  top.legend(fontsize="small")
+  failed_any = False
+  for label, values in sweeps.items():
+    y = np.asarray(values, dtype=np.float64)
+    if y.shape != g.shape:
+      raise ValueError(f"sweeps[{label!r}] must have shape {g.shape}, got {y.shape}")
+    ok = None if converged is None else converged[label]
+    _, failed = _sweep_line(bottom, g, y, ok, failed_at, label=label)
+    failed_any |= failed
+  if max_iter is not None:
+    bottom.axhline(max_iter, color="black", linestyle=":", linewidth=1, label=f"cap ({max_iter})")
+  if failed_any:
+    _failure_legend(bottom, failed_at)
+  bottom.set_yscale("log")
+  _plain_log_ticks(bottom.yaxis)
+  bottom.set_xlabel("gain $g$ of $W_h = g\\,N(0, 1/H)$")
+  bottom.set_ylabel("Newton sweeps")
+  bottom.legend(fontsize="small")
+  if title:
+    fig.suptitle(title)
+  return fig
+
+
+def sweeps_against_length(
+  panels: Mapping[str, Mapping[str, Mapping[str, tuple[Any, Any, Any]]]],
+  *,
+  max_iter: int | None = None,
+  failed_at: float | None = None,
+  title: str | None = None,
+) -> Any:
+  """Newton sweeps against the sequence length ``T`` (log-log), one panel per method.
+
+  Each cell is one colour; its series (``"init"``, ``"trained"``) are drawn dashed, solid,
+  dotted, in the order given. A run that did not converge is a cross.
+
+  Args:
+    panels: panel title (``"DEER"``) -> cell label -> series label -> ``(times, sweeps,
+      converged)``, three sequences of the same length.
+    max_iter: the sweep cap, drawn as a dotted line.
+    failed_at: draw the runs that did not converge at this height (the cap).
+    title: an optional figure title.
+
+  Returns:
+    A ``matplotlib.figure.Figure`` with one axis per panel.
+
+  Example:
+    >>> fig = sweeps_against_length(
+    ...   {"DEER": {"GRU": {"init": ([100, 1000], [4, 4], [True, True]),
+    ...                     "trained": ([100, 1000], [6, 9], [True, False])}}})
+    >>> fig.axes[0].get_xscale(), fig.axes[0].get_xlabel()
+    ('log', 'sequence length $T$')
+    >>> import matplotlib.pyplot as plt; plt.close(fig)
+  """
+  import numpy as np
+  from matplotlib import ticker
+
+  if not panels:
+    raise ValueError("panels must not be empty")
+  plt = _pyplot()
+  fig, axes = plt.subplots(
+    1, len(panels), figsize=(5.0 * len(panels), 5.2), layout="constrained", squeeze=False
+  )
+  styles = ("--", "-", ":", "-.")
+  for ax, (name, cells) in zip(axes[0], panels.items(), strict=True):
+    failed_any = False
+    for label, series in cells.items():
+      color = None
+      for k, (state, (times, sweeps, ok)) in enumerate(series.items()):
+        t = np.asarray(times, dtype=np.float64)
+        y = np.asarray(sweeps, dtype=np.float64)
+        if t.shape != y.shape or t.ndim != 1:
+          raise ValueError(
+            f"panels[{name!r}][{label!r}][{state!r}]: times and sweeps must be 1-D of one "
+            f"length, got {t.shape} and {y.shape}"
+          )
+        line, failed = _sweep_line(
+          ax,
+          t,
+          y,
+          ok,
+          failed_at,
+          markersize=4,
+          linestyle=styles[k % len(styles)],
+          color=color,
+          label=f"{label}, {state}",
+        )
+        color = line.get_color()
+        failed_any |= failed
+    if max_iter is not None:
+      ax.axhline(max_iter, color="black", linestyle=":", linewidth=1, label=f"cap ({max_iter})")
+    if failed_any:
+      _failure_legend(ax, failed_at)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    _plain_log_ticks(ax.yaxis)
+    times = sorted({float(t) for series in cells.values() for c in series.values() for t in c[0]})
+    ax.set_xticks(times, [f"{t:,.0f}" for t in times])
+    ax.xaxis.set_minor_formatter(ticker.NullFormatter())
+    ax.set_xlabel("sequence length $T$")
+    ax.set_ylabel("Newton sweeps to converge")
+    ax.set_title(name)
+    ax.grid(True, which="major", alpha=0.3)
+  # One legend for every panel (same cells, same colours), below them.
+  entries: dict[str, Any] = {}
+  for ax in axes[0]:
+    for handle, text in zip(*ax.get_legend_handles_labels(), strict=True):
+      entries.setdefault(text, handle)
+  fig.legend(
+    list(entries.values()),
+    list(entries),
+    loc="outside lower center",
+    ncols=min(4, len(entries)),
+    fontsize="small",
+  )
+  if title:
+    fig.suptitle(title)
+  return fig

@@ -12,7 +12,9 @@ sigmoids, not ReLUs, because a sigmoid is a soft switch in (0, 1) while a ReLU
 
 Sections: (1) vanishing gradients at initialisation, (2) the gate experiment of
 :mod:`gatejax.experiments.gates`, (3) training on the adding problem and how learning
-changes the horizon (:mod:`gatejax.experiments.horizon`), (4) a verdict on the seed's claims.
+changes the horizon (:mod:`gatejax.experiments.horizon`), (4) a verdict on the seed's claims,
+(5) dynamics: Lyapunov exponents, the gradient's decay and parallel (Newton) evaluation,
+before and after training, and the edge of chaos (:mod:`gatejax.experiments.dynamics`).
 
 Run ``gatejax report`` (a few minutes on two CPU cores) or ``gatejax report --quick``
 (tiny sizes, a smoke test).
@@ -37,7 +39,7 @@ import numpy as np
 
 import gatejax as gj
 from gatejax import analysis
-from gatejax.experiments import gates, horizon
+from gatejax.experiments import dynamics, gates, horizon
 from gatejax.experiments.vanishing import (
   CELL_KINDS,
   VanishingResult,
@@ -65,6 +67,7 @@ class ReportSizes(NamedTuple):
   vanishing: VanishingSizes
   gates: gates.GateSizes
   horizon: horizon.HorizonSizes
+  dynamics: dynamics.Sizes = dynamics.FULL
 
 
 DEFAULT = ReportSizes(VanishingSizes(), gates.DEFAULT_SIZES, horizon.DEFAULT_SIZES)
@@ -72,6 +75,7 @@ QUICK = ReportSizes(
   VanishingSizes(cells=("rnn", "lstm", "min_gru"), time=30, hidden=8, batch=4),
   gates.QUICK_SIZES,
   horizon.QUICK_SIZES,
+  dynamics.QUICK,
 )
 # What part (c) of the gate experiment trains: everything, or in quick mode the LSTM's two
 # extremes (its sigmoid run shares its compiled training step with the horizon experiment).
@@ -416,6 +420,7 @@ def _markdown(
   g: gates.GateExperiment,
   h: horizon.HorizonResult,
   figs: dict[str, str],
+  sections: tuple[str, ...] = (),
 ) -> str:
   def img(role: str, alt: str) -> str:
     return f"![{alt}]({figs[role]})" if role in figs else ""
@@ -492,10 +497,82 @@ def _markdown(
     img("horizon_contributions", "contribution norms before and after training"),
     "## 4. The seed's claims against the measurements",
     "\n".join(f"- {s}" for s in _verdict(v, g, h)),
+    *sections,
     "## Reproduce",
     f"`gatejax report --out DIR{' --quick' if quick else ''}` (also `python -m gatejax report`).",
   ]
   return "\n\n".join(p for p in parts if p) + "\n"
+
+
+# ---------------------------------------------------------------------------
+# Section 5: dynamics
+# ---------------------------------------------------------------------------
+
+
+def _dynamics_sizes(base: dynamics.Sizes, hs: horizon.HorizonSizes) -> dynamics.Sizes:
+  """The dynamics sizes with the horizon experiment's training, so its models are reused."""
+  return base._replace(
+    hidden=hs.hidden,
+    train_time=hs.time,
+    train_batch=hs.batch,
+    train_steps=hs.steps,
+    learning_rate=hs.learning_rate,
+    clip_norm=hs.clip_norm,
+    probe_batch=hs.probe_batch,
+  )
+
+
+def _trained_by_horizon(h: horizon.HorizonResult) -> dict[str, dynamics.Trained]:
+  """The horizon experiment's trained models and contributions, by cell kind."""
+  return {
+    name.lower(): dynamics.Trained(
+      params=r.params, final_eval=r.final_eval, contributions=(r.before, r.after)
+    )
+    for name, r in h.runs.items()
+    if r.params is not None
+  }
+
+
+def _dynamics_figures(out: Path, d: dynamics.Result) -> dict[str, str]:
+  """Save :func:`gatejax.experiments.dynamics.figures`; role -> file name."""
+  saved: list[str] = []
+  return {
+    f"dynamics_{role}": _save(fig, out, f"dynamics_{role}.png", saved)
+    for role, fig in dynamics.figures(d).items()
+  }
+
+
+def _dynamics_section(d: dynamics.Result, figs: dict[str, str]) -> tuple[str, ...]:
+  """Section 5 of the markdown: the heading, what was measured, the tables, figures, findings."""
+  s = d.sizes
+  reused = [r.name for r in d.cells.values() if r.trained_by == "horizon"]
+  parts = [
+    "## 5. Dynamics: Lyapunov exponents and parallel evaluation",
+    f"Each cell (hidden size {s.hidden}) at initialisation and after {s.train_steps} steps "
+    f"of Adam on the adding problem, T = {s.train_time}"
+    + (f" ({', '.join(reused)}: the models of section 3)" if reused else "")
+    + f". On section 3's probe batch ({s.probe_batch} sequences): λ_max, the largest "
+    "Lyapunov exponent (`gatejax.dynamics.largest_lyapunov_exponent`, natural log per step, "
+    "mean over the sequences, the first tenth of the steps a transient); the gradient "
+    "horizon (1% of the peak) and the contributions' fitted decay factor per step back ρ "
+    "(`gatejax.analysis.decay_rate`) of the training loss; theory puts log ρ ≈ λ_max, since a "
+    "contribution d steps back passes through d step Jacobians. Then the Newton sweeps "
+    "`gj.parallel_scan` needed to converge (float32, residual ≤ 1e-6) on the adding "
+    f"problem's inputs at T = {', '.join(f'{t:,}' for t in s.times)} with DEER (full "
+    "Jacobian) and quasi-DEER (its diagonal), at most "
+    f"{s.max_iter} sweeps. Last, a tanh RNN with W_h = g·N(0, 1/{s.sweep_hidden}), zero bias "
+    f"and inputs N(0, {s.input_scale:g}²), swept over g (Gonzalez et al. 2025: "
+    "predictability, λ_max < 0, is what makes Newton's method over the sequence converge "
+    "in few sweeps).",
+    dynamics.to_markdown(d),
+  ]
+  for role, alt in (
+    ("dynamics_edge_of_chaos", "λ_max and DEER sweeps against the gain"),
+    ("dynamics_sweeps_against_length", "Newton sweeps against the sequence length"),
+  ):
+    if role in figs:
+      parts.append(f"![{alt}]({figs[role]})")
+  return tuple(parts)
 
 
 def write_report(
@@ -516,7 +593,10 @@ def write_report(
   began = time.perf_counter()
   base = QUICK if quick else DEFAULT
   sizes = ReportSizes(
-    base.vanishing._replace(seed=seed), base.gates, base.horizon._replace(seed=seed)
+    base.vanishing._replace(seed=seed),
+    base.gates,
+    base.horizon._replace(seed=seed),
+    _dynamics_sizes(base.dynamics, base.horizon),
   )
   out.mkdir(parents=True, exist_ok=True)
   vs = sizes.vanishing
@@ -531,10 +611,16 @@ def write_report(
   )
   g = gates.run_gates(sizes.gates, train=TRAIN[quick], seed=seed, progress=say)
   h = horizon.run_horizon(sizes.horizon, progress=say)
+  d = dynamics.run(
+    sizes.dynamics, key=jax.random.key(seed), trained=_trained_by_horizon(h), progress=say
+  )
   say("figures")
   figs = _figures(out, v, g, h)
+  figs.update(_dynamics_figures(out, d))
   seconds = time.perf_counter() - began
-  (out / "report.md").write_text(_markdown(sizes, quick, seconds, v, g, h, figs))
+  (out / "report.md").write_text(
+    _markdown(sizes, quick, seconds, v, g, h, figs, _dynamics_section(d, figs))
+  )
   document = {
     "command": "gatejax report" + (" --quick" if quick else ""),
     "quick": quick,
@@ -547,6 +633,7 @@ def write_report(
     "gates": gates.to_json(g),
     "horizon": horizon.to_json(h),
     "verdict": _verdict(v, g, h),
+    "dynamics": dynamics.to_json(d),
   }
   (out / "report.json").write_text(json.dumps(document, indent=1, allow_nan=False))
   return document

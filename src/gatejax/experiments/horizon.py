@@ -108,6 +108,9 @@ class HorizonRun(NamedTuple):
     far_before, far_after: the share of the contribution from ``T // 2`` or more steps back.
     loss_before, loss_after: the loss on the probe batch.
     final_eval: the last evaluation loss of :func:`gatejax.train.fit` (``nan`` if diverged).
+    params: the trained :class:`gatejax.train.ModelParams`, so that a later experiment (the
+      dynamics of :mod:`gatejax.experiments.dynamics`) measures the same model instead of
+      training it again.
   """
 
   history: Any
@@ -122,6 +125,7 @@ class HorizonRun(NamedTuple):
   loss_before: float
   loss_after: float
   final_eval: float
+  params: Any = None
 
 
 class HorizonResult(NamedTuple):
@@ -252,6 +256,7 @@ def run_horizon(
       loss_before=float(before["loss"]),
       loss_after=float(after["loss"]),
       final_eval=math.nan if history.diverged else float(history.eval_loss[-1]),
+      params=result.params,
     )
   return HorizonResult(sizes=sizes, runs=runs, baseline=task.baseline)
 
