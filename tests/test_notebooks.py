@@ -68,6 +68,7 @@ def test_every_notebook_exists():
     "03_sigmoid_vs_relu",
     "04_long_range_tasks",
     "05_your_own_cell",
+    "06_dynamics",
   ]
 
 

@@ -15,8 +15,9 @@ cell              paper                            carry        recurrence in th
 
 The gates of minGRU and minLSTM read only the input, so :math:`h_t = a_t \odot h_{t-1} + b_t`
 with :math:`a_t, b_t` functions of :math:`x_t` alone. They offer that form as
-``linear_recurrence``: :func:`gatejax.scan` evaluates them with ``jax.lax.associative_scan``
-(all steps at once, :math:`O(\log T)` depth), and their Jacobian
+``linear_recurrence``: :func:`gatejax.scan` can evaluate them with ``jax.lax.associative_scan``
+(all steps at once, :math:`O(\log T)` depth; ``impl="associative"``, the default off the CPU),
+and their Jacobian
 :math:`\partial h_t / \partial h_{t-1} = \mathrm{diag}(a_t)` is exactly diagonal, with entries
 in :math:`(0, 1)` for sigmoid gates.
 """
@@ -425,7 +426,8 @@ def min_gru(hidden_size: int, *, gate_fn: Activation = jax.nn.sigmoid) -> Cell:
 
   Note the paper's convention: :math:`z_t` *writes* (``gj.gru``'s ``z`` keeps). Nothing
   inside the recurrence reads :math:`h_{t-1}` but the product with :math:`1 - z_t`, so the
-  step is linear in the carry: :func:`gatejax.scan` runs it with ``jax.lax.associative_scan``.
+  step is linear in the carry: :func:`gatejax.scan` can run it with
+  ``jax.lax.associative_scan`` (``impl="associative"``; the default off the CPU).
 
   Args:
     hidden_size: number of hidden units.

@@ -69,6 +69,7 @@ from jaxtyping import Array, PRNGKeyArray
 
 import gatejax as gj
 from gatejax import analysis, tasks
+from gatejax._jit import bounded_jit
 from gatejax.experiments import horizon
 
 __all__ = [
@@ -334,7 +335,7 @@ class Result(NamedTuple):
 # ---------------------------------------------------------------------------
 
 
-@functools.cache
+@functools.lru_cache(maxsize=64)  # bounded: a long sweep must not grow it forever
 def dynamics_cell(kind: str, hidden: int) -> Any:
   """The default cell of a kind; cached, and the horizon experiment's for RNN, GRU and LSTM."""
   if kind in horizon.KINDS:
@@ -410,7 +411,7 @@ def _newton(
   )
 
 
-@functools.partial(jax.jit, static_argnames=("cell", "task"))
+@bounded_jit(static_argnames=("cell", "task"))
 def _task_contributions(cell: Any, task: tasks.Task, params: Any, batch: tasks.Batch) -> Array:
   """Contribution norms of the task's own loss through the readout, as the horizon experiment."""
   readout = params.readout
@@ -426,7 +427,7 @@ def _last_output_loss(ys: Array, carry: Any) -> Array:
   return jnp.sum(ys[-1] ** 2)
 
 
-@functools.partial(jax.jit, static_argnames=("cell",))
+@bounded_jit(static_argnames=("cell",))
 def _output_contributions(cell: Any, params: Any, xs: Array) -> Array:
   return analysis.contribution_norms(cell, params, xs, _last_output_loss)
 
@@ -570,10 +571,6 @@ def run(
         # Only the final evaluation is reported: evaluate at the start and the end.
         eval_every=max(1, sizes.train_steps),
         progress=False,
-        # The associative scan that `impl="auto"` picks for a cell linear in its carry is
-        # three to four times slower to train than the fused sequential sweep on a CPU at
-        # these lengths; the results agree to rounding.
-        options=gj.ScanOptions(impl="fused") if _linear(cell) else None,
       )
       history = fitted.history
       given = Trained(
