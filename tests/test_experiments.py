@@ -129,7 +129,7 @@ def test_gate_tables_json_and_findings(gate_result):
     assert f"| {name} |" in md
   assert "#### Findings" in md
   document = gates.to_json(gate_result)
-  json.dumps(document, allow_nan=False)  # strict JSON: non-finite values became None
+  json.dumps(document, allow_nan=False)  # strict JSON: non-finite values became strings
   assert document["findings"] == gates.findings(gate_result)
 
 
@@ -174,6 +174,22 @@ def test_horizon_result_structure(horizon_result):
     assert run.horizon_after == int(analysis.gradient_horizon(jnp.asarray(run.after)))
   json.dumps(horizon.to_json(horizon_result), allow_nan=False)
   assert "| LSTM |" in horizon.horizon_table(horizon_result)
+
+
+def test_every_writer_writes_non_finite_numbers_alike(gate_result, horizon_result):
+  """One rule (gatejax._format): NaN and infinity become "nan" and "inf", read back by float."""
+  run = horizon_result.runs["LSTM"]
+  diverged = horizon_result._replace(runs={"LSTM": run._replace(final_eval=math.nan)})
+  assert horizon.to_json(diverged)["runs"]["LSTM"]["final_eval"] == "nan"
+  assert "| LSTM | nan |" in horizon.horizon_table(diverged)
+  name = next(iter(gate_result.training))
+  overflowed = gate_result._replace(
+    training={name: gate_result.training[name]._replace(final=np.array([math.inf, 0.5]))}
+  )
+  assert gates.to_json(overflowed)["training"][name]["final"] == ["inf", 0.5]
+  history = train.History(loss=[math.inf, math.nan])
+  assert history.to_dict()["loss"] == ["inf", "nan"]
+  assert train.History.from_dict(history.to_dict()).loss[0] == math.inf
 
 
 def test_probe_model_measures_the_training_loss():

@@ -38,7 +38,7 @@ import numpy as np
 import optax
 from jaxtyping import Array, Float, Int, PRNGKeyArray
 
-from gatejax import _validate, protocol
+from gatejax import _format, _validate, protocol
 from gatejax.cells import Cell
 from gatejax.sequence import ScanOptions, scan
 from gatejax.tasks import Batch, Task
@@ -416,15 +416,6 @@ def evaluation_batch(task: Task, key: PRNGKeyArray, batch_size: int) -> Batch:
 # ---------------------------------------------------------------------------
 
 
-def _encode(x: float) -> float | str:
-  # Strict JSON has no NaN or infinity; a diverged run has both.
-  return x if math.isfinite(x) else repr(x)
-
-
-def _decode(x: float | str) -> float:
-  return float(x)
-
-
 _SERIES = ("loss", "grad_norm", "metric", "eval_loss", "eval_metric")
 
 
@@ -465,14 +456,7 @@ class History:
 
   def to_dict(self) -> dict[str, Any]:
     """A dict of plain JSON values (non-finite floats as the strings ``"nan"``, ``"inf"``)."""
-    out = dataclasses.asdict(self)
-    for name in (*_SERIES, "baseline", "initial_loss"):
-      value = out[name]
-      if isinstance(value, list):
-        out[name] = [_encode(v) for v in value]
-      elif value is not None:
-        out[name] = _encode(value)
-    return out
+    return _format.jsonable(dataclasses.asdict(self))
 
   @classmethod
   def from_dict(cls, data: dict[str, Any]) -> History:
@@ -484,14 +468,14 @@ class History:
     values = dict(data)
     for name in _SERIES:
       if name in values:
-        values[name] = [_decode(v) for v in values[name]]
+        values[name] = [_format.read_float(v) for v in values[name]]
     for name in ("step", "eval_step"):
       if name in values:
         values[name] = [int(v) for v in values[name]]
     if "baseline" in values:
-      values["baseline"] = _decode(values["baseline"])
+      values["baseline"] = _format.read_float(values["baseline"])
     if values.get("initial_loss") is not None:
-      values["initial_loss"] = _decode(values["initial_loss"])
+      values["initial_loss"] = _format.read_float(values["initial_loss"])
     return cls(**values)
 
   def arrays(self) -> dict[str, np.ndarray]:
