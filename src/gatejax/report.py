@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
-import math
 import platform
 import sys
 import time
@@ -36,7 +35,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import gatejax as gj
-from gatejax import analysis
+from gatejax import _format, analysis
 from gatejax.experiments import gates, horizon
 from gatejax.experiments.vanishing import (
   CELL_KINDS,
@@ -187,7 +186,7 @@ def _vanishing_json(v: VanishingResult) -> dict[str, Any]:
         "horizon": r.horizon,
         "far_share": r.far_share,
         f"near_share_last_{k}": _near_share(r, k),
-        "decay_rate": r.decay_rate if math.isfinite(r.decay_rate) else None,
+        "decay_rate": _format.jsonable(r.decay_rate),
         "linear_in_carry": r.linear,
       }
       for r in v.runs
@@ -384,7 +383,7 @@ def _verdict(v: VanishingResult, g: gates.GateExperiment, h: horizon.HorizonResu
     runs = {fn: g.training.get(gates.label(kind, fn)) for fn in gates.GATE_FUNCTIONS}
     parts = [
       f"{fn} {int(t.diverged.sum())}/{t.diverged.size} diverged, median final loss "
-      f"{gates._num(gates._median_final(t))}"
+      f"{_format.number(gates._median_final(t))}"
       for fn, t in runs.items()
       if t is not None
     ]
