@@ -78,7 +78,7 @@ import optax
 from jaxtyping import PRNGKeyArray
 
 import gatejax
-from gatejax import protocol, train
+from gatejax import _validate, protocol, train
 from gatejax.cells import Cell
 from gatejax.tasks import Task
 
@@ -389,27 +389,25 @@ def _abstract_state(
 def _check_tree(stored: Any, abstract: Any, where: str) -> None:
   """Every array the state needs is stored with its shape and dtype, and nothing else is stored."""
   ocp = _orbax()
+  # orbax describes each stored array by an ArrayMetadata (shape, dtype, and more).
+  stored = jax.tree.map(
+    lambda m: jax.ShapeDtypeStruct(tuple(m.shape), m.dtype),
+    stored,
+    is_leaf=lambda x: isinstance(x, ocp.metadata.ArrayMetadata),
+  )
 
-  def flat(tree: Any, is_leaf: Callable[[Any], bool] | None = None) -> dict[str, Any]:
-    pairs = jax.tree_util.tree_flatten_with_path(tree, is_leaf=is_leaf)[0]
-    return {
-      ".".join(str(getattr(k, "name", getattr(k, "key", getattr(k, "idx", k)))) for k in path): leaf
-      for path, leaf in pairs
-    }
+  def show(a: jax.ShapeDtypeStruct) -> str:
+    return f"{np.dtype(a.dtype).name}{list(a.shape)}"
 
-  have = flat(stored, is_leaf=lambda x: isinstance(x, ocp.metadata.ArrayMetadata))
-  want = flat(abstract)
-  problems = [f"{n}: missing from the checkpoint" for n in sorted(set(want) - set(have))]
-  problems += [
-    f"{n}: in the checkpoint but not in the state" for n in sorted(set(have) - set(want))
-  ]
-  for n in sorted(set(want) & set(have)):
-    h, w = have[n], want[n]
-    if tuple(h.shape) != tuple(w.shape) or np.dtype(h.dtype) != np.dtype(w.dtype):
-      problems.append(
-        f"{n}: checkpoint has {np.dtype(h.dtype).name}{list(h.shape)}, "
-        f"expected {np.dtype(w.dtype).name}{list(w.shape)}"
-      )
+  problems = []
+  for m in _validate.mismatches(abstract, stored, exact_dtypes=True):
+    name = _validate.dotted(m.path)
+    if m.found is None:
+      problems.append(f"{name}: missing from the checkpoint")
+    elif m.expected is None:
+      problems.append(f"{name}: in the checkpoint but not in the state")
+    else:
+      problems.append(f"{name}: checkpoint has {show(m.found)}, expected {show(m.expected)}")
   if problems:
     raise CheckpointError(
       f"{where}: the checkpoint's arrays do not fit the training state (another optimizer, "
