@@ -64,6 +64,7 @@ __all__ = [
   "train_step",
 ]
 
+#: The name of the mesh axis that splits the batch, in :func:`data_mesh`'s meshes.
 DATA = "data"
 
 

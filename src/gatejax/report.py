@@ -44,7 +44,7 @@ from gatejax.experiments.vanishing import (
   run_vanishing,
 )
 
-__all__ = ["ReportSizes", "add_arguments", "main", "write_report"]
+__all__ = ["ReportSizes", "VanishingSizes", "add_arguments", "main", "write_report"]
 
 
 class VanishingSizes(NamedTuple):
@@ -78,6 +78,7 @@ TRAIN = {False: True, True: ("LSTM sigmoid", "LSTM relu")}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+  """The options of ``gatejax report`` (``gatejax report --help`` lists them)."""
   from gatejax import cli
 
   parser.add_argument(
@@ -552,6 +553,7 @@ def write_report(
 
 
 def main(args: argparse.Namespace) -> int:
+  """``gatejax report``: check the output directory, then write the report; the exit status."""
   from gatejax import cli
 
   # Checked first: the report takes minutes, and a path that cannot be written would

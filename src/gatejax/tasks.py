@@ -6,13 +6,13 @@ draws a :class:`Batch` from a key; its ``loss`` scores a model's predictions on 
 batch; its ``baseline`` is the loss of the trivial predictor that a model must beat
 to show it has used the sequence at all.
 
-==================  =====  =====  ======  =======  ==========================================
-task                input  out    time    readout  baseline (trivial predictor)
-==================  =====  =====  ======  =======  ==========================================
-:func:`adding`      2      1      T       last     1/6: always predict 1 (MSE)
-:func:`copy_memory` S + 2  S + 1  D + 2K  all      K log S / (D + 2K): blanks, then uniform
-:func:`digits`      1      10     64      last     log 10: uniform over the classes
-==================  =====  =====  ======  =======  ==========================================
+===================  =====  =====  ======  =======  ==========================================
+task                 input  out    time    readout  baseline (trivial predictor)
+===================  =====  =====  ======  =======  ==========================================
+:func:`adding`       2      1      T       last     1/6: always predict 1 (MSE)
+:func:`copy_memory`  S + 2  S + 1  D + 2K  all      K log S / (D + 2K): blanks, then uniform
+:func:`digits`       1      10     64      last     log 10: uniform over the classes
+===================  =====  =====  ======  =======  ==========================================
 
 (``S`` symbols, delay ``D``, ``K`` symbols to copy.)
 

@@ -87,12 +87,15 @@ __all__ = [
   "training_table",
 ]
 
+#: The gate functions compared, by name (the only thing that differs between the runs).
 GATE_FUNCTIONS: dict[str, Callable[[Array], Array]] = {
   "sigmoid": jax.nn.sigmoid,
   "hard_sigmoid": jax.nn.hard_sigmoid,
   "relu": jax.nn.relu,
 }
+#: The gated cells whose gate function is swapped.
 KINDS = ("gru", "lstm")
+#: The inputs of parts (a) and (b), the adding problem's and unit Gaussians.
 PROBES = ("adding", "gaussian")
 # Values a histogram keeps per gate and configuration: enough for a smooth outline.
 _SAMPLES = 20_000
@@ -127,9 +130,11 @@ class GateSizes(NamedTuple):
   clip_norm: float = 1.0
 
 
+#: The sizes of the full report.
 DEFAULT_SIZES = GateSizes()
-# Training sizes equal to horizon.QUICK_SIZES, so that a quick report compiles each
-# sigmoid cell's training step once for both experiments.
+#: Tiny sizes for a smoke run. Its training sizes equal those of
+#: :data:`gatejax.experiments.horizon.QUICK_SIZES`, so that a quick report compiles each
+#: sigmoid cell's training step once for both experiments.
 QUICK_SIZES = GateSizes(
   time=20,
   hidden=8,

@@ -62,6 +62,7 @@ __all__ = [
   "to_markdown",
 ]
 
+#: The cells trained, a plain RNN and the two classic gated cells.
 KINDS = ("rnn", "gru", "lstm")
 
 
@@ -89,7 +90,9 @@ class HorizonSizes(NamedTuple):
   seed: int = 0
 
 
+#: The sizes of the full report.
 DEFAULT_SIZES = HorizonSizes()
+#: Tiny sizes for a smoke run.
 QUICK_SIZES = HorizonSizes(time=20, hidden=8, batch=16, steps=40, probe_batch=8)
 
 
