@@ -681,16 +681,10 @@ def fit(
     >>> int(result.state.step), len(result.history.loss), result.history.diverged
     (20, 20, False)
 
-    Resumable and data-parallel (here over this machine's devices):
-
-    >>> import tempfile
-    >>> from gatejax import parallel
-    >>> run = dict(key=jax.random.key(0), batch_size=8, eval_batch_size=8, progress=False,
-    ...            checkpoints=tempfile.mkdtemp(), mesh=parallel.data_mesh())
-    >>> first = train.fit(gj.gru(4), tasks.adding(5), steps=4, **run)
-    >>> longer = train.fit(gj.gru(4), tasks.adding(5), steps=6, **run)
-    >>> longer.history.step     # steps 0-3 restored, 4-5 trained
-    [0, 1, 2, 3, 4, 5]
+    ``checkpoints=`` and ``mesh=`` go together (``train.fit(..., checkpoints="runs/gru",
+    mesh=parallel.data_mesh())``); the examples of :func:`gatejax.checkpoint.fit` and
+    :func:`gatejax.parallel.fit` run each, and ``examples/distributed.py`` both across
+    processes.
   """
   _check_cell_task(cell, task)
   steps = _positive_int("steps", steps, 0)
