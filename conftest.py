@@ -46,3 +46,10 @@ def pytest_runtest_call(item):
         os.environ.pop(k, None)
       else:
         os.environ[k] = v
+
+
+def pytest_collection_modifyitems(config, items):
+  # A notebook is a file, not a function that could carry the marker: each takes 20-40 s.
+  for item in items:
+    if item.path.suffix == ".ipynb":
+      item.add_marker(pytest.mark.slow)

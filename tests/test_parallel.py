@@ -190,6 +190,7 @@ def four_devices():
   return json.loads(lines[-1][len("RESULT") :])
 
 
+@pytest.mark.slow
 def test_subprocess_sees_four_devices_and_shards_the_batch(four_devices):
   assert four_devices["devices"] == 4
   assert four_devices["shards_per_array"] == 4
@@ -197,17 +198,20 @@ def test_subprocess_sees_four_devices_and_shards_the_batch(four_devices):
   assert four_devices["all_reduce"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("what", ["loss", "grads"])
 def test_sharded_loss_and_gradients_equal_single_device(four_devices, what):
   assert four_devices[what] <= FLOAT32_ROUNDING
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("what", ["step_loss", "step_params"])
 def test_sharded_train_step_equals_single_device(four_devices, what):
   assert four_devices[what] <= FLOAT32_ROUNDING
   assert four_devices["step_state_specs"] == ["P()"]  # the whole state stays replicated
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("what", ["fit_loss", "fit_eval_loss", "fit_params", "fit_opt_state"])
 def test_data_parallel_fit_equals_single_device_fit(four_devices, what):
   assert four_devices[what] <= FLOAT32_ROUNDING
@@ -215,24 +219,28 @@ def test_data_parallel_fit_equals_single_device_fit(four_devices, what):
   assert four_devices["fit_steps"][0] == four_devices["fit_steps"][1] == [0, 1]
 
 
+@pytest.mark.slow
 def test_replicated_state_checkpoints_and_restores_onto_the_mesh(four_devices):
   assert four_devices["checkpoint_bit_exact"]
   assert four_devices["checkpoint_specs"] == ["P()"]
   assert four_devices["checkpoint_devices"] == 4
 
 
+@pytest.mark.slow
 def test_one_fit_is_resumable_and_data_parallel(four_devices):
   assert four_devices["resume_saved_steps"] == [2]  # every 2 steps; the crash came at step 3
   assert four_devices["resume_bit_exact"]
   assert four_devices["resume_specs"] == ["P()"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("what", ["contribution_norms", "jacobian_norms"])
 def test_analysis_accepts_a_sharded_batch(four_devices, what):
   assert four_devices[what] <= FLOAT32_ROUNDING
   assert four_devices["jacobian_norms_spec"] == "P(None, 'data')"  # per sequence, still split
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("what", ["sweep_params", "sweep_loss"])
 def test_sharded_seed_sweep_equals_a_loop_over_seeds(four_devices, what):
   assert four_devices[what] <= FLOAT32_ROUNDING
