@@ -7,12 +7,18 @@
 float64 tests opt in with the ``x64`` fixture (``jax.enable_x64``), so the rest of the
 suite, the doctests and the notebooks run in JAX's default float32 mode, as users do.
 
+One JAX compilation cache serves the whole run: the xdist workers, the notebooks' kernels
+and the tests' subprocesses compile many of the same programs (measured on a subset: 17%
+less CPU time, 11% less wall time). It is new for every run, so nothing carries over.
+
 The notebooks are executed by nbmake (``--nbmake`` in pyproject's addopts), each in a fresh
 kernel of this environment, at the tiny sizes of ``GATEJAX_QUICK=1``; the committed
 notebooks keep the outputs of a full-size run (nbmake never writes them back).
 """
 
 import os
+import shutil
+import tempfile
 
 import jax
 import pytest
@@ -53,3 +59,26 @@ def pytest_collection_modifyitems(config, items):
   for item in items:
     if item.path.suffix == ".ipynb":
       item.add_marker(pytest.mark.slow)
+
+
+# The persistent compilation cache of the run (see the module docstring). A size limit
+# turns on JAX's file lock around every read and write: without it a process may read an
+# entry that another is still writing, and JAX's warning about it is an error here.
+_CACHE = {
+  "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
+  "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "0",
+  "JAX_COMPILATION_CACHE_MAX_SIZE": str(4 * 2**30),
+}
+
+
+def pytest_configure(config):
+  if "JAX_COMPILATION_CACHE_DIR" not in os.environ:  # a cache of the user's own is kept
+    directory = tempfile.mkdtemp(prefix="gatejax-tests-jax-cache-")
+    config.add_cleanup(lambda: shutil.rmtree(directory, ignore_errors=True))
+    # Set in the environment, so that xdist workers and subprocesses started later share it.
+    os.environ.update(_CACHE, JAX_COMPILATION_CACHE_DIR=directory)
+    # This process imported JAX before: its options are set directly.
+    jax.config.update("jax_compilation_cache_dir", directory)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
+    jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+    jax.config.update("jax_compilation_cache_max_size", 4 * 2**30)
