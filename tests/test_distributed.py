@@ -40,6 +40,9 @@ def _launch(cache, processes, directory, out=None, *extra):
   env.update(
     JAX_COMPILATION_CACHE_DIR=str(cache),
     JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
+    # The two processes compile the same programs at once; a size limit makes JAX lock the
+    # cache's files, so that neither reads an entry the other is still writing.
+    JAX_COMPILATION_CACHE_MAX_SIZE=str(2**30),
     PYTHONWARNINGS="error",
   )
   env.pop("XLA_FLAGS", None)  # one CPU device per process
