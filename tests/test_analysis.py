@@ -485,6 +485,7 @@ def test_gate_statistics_leave_out_padded_steps():
 # ---------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_far_half_share_orders_the_cells():
   T_demo, hidden, batch, input_size = 200, 32, 16, 8
   xs = jax.random.normal(jax.random.key(0), (T_demo, batch, input_size))

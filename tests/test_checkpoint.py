@@ -134,6 +134,32 @@ def test_saving_a_state_of_another_model_is_refused(tmp_path, trained):
     checkpoint.save(tmp_path, trained.state, cell=gj.gru(5), task=TASK, optimizer=OPT)
 
 
+def test_every_differing_array_is_named(tmp_path, trained):
+  """One line per array: each shape that differs, each array only one side has."""
+  with pytest.raises(CheckpointError) as error:
+    checkpoint.save(tmp_path, trained.state, cell=gj.gru(5), task=TASK, optimizer=OPT)
+  lines = str(error.value).splitlines()[1:]
+  # gru(5) against gru(4): every cell array and the readout's w, in params, mu and nu.
+  shapes = {"w_x": "[2, 15]", "w_h": "[5, 15]", "b_x": "[15]", "b_h": "[15]"}
+  for prefix in ("params", "opt_state.1.0.mu", "opt_state.1.0.nu"):
+    for name, shape in shapes.items():
+      assert f"  {prefix}.cell.{name}: checkpoint has float32" in "\n".join(lines)
+      assert any(
+        f"{prefix}.cell.{name}:" in ln and ln.endswith(f"expected float32{shape}") for ln in lines
+      )
+    assert any(ln.startswith(f"  {prefix}.readout.w:") for ln in lines)
+  assert len(lines) == 15
+  checkpoint.save(tmp_path, trained.state, cell=CELL, task=TASK, optimizer=OPT)
+  with pytest.raises(CheckpointError) as error:
+    checkpoint.restore(
+      tmp_path, cell=CELL, task=TASK, optimizer=train.make_optimizer(optimizer="sgd")
+    )
+  extra = [
+    ln for ln in str(error.value).splitlines() if "in the checkpoint but not in the state" in ln
+  ]
+  assert len(extra) == 13  # Adam's count, mu and nu (6 arrays each): SGD's state has none
+
+
 def test_an_interrupted_save_is_never_restored(tmp_path, trained, monkeypatch):
   import orbax.checkpoint as ocp
 

@@ -106,6 +106,7 @@ def _xla_bytes(fn, *args) -> int | None:
   return analysis.temp_size_in_bytes + analysis.argument_size_in_bytes
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["rnn", "lstm", "mgu", "min_lstm"])
 def test_the_memory_estimates_cover_what_xla_allocates(kind):
   # The refusal is only as good as the estimate: it must not fall below XLA's own figure

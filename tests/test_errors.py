@@ -10,6 +10,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 
 import gatejax as gj
@@ -277,6 +278,15 @@ def _checkpoint_fit(**options):
     )
 
 
+def _fit_with_checkpoints_of(cell):
+  import tempfile
+
+  with tempfile.TemporaryDirectory() as directory:
+    task, opt = gj.tasks.adding(4), gj.train.make_optimizer()
+    with gj.checkpoint.Checkpoints(directory, cell=cell, task=task, optimizer=opt) as ckpts:
+      _fit(checkpoints=ckpts)
+
+
 LR = r"learning_rate must be a finite number > 0 or an optax schedule, got "
 TRAINING_CASES = [
   Case("learning_rate inf", lambda: _make_optimizer(learning_rate=INF), ValueError, LR + "inf"),
@@ -318,6 +328,29 @@ TRAINING_CASES = [
     lambda: _fit(divergence_threshold="1e3"),
     TypeError,
     r"divergence_threshold",
+  ),
+  Case(
+    "learning_rate beside an optax transformation",
+    lambda: _fit(learning_rate=1e-2, optimizer=optax.adam(1e-3)),
+    ValueError,
+    r"learning_rate=0\.01 is given beside an optax transformation, which has its own",
+  ),
+  Case(
+    "clip_norm None beside an optax transformation",
+    lambda: _fit(clip_norm=None, optimizer=optax.adam(1e-3)),
+    ValueError,
+    r"clip_norm=None is given beside an optax transformation",
+  ),
+  Case("optimizer of another type", lambda: _fit(optimizer=1e-3), TypeError, r"optimizer must be"),
+  Case("axis without a mesh", lambda: _fit(axis="data"), ValueError, r"axis .* needs a mesh"),
+  Case(
+    "checkpoints of another type", lambda: _fit(checkpoints=3), TypeError, r"checkpoints must be"
+  ),
+  Case(
+    "checkpoints of another cell",
+    lambda: _fit_with_checkpoints_of(gj.rnn(3)),
+    ValueError,
+    r"checkpoints were opened for another run.*\n  cell\.hidden_size: checkpoint has 3, expected 2",
   ),
   Case(
     "checkpoint.fit learning_rate inf",

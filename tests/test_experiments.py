@@ -38,6 +38,7 @@ def horizon_result():
 # ---------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_gate_result_structure(gate_result):
   labels = [gates.label(k, g) for k in gates.KINDS for g in gates.GATE_FUNCTIONS]
   assert set(gate_result.activity) == set(PROBES) == set(gate_result.jacobian)
@@ -64,6 +65,7 @@ def test_gate_result_structure(gate_result):
   assert gate_result.baseline == pytest.approx(1 / 6)
 
 
+@pytest.mark.slow
 def test_sigmoid_gates_are_never_dead_relu_gates_are(gate_result):
   """The seed's one-sided suppression, measured: exact zeros only with ReLU gates."""
   for probe in PROBES:
@@ -74,6 +76,7 @@ def test_sigmoid_gates_are_never_dead_relu_gates_are(gate_result):
       assert all(f.dead > 0 for f in relu.gates.values())
 
 
+@pytest.mark.slow
 def test_only_relu_gates_exceed_one(gate_result):
   for probe in PROBES:
     acts = gate_result.activity[probe]
@@ -123,16 +126,18 @@ def test_jacobian_summary_closed_form():
   assert jac.amplified == 0 and jac.non_finite == 0
 
 
+@pytest.mark.slow
 def test_gate_tables_json_and_findings(gate_result):
   md = gates.to_markdown(gate_result)
   for name in gate_result.activity["adding"]:
     assert f"| {name} |" in md
   assert "#### Findings" in md
   document = gates.to_json(gate_result)
-  json.dumps(document, allow_nan=False)  # strict JSON: non-finite values became None
+  json.dumps(document, allow_nan=False)  # strict JSON: non-finite values became strings
   assert document["findings"] == gates.findings(gate_result)
 
 
+@pytest.mark.slow
 def test_findings_follow_the_numbers(gate_result):
   """Change a measured number and the sentence about it changes."""
   text = " ".join(gates.findings(gate_result))
@@ -161,6 +166,7 @@ def test_run_gates_rejects_unknown_names():
 # ---------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_horizon_result_structure(horizon_result):
   T = horizon.QUICK_SIZES.time
   assert list(horizon_result.runs) == ["LSTM"]
@@ -174,6 +180,23 @@ def test_horizon_result_structure(horizon_result):
     assert run.horizon_after == int(analysis.gradient_horizon(jnp.asarray(run.after)))
   json.dumps(horizon.to_json(horizon_result), allow_nan=False)
   assert "| LSTM |" in horizon.horizon_table(horizon_result)
+
+
+@pytest.mark.slow
+def test_every_writer_writes_non_finite_numbers_alike(gate_result, horizon_result):
+  """One rule (gatejax._format): NaN and infinity become "nan" and "inf", read back by float."""
+  run = horizon_result.runs["LSTM"]
+  diverged = horizon_result._replace(runs={"LSTM": run._replace(final_eval=math.nan)})
+  assert horizon.to_json(diverged)["runs"]["LSTM"]["final_eval"] == "nan"
+  assert "| LSTM | nan |" in horizon.horizon_table(diverged)
+  name = next(iter(gate_result.training))
+  overflowed = gate_result._replace(
+    training={name: gate_result.training[name]._replace(final=np.array([math.inf, 0.5]))}
+  )
+  assert gates.to_json(overflowed)["training"][name]["final"] == ["inf", 0.5]
+  history = train.History(loss=[math.inf, math.nan])
+  assert history.to_dict()["loss"] == ["inf", "nan"]
+  assert train.History.from_dict(history.to_dict()).loss[0] == math.inf
 
 
 def test_probe_model_measures_the_training_loss():
@@ -190,6 +213,7 @@ def test_probe_model_measures_the_training_loss():
   assert norm <= total * (1 + 1e-5)  # ‖Σ_t g_t‖ ≤ Σ_t ‖g_t‖
 
 
+@pytest.mark.slow
 def test_horizon_findings_follow_the_numbers(horizon_result):
   baseline = horizon_result.baseline
   lstm = horizon_result.runs["LSTM"]

@@ -246,6 +246,7 @@ def test_forward_mode_with_impl_fused_says_what_to_pass():
     jax.jvp(run, (jnp.ones((4, 2)),), (jnp.ones((4, 2)),))
 
 
+@pytest.mark.slow
 def test_second_order_through_the_fused_vjp(x64):
   """grad of grad (Hessian-vector products) differentiates the hand-written backward pass."""
   cell = build("gru_after")
@@ -307,6 +308,7 @@ def test_scan_options_equal_the_keywords():
     gj.scan(cell, params, xs, options=options, remat=2)
 
 
+@pytest.mark.slow
 def test_options_reach_training_the_nnx_layer_and_the_analysis():
   """bfloat16 matmuls change every result a little: proof that the option arrived.
 

@@ -144,6 +144,7 @@ class _Classifier(nnx.Module):
     return self.head(carry)
 
 
+@pytest.mark.slow
 def test_trains_inside_a_flax_model_with_nnx_optimizer():
   # Recall the first token of a sequence after 5 distractors: needs the recurrence.
   vocab, time, batch = 4, 6, 64

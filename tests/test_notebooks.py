@@ -1,63 +1,17 @@
-"""Every notebook executes, top to bottom, at the tiny sizes of ``GATEJAX_QUICK=1``.
+"""The committed notebooks: there, with their figures. Executing them is nbmake's job.
 
-The committed notebooks carry the outputs of a full-size run; here each is executed from a
-copy (never rewritten) in a fresh ``python3`` kernel of this environment, and any cell
-error fails the test. The four kernels run concurrently, driven by one asyncio loop (each
-kernel is its own process, so two cores run two notebooks at once); each notebook still
-passes or fails as its own test.
+``pytest`` collects every ``notebooks/*.ipynb`` as a test (``--nbmake`` in pyproject's
+addopts, ``notebooks`` in its testpaths) and runs it top to bottom in a fresh kernel at the
+sizes of ``GATEJAX_QUICK=1`` (the root ``conftest.py``); a cell error fails that notebook's
+test. The checks here are of the committed files themselves.
 """
 
-import asyncio
-import os
 import pathlib
 
+import nbformat
 import pytest
 
-nbformat = pytest.importorskip("nbformat")
-nbclient = pytest.importorskip("nbclient")
-
 NOTEBOOKS = sorted((pathlib.Path(__file__).parent.parent / "notebooks").glob("*.ipynb"))
-
-
-async def _execute(path: pathlib.Path) -> BaseException | None:
-  """Run one notebook in its own kernel; the exception of the failing cell, or None."""
-  nb = nbformat.read(path, as_version=4)
-  client = nbclient.NotebookClient(
-    nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}}
-  )
-  try:
-    await client.async_execute()  # raises CellExecutionError on the first failing cell
-  except Exception as e:
-    return e
-  errors = [
-    out
-    for cell in nb.cells
-    if cell.cell_type == "code"
-    for out in cell.get("outputs", [])
-    if out.get("output_type") == "error"
-  ]
-  return AssertionError(f"{path.name}: error outputs {errors}") if errors else None
-
-
-async def _execute_all() -> list[BaseException | None]:
-  return await asyncio.gather(*(_execute(path) for path in NOTEBOOKS))
-
-
-@pytest.fixture(scope="module")
-def executions():
-  # Kernels inherit the environment: quick sizes, and no accelerator for a smoke run.
-  saved = {k: os.environ.get(k) for k in ("GATEJAX_QUICK", "JAX_PLATFORMS")}
-  os.environ["GATEJAX_QUICK"] = "1"
-  os.environ.setdefault("JAX_PLATFORMS", "cpu")
-  try:
-    results = dict(zip(NOTEBOOKS, asyncio.run(_execute_all()), strict=True))
-  finally:
-    for k, v in saved.items():
-      if v is None:
-        os.environ.pop(k, None)
-      else:
-        os.environ[k] = v
-  return results
 
 
 def test_every_notebook_exists():
@@ -73,7 +27,7 @@ def test_every_notebook_exists():
 
 
 def test_committed_notebooks_carry_figures():
-  """A reader sees the figures without running anything."""
+  """A reader sees the figures without running anything (the docs site shows these outputs)."""
   for path in NOTEBOOKS:
     nb = nbformat.read(path, as_version=4)
     code = [cell for cell in nb.cells if cell.cell_type == "code"]
@@ -82,8 +36,8 @@ def test_committed_notebooks_carry_figures():
     assert all(cell.execution_count for cell in code), f"{path.name} has unexecuted cells"
 
 
-@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
-def test_notebook_executes(path, executions):
-  error = executions[path]
-  if error is not None:
-    raise error
+def test_the_suite_executes_the_notebooks(pytestconfig):
+  """pytest alone runs them: nbmake is on and the notebooks are among the test paths."""
+  if not pytestconfig.getoption("nbmake"):
+    pytest.fail("pytest runs without --nbmake: the notebooks would not be executed")
+  assert "notebooks" in pytestconfig.getini("testpaths")

@@ -90,6 +90,29 @@ _SCRIPT = textwrap.dedent(
   )
   out["checkpoint_specs"] = specs(restored.params)
   out["checkpoint_devices"] = len(jax.tree.leaves(restored.params)[0].sharding.device_set)
+  # one fit, resumable and data-parallel: crashed in step 3, resumed from the checkpoint of
+  # step 2, equal to the uninterrupted data-parallel run bit for bit
+  long = dict(run, steps=4)
+
+  def crash(state, history):
+    if int(state.step) == 3:
+      raise RuntimeError("crash")
+
+  with tempfile.TemporaryDirectory() as directory:
+    with checkpoint.Checkpoints(directory, cell=cell, task=task, optimizer=opt, every=2) as ckpts:
+      try:
+        train.fit(cell, task, mesh=mesh, checkpoints=ckpts, callback=crash, **long)
+      except RuntimeError:
+        pass
+      out["resume_saved_steps"] = ckpts.steps()
+      resumed = train.fit(cell, task, mesh=mesh, checkpoints=ckpts, **long)
+  whole = train.fit(cell, task, mesh=mesh, **long)
+  out["resume_bit_exact"] = all(
+    bool((np.asarray(a) == np.asarray(b)).all())
+    for a, b in zip(jax.tree.leaves((resumed.state.params, resumed.state.opt_state)),
+                    jax.tree.leaves((whole.state.params, whole.state.opt_state)))
+  ) and resumed.history.loss == whole.history.loss
+  out["resume_specs"] = specs(resumed.state)
   # one step of parallel.train_step vs train.train_step
   s_1, m_1 = train.train_step(cell, task, opt, state, batch_size=8)
   s_4, m_4 = parallel.train_step(cell, task, opt, state, mesh=mesh, batch_size=8)
@@ -167,6 +190,7 @@ def four_devices():
   return json.loads(lines[-1][len("RESULT") :])
 
 
+@pytest.mark.slow
 def test_subprocess_sees_four_devices_and_shards_the_batch(four_devices):
   assert four_devices["devices"] == 4
   assert four_devices["shards_per_array"] == 4
@@ -174,17 +198,20 @@ def test_subprocess_sees_four_devices_and_shards_the_batch(four_devices):
   assert four_devices["all_reduce"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("what", ["loss", "grads"])
 def test_sharded_loss_and_gradients_equal_single_device(four_devices, what):
   assert four_devices[what] <= FLOAT32_ROUNDING
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("what", ["step_loss", "step_params"])
 def test_sharded_train_step_equals_single_device(four_devices, what):
   assert four_devices[what] <= FLOAT32_ROUNDING
   assert four_devices["step_state_specs"] == ["P()"]  # the whole state stays replicated
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("what", ["fit_loss", "fit_eval_loss", "fit_params", "fit_opt_state"])
 def test_data_parallel_fit_equals_single_device_fit(four_devices, what):
   assert four_devices[what] <= FLOAT32_ROUNDING
@@ -192,18 +219,28 @@ def test_data_parallel_fit_equals_single_device_fit(four_devices, what):
   assert four_devices["fit_steps"][0] == four_devices["fit_steps"][1] == [0, 1]
 
 
+@pytest.mark.slow
 def test_replicated_state_checkpoints_and_restores_onto_the_mesh(four_devices):
   assert four_devices["checkpoint_bit_exact"]
   assert four_devices["checkpoint_specs"] == ["P()"]
   assert four_devices["checkpoint_devices"] == 4
 
 
+@pytest.mark.slow
+def test_one_fit_is_resumable_and_data_parallel(four_devices):
+  assert four_devices["resume_saved_steps"] == [2]  # every 2 steps; the crash came at step 3
+  assert four_devices["resume_bit_exact"]
+  assert four_devices["resume_specs"] == ["P()"]
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("what", ["contribution_norms", "jacobian_norms"])
 def test_analysis_accepts_a_sharded_batch(four_devices, what):
   assert four_devices[what] <= FLOAT32_ROUNDING
   assert four_devices["jacobian_norms_spec"] == "P(None, 'data')"  # per sequence, still split
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("what", ["sweep_params", "sweep_loss"])
 def test_sharded_seed_sweep_equals_a_loop_over_seeds(four_devices, what):
   assert four_devices[what] <= FLOAT32_ROUNDING

@@ -1,13 +1,15 @@
 """Figures: each function returns a Figure with the artists a reader needs (no image diffing)."""
 
+import os
+
 import matplotlib
+
+# No backend chosen here: with no display matplotlib picks Agg itself, as for any user.
+import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 
-from gatejax import plots
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
+from gatejax import cli, plots
 
 
 @pytest.fixture(autouse=True)
@@ -102,3 +104,25 @@ def test_learning_curves_with_baseline():
 def test_curves_reject_a_wrong_rank():
   with pytest.raises(ValueError, match="curves"):
     plots.hidden_norm_curves({"x": np.ones((2, 3, 4))})
+
+
+def test_figures_leave_the_backend_to_the_user():
+  before = matplotlib.get_backend()
+  matplotlib.use("svg")
+  try:
+    plots.hidden_norm_curves({"a": np.linspace(1, 2, 5)})
+    assert matplotlib.get_backend() == "svg"
+  finally:
+    matplotlib.use(before)
+
+
+def test_the_command_selects_agg_for_itself_unless_mplbackend_says(monkeypatch):
+  for given, expected in ((None, "Agg"), ("svg", "svg")):
+    env = {k: v for k, v in os.environ.items() if k != "MPLBACKEND"}
+    if given is not None:
+      env["MPLBACKEND"] = given
+    monkeypatch.setattr(os, "environ", env)
+    monkeypatch.setattr(cli, "main", lambda: 0)
+    with pytest.raises(SystemExit) as exit_:
+      cli.entry()
+    assert exit_.value.code == 0 and env["MPLBACKEND"] == expected

@@ -17,6 +17,7 @@ def report_dir(tmp_path_factory):
   return out
 
 
+@pytest.mark.slow
 def test_writes_markdown_json_and_every_linked_figure(report_dir):
   md = (report_dir / "report.md").read_text()
   links = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", md)
@@ -31,6 +32,7 @@ def test_writes_markdown_json_and_every_linked_figure(report_dir):
   assert sorted(p.name for p in report_dir.glob("*.png")) == sorted(set(links))
 
 
+@pytest.mark.slow
 def test_report_sections_and_numbers(report_dir):
   md = (report_dir / "report.md").read_text()
   for heading in (

@@ -259,3 +259,25 @@ def test_loss_checks_prediction_shape():
   batch = task.sample(jax.random.key(0), 4)
   with pytest.raises(ValueError, match="predictions"):
     task.loss(jnp.zeros((4,), jnp.float32), batch)
+
+
+def _np_log_softmax(logits):
+  shifted = logits - logits.max(axis=-1, keepdims=True)
+  return shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
+
+
+@pytest.mark.parametrize("name", ["adding", "copy", "digits"])
+def test_losses_equal_a_numpy_transcription(name):
+  """optax's losses against the formulas in float64: equal to float32 rounding."""
+  task = TASKS[name]()
+  batch = task.sample(jax.random.key(0), 16)
+  shape = (
+    (16, task.output_size) if task.readout == "last" else (*batch.targets.shape, task.output_size)
+  )
+  predictions = 3 * jax.random.normal(jax.random.key(1), shape, jnp.float32)
+  p, t = np.asarray(predictions, np.float64), np.asarray(batch.targets)
+  if task.kind == "regression":
+    expected = np.mean((p[:, 0] - t) ** 2)  # mean squared error
+  else:
+    expected = -np.mean(np.take_along_axis(_np_log_softmax(p), t[..., None], axis=-1))
+  assert float(task.loss(predictions, batch)) == pytest.approx(expected, rel=4e-7)

@@ -7,6 +7,7 @@ from gatejax import cli
 from gatejax.experiments import vanishing
 
 
+@pytest.mark.slow
 def test_command_prints_the_table_and_writes_the_figure(tmp_path, capsys):
   out = tmp_path / "curves.png"
   status = cli.main(

@@ -1,5 +1,3 @@
-import sys
+from gatejax.cli import entry
 
-from gatejax.cli import main
-
-sys.exit(main())
+entry()

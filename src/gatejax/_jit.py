@@ -28,18 +28,25 @@ from typing import Any
 import jax
 from jax.api_util import shaped_abstractify
 
-__all__ = ["MAX_COMPILED", "bounded_jit", "compiled_count", "limit"]
+__all__ = ["MAX_COMPILED", "bounded_jit", "compiled_count", "limit", "misses"]
 
 MAX_COMPILED = int(os.environ.get("GATEJAX_MAX_COMPILED", "128"))
 
 _table: collections.OrderedDict[Any, Callable] = collections.OrderedDict()
 _lock = threading.Lock()
 _limit = [MAX_COMPILED]
+_misses = [0]
 
 
 def compiled_count() -> int:
   """How many jitted programs the library holds now (at most the bound)."""
   return len(_table)
+
+
+def misses() -> int:
+  """How many programs the library has compiled so far: a call whose static values and
+  argument shapes were not in the table (the tests check that a call compiles nothing)."""
+  return _misses[0]
 
 
 @contextlib.contextmanager
@@ -96,6 +103,7 @@ def bounded_jit(*, static_argnames: Sequence[str]) -> Callable[[Callable], Calla
         if jitted is None:
           jitted = jax.jit(functools.partial(fn, **values))
           _table[key] = jitted
+          _misses[0] += 1
           _trim()
         else:
           _table.move_to_end(key)

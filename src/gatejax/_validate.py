@@ -8,7 +8,7 @@ of cell kinds, so a user's cell is checked exactly as a built-in one.
 from __future__ import annotations
 
 import collections
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -38,12 +38,80 @@ def _type_name(tree: Any) -> str:
   return type(tree).__name__
 
 
+class Mismatch(NamedTuple):
+  """One leaf where a pytree differs from what it must be.
+
+  Attributes:
+    path: the leaf's key path (``jax.tree_util`` keys), from ``expected`` where it has it.
+    expected: the leaf's abstract array, or ``None`` for a leaf that should not be there.
+    found: the found leaf's abstract array, or ``None`` for a missing leaf.
+  """
+
+  path: tuple[Any, ...]
+  expected: jax.ShapeDtypeStruct | None
+  found: jax.ShapeDtypeStruct | None
+
+
+def _key_name(key: Any) -> Any:
+  """A key path entry as a plain name: a field name, a dict key or an index."""
+  for attribute in ("name", "key", "idx"):
+    if hasattr(key, attribute):
+      return getattr(key, attribute)
+  return key
+
+
+def dotted(path: tuple[Any, ...]) -> str:
+  """A key path as ``opt_state.1.0.mu.cell.w_x``, the same for a NamedTuple and its dict."""
+  return ".".join(str(_key_name(k)) for k in path)
+
+
+def mismatches(expected: Any, value: Any, *, exact_dtypes: bool = False) -> list[Mismatch]:
+  """Every leaf where ``value`` differs from ``expected`` in presence, shape or dtype.
+
+  The one comparison of a pytree against what it must be. Leaves are matched by the
+  names on their paths (field names, dict keys, indices), not by the container types, so
+  the nested dicts and lists orbax stores for a ``TrainState`` match the state itself.
+  Any leaf with ``shape`` and ``dtype`` is compared (arrays, ``jax.ShapeDtypeStruct``).
+  A floating leaf may have any floating dtype unless ``exact_dtypes``; another leaf must
+  have the expected dtype.
+
+  Returns:
+    The differences in the order of ``expected``'s leaves, then the unexpected leaves.
+  """
+
+  def flat(tree: Any) -> dict[tuple[Any, ...], tuple[tuple[Any, ...], jax.ShapeDtypeStruct]]:
+    pairs = jax.tree_util.tree_flatten_with_path(tree)[0]
+    return {
+      tuple(_key_name(k) for k in path): (
+        path,
+        jax.ShapeDtypeStruct(tuple(np.shape(leaf)), jnp.result_type(leaf)),
+      )
+      for path, leaf in pairs
+    }
+
+  want, have = flat(expected), flat(value)
+  out = []
+  for names, (path, e) in want.items():
+    if names not in have:
+      out.append(Mismatch(path, e, None))
+      continue
+    f = have[names][1]
+    if exact_dtypes or not jnp.issubdtype(e.dtype, jnp.floating):
+      dtype_differs = f.dtype != e.dtype
+    else:
+      dtype_differs = not jnp.issubdtype(f.dtype, jnp.floating)
+    if dtype_differs or f.shape != e.shape:
+      out.append(Mismatch(path, e, f))
+  out += [Mismatch(path, None, f) for names, (path, f) in have.items() if names not in want]
+  return out
+
+
 def tree(expected: Any, value: Any, *, name: str, what: str) -> None:
   """``value`` has the pytree structure and leaf shapes of ``expected`` (abstract arrays).
 
-  The one comparison of a pytree against what it must be: parameters against ``cell.init``,
-  the NNX layer's and the checkpoints' arrays against theirs. A floating leaf must be
-  floating (any precision); another leaf must have the expected dtype.
+  The parameters against ``cell.init``, the NNX layer's arrays against theirs; built on
+  :func:`mismatches`, as the checkpoints' check is. A floating leaf must be floating (any
+  precision); another leaf must have the expected dtype.
 
   Raises:
     TypeError: another structure (another cell, another number of layers) or dtype.
@@ -54,20 +122,15 @@ def tree(expected: Any, value: Any, *, name: str, what: str) -> None:
     if type(expected) is not type(value) and hasattr(expected, "_fields"):
       raise TypeError(f"{name} must be {_type_name(expected)} for {what}, got {_type_name(value)}")
     raise TypeError(f"{name} do not fit {what}: expected the pytree {want}, got {got}")
-  paths = jax.tree_util.tree_flatten_with_path(expected)[0]
-  for (path, e), leaf in zip(paths, jax.tree.leaves(value), strict=True):
-    where = name + jax.tree_util.keystr(path)
-    dtype = jnp.result_type(leaf)
-    if jnp.issubdtype(e.dtype, jnp.floating):
-      if not jnp.issubdtype(dtype, jnp.floating):
-        raise TypeError(f"{where} must have a floating dtype, got {dtype}")
-    elif dtype != e.dtype:
-      raise TypeError(f"{where} must have dtype {e.dtype}, got {dtype}")
-    if tuple(np.shape(leaf)) != tuple(e.shape):
-      raise ValueError(
-        f"{name} do not fit {what}: {where} has shape {tuple(np.shape(leaf))}, "
-        f"expected {tuple(e.shape)}"
-      )
+  for m in mismatches(expected, value):
+    e, f = m.expected, m.found
+    assert e is not None and f is not None  # the structures are equal
+    where = name + jax.tree_util.keystr(m.path)
+    if jnp.issubdtype(e.dtype, jnp.floating) and not jnp.issubdtype(f.dtype, jnp.floating):
+      raise TypeError(f"{where} must have a floating dtype, got {f.dtype}")
+    if not jnp.issubdtype(e.dtype, jnp.floating) and f.dtype != e.dtype:
+      raise TypeError(f"{where} must have dtype {e.dtype}, got {f.dtype}")
+    raise ValueError(f"{name} do not fit {what}: {where} has shape {f.shape}, expected {e.shape}")
 
 
 def params(c: Any, p: Any, *, input_size: int, name: str = "params") -> None:

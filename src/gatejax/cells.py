@@ -5,13 +5,13 @@ by a factory (:func:`rnn`, :func:`gru`, :func:`lstm`), in the way optax returns 
 ``GradientTransformation``. Parameters are ``NamedTuple`` pytrees with fused gate
 matrices in PyTorch's gate order:
 
-======  =============  ==========================================
-cell    gate order     carry
-======  =============  ==========================================
-RNN     (none)         ``h``
-GRU     ``r, z, n``    ``h``
-LSTM    ``i, f, g, o`` :class:`LSTMState` ``(h, c)``
-======  =============  ==========================================
+======  ==============  ==========================================
+cell    gate order      carry
+======  ==============  ==========================================
+RNN     (none)          ``h``
+GRU     ``r, z, n``     ``h``
+LSTM    ``i, f, g, o``  :class:`LSTMState` ``(h, c)``
+======  ==============  ==========================================
 
 Each step is split in two halves that share one source of truth:
 
@@ -50,6 +50,8 @@ from jax.typing import DTypeLike
 from jaxtyping import Array, Float, PRNGKeyArray
 
 __all__ = [
+  "Activation",
+  "Bias",
   "Cell",
   "Chrono",
   "GRUGates",
@@ -68,6 +70,7 @@ __all__ = [
   "rnn",
 ]
 
+#: A gate or candidate function, elementwise on arrays (``jax.nn.sigmoid``, ``jnp.tanh``).
 Activation: TypeAlias = Callable[[Array], Array]
 Params: TypeAlias = Any
 Carry: TypeAlias = Any
@@ -141,6 +144,7 @@ class Chrono(NamedTuple):
   max_timescale: float
 
 
+#: An initial gate bias, written into the parameters by ``init``: a float or :func:`chrono`.
 Bias: TypeAlias = float | Chrono
 
 
@@ -173,10 +177,14 @@ def chrono(max_timescale: float) -> Chrono:
 
 
 class RNNOptions(NamedTuple):
+  """The options :func:`rnn` was called with (``cell.options``)."""
+
   activation: Activation
 
 
 class GRUOptions(NamedTuple):
+  """The options :func:`gru` was called with (``cell.options``)."""
+
   reset: Literal["after", "before"]
   update_bias: Bias
   gate_fn: Activation
@@ -184,6 +192,8 @@ class GRUOptions(NamedTuple):
 
 
 class LSTMOptions(NamedTuple):
+  """The options :func:`lstm` was called with (``cell.options``)."""
+
   forget_bias: Bias
   gate_fn: Activation
   activation: Activation

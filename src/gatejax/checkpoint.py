@@ -78,7 +78,7 @@ import optax
 from jaxtyping import PRNGKeyArray
 
 import gatejax
-from gatejax import protocol, train
+from gatejax import _validate, protocol, train
 from gatejax.cells import Cell
 from gatejax.tasks import Task
 
@@ -389,32 +389,50 @@ def _abstract_state(
 def _check_tree(stored: Any, abstract: Any, where: str) -> None:
   """Every array the state needs is stored with its shape and dtype, and nothing else is stored."""
   ocp = _orbax()
+  # orbax describes each stored array by an ArrayMetadata (shape, dtype, and more).
+  stored = jax.tree.map(
+    lambda m: jax.ShapeDtypeStruct(tuple(m.shape), m.dtype),
+    stored,
+    is_leaf=lambda x: isinstance(x, ocp.metadata.ArrayMetadata),
+  )
 
-  def flat(tree: Any, is_leaf: Callable[[Any], bool] | None = None) -> dict[str, Any]:
-    pairs = jax.tree_util.tree_flatten_with_path(tree, is_leaf=is_leaf)[0]
-    return {
-      ".".join(str(getattr(k, "name", getattr(k, "key", getattr(k, "idx", k)))) for k in path): leaf
-      for path, leaf in pairs
-    }
+  def show(a: jax.ShapeDtypeStruct) -> str:
+    return f"{np.dtype(a.dtype).name}{list(a.shape)}"
 
-  have = flat(stored, is_leaf=lambda x: isinstance(x, ocp.metadata.ArrayMetadata))
-  want = flat(abstract)
-  problems = [f"{n}: missing from the checkpoint" for n in sorted(set(want) - set(have))]
-  problems += [
-    f"{n}: in the checkpoint but not in the state" for n in sorted(set(have) - set(want))
-  ]
-  for n in sorted(set(want) & set(have)):
-    h, w = have[n], want[n]
-    if tuple(h.shape) != tuple(w.shape) or np.dtype(h.dtype) != np.dtype(w.dtype):
-      problems.append(
-        f"{n}: checkpoint has {np.dtype(h.dtype).name}{list(h.shape)}, "
-        f"expected {np.dtype(w.dtype).name}{list(w.shape)}"
-      )
+  problems = []
+  for m in _validate.mismatches(abstract, stored, exact_dtypes=True):
+    name = _validate.dotted(m.path)
+    if m.found is None:
+      problems.append(f"{name}: missing from the checkpoint")
+    elif m.expected is None:
+      problems.append(f"{name}: in the checkpoint but not in the state")
+    else:
+      problems.append(f"{name}: checkpoint has {show(m.found)}, expected {show(m.expected)}")
   if problems:
     raise CheckpointError(
       f"{where}: the checkpoint's arrays do not fit the training state (another optimizer, "
       "cell or task?):\n  " + "\n  ".join(problems[:20])
     )
+
+
+def _on_primary(action: Callable[[], None], name: str) -> None:
+  """Run ``action`` (a change to the directory's files) in one process, the others waiting.
+
+  Every process of a multi-process run opens and saves the same directory (orbax then
+  writes each array once); a rename done by each of them would race. With one process
+  this is ``action()``.
+  """
+  if jax.process_count() == 1:
+    action()
+    return
+  from jax.experimental import multihost_utils
+
+  try:
+    if jax.process_index() == 0:
+      action()
+  finally:
+    # Also after a failure, so that the other processes are not left waiting at the barrier.
+    multihost_utils.sync_global_devices(name)
 
 
 class Checkpoints:
@@ -465,7 +483,7 @@ class Checkpoints:
     self.cell, self.task, self.optimizer = cell, task, optimizer
     self.every, self.run = every, None if run is None else json.loads(json.dumps(run))
     self.directory = Path(directory).absolute()
-    self._recover()
+    _on_primary(self._recover, "gatejax.checkpoint.recover")
     self._manager = _manager(self.directory, keep)
 
   def _recover(self) -> None:
@@ -558,14 +576,8 @@ class Checkpoints:
   def _replace(self, step: int, args: Any) -> None:
     staging = self.directory / _STAGING
     path, aside = self.directory / str(step), staging / f"{step}{_ASIDE}"
-    try:
-      staged = _manager(staging, None)
-      try:
-        with _settled():
-          staged.save(step, args=args, force=True)
-          staged.wait_until_finished()
-      finally:
-        staged.close()
+
+    def swap() -> None:
       # Both renames are atomic; between them the old step lies aside, whole, and
       # _recover puts it back if the process dies there.
       os.replace(path, aside)
@@ -575,8 +587,20 @@ class Checkpoints:
         if not path.exists():
           os.replace(aside, path)
         raise
+
+    try:
+      staged = _manager(staging, None)
+      try:
+        with _settled():
+          staged.save(step, args=args, force=True)
+          staged.wait_until_finished()
+      finally:
+        staged.close()
+      _on_primary(swap, f"gatejax.checkpoint.swap.{step}")
     finally:
-      shutil.rmtree(staging, ignore_errors=True)
+      _on_primary(
+        lambda: shutil.rmtree(staging, ignore_errors=True), f"gatejax.checkpoint.clean.{step}"
+      )
       self._manager.reload()
 
   def __call__(self, state: train.TrainState, history: train.History) -> bool:
@@ -642,7 +666,7 @@ class Checkpoints:
         convention, activation and gate names, task name and length, the optimizer's
         description, ``run``); with ``False`` only what the shapes depend on is checked.
       sharding: where to put every restored array, e.g. ``NamedSharding(mesh, P())`` to
-        restore replicated over a mesh; default: the first local device.
+        restore replicated over a mesh; default: this process's first device.
 
     Raises:
       FileNotFoundError: no finalized checkpoint (of that step).
@@ -667,7 +691,9 @@ class Checkpoints:
       _refuse(path, _optimizer_mismatches(meta["optimizer"], self.optimizer_description))
     history = self._read_history(path, meta)
     target = (
-      sharding if sharding is not None else jax.sharding.SingleDeviceSharding(jax.devices()[0])
+      sharding
+      if sharding is not None
+      else jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
     )
     abstract = jax.tree.map(
       lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=target), abstract
@@ -783,6 +809,66 @@ def restore(
     return ckpts.restore(step, strict=strict, sharding=sharding)
 
 
+def _run_description(key: PRNGKeyArray, batch_size: int) -> dict[str, Any]:
+  """What a run started from a directory records beyond its model: its key and batch size."""
+  typed = jnp.issubdtype(key.dtype, jax.dtypes.prng_key)
+  key_data = np.asarray(jax.random.key_data(key) if typed else key).tolist()
+  return {"key": key_data, "batch_size": batch_size}
+
+
+def _for_fit(
+  checkpoints: Checkpoints | str | os.PathLike,
+  *,
+  cell: Cell,
+  task: Task,
+  optimizer: optax.GradientTransformation,
+  key: PRNGKeyArray,
+  batch_size: int,
+  steps: int,
+) -> Checkpoints:
+  """The :class:`Checkpoints` of :func:`gatejax.train.fit`'s ``checkpoints`` argument."""
+  if isinstance(checkpoints, Checkpoints):
+    problems = _mismatches(checkpoints.description, describe(cell, task), strict=True)
+    problems += _optimizer_mismatches(
+      checkpoints.optimizer_description, describe_optimizer(optimizer)
+    )
+    if problems:
+      raise ValueError(
+        "checkpoints were opened for another run than this one (the first value is theirs):\n  "
+        + "\n  ".join(problems)
+      )
+    return checkpoints
+  if isinstance(checkpoints, str | os.PathLike):
+    return Checkpoints(
+      checkpoints,
+      cell=cell,
+      task=task,
+      optimizer=optimizer,
+      every=max(1, steps // 10),
+      run=_run_description(key, batch_size),
+    )
+  raise TypeError(
+    f"checkpoints must be a gatejax.checkpoint.Checkpoints or a directory, got {checkpoints!r:.80}"
+  )
+
+
+def _resume(
+  checkpoints: Checkpoints, steps: int, *, sharding: jax.sharding.Sharding | None
+) -> tuple[train.TrainState | None, train.History | None]:
+  """The state and history of the latest checkpoint, or ``(None, None)`` for a new run."""
+  latest = checkpoints.latest_step()
+  if latest is None:
+    return None, None
+  if latest > steps:
+    raise CheckpointError(
+      f"{_where(checkpoints.directory / str(latest), 'state')}: the run is at step {latest}, "
+      f"beyond steps={steps} (the total length of the run); pass steps >= {latest} to "
+      "continue it, or another directory for a shorter run"
+    )
+  state, history, _ = checkpoints.restore(sharding=sharding)
+  return state, history
+
+
 def fit(
   cell: Cell,
   task: Task,
@@ -796,23 +882,24 @@ def fit(
   learning_rate: float | optax.Schedule = 1e-3,
   clip_norm: float | None = 1.0,
   optimizer: str | optax.GradientTransformation | None = None,
-  callback: Callable[[train.TrainState, train.History], bool | None] | None = None,
   **fit_kwargs: Any,
 ) -> train.TrainResult:
   """:func:`gatejax.train.fit` that resumes from ``directory`` and saves every ``every`` steps.
 
-  Start a run, or continue it after an interruption with the same call: the result
-  equals an uninterrupted run's bit for bit. The final state is saved too. The key,
-  batch size and optimizer settings are stored as the run's description, so resuming
-  with other ones fails instead of silently mixing two runs.
+  A thin wrapper over ``train.fit(..., checkpoints=Checkpoints(directory, ..., every=every,
+  keep=keep))``: start a run, or continue it after an interruption with the same call; the
+  result equals an uninterrupted run's bit for bit. The final state is saved too. The key
+  and batch size are stored as the run's description (the optimizer is described in every
+  checkpoint anyway), so resuming with other ones fails instead of silently mixing two runs.
 
   Args:
-    cell, task, key, steps, batch_size, learning_rate, clip_norm, optimizer, callback:
+    cell, task, key, steps, batch_size, learning_rate, clip_norm, optimizer:
       as in :func:`gatejax.train.fit`.
     directory: the run's checkpoint directory.
     every: save every this many steps.
     keep: keep only the latest ``keep`` checkpoints.
-    **fit_kwargs: passed on to :func:`gatejax.train.fit` (``eval_every``, ``progress``, ...).
+    **fit_kwargs: passed on to :func:`gatejax.train.fit` (``eval_every``, ``progress``,
+      ``mesh``, ``callback``, ...).
 
   Example:
     >>> import tempfile, jax, gatejax as gj
@@ -825,51 +912,23 @@ def fit(
     >>> longer.history.step     # steps 0-3 restored, 4-5 trained
     [0, 1, 2, 3, 4, 5]
   """
-  if isinstance(optimizer, optax.GradientTransformation):
-    opt, opt_desc = optimizer, "custom"
-  elif optimizer is None or isinstance(optimizer, str):
-    opt = train.make_optimizer(
-      learning_rate=learning_rate, clip_norm=clip_norm, optimizer=optimizer or "adam"
-    )
-    opt_desc = {
-      "optimizer": optimizer or "adam",
-      "learning_rate": learning_rate if isinstance(learning_rate, float | int) else "schedule",
-      "clip_norm": clip_norm,
-    }
-  else:
-    raise TypeError(f"optimizer must be a name, an optax transformation or None, got {optimizer!r}")
-  typed = jnp.issubdtype(key.dtype, jax.dtypes.prng_key)
-  key_data = np.asarray(jax.random.key_data(key) if typed else key).tolist()
-  run = {"key": key_data, "batch_size": batch_size, "optimizer": opt_desc}
+  opt = train.resolve_optimizer(optimizer, learning_rate=learning_rate, clip_norm=clip_norm)
   with Checkpoints(
-    directory, cell=cell, task=task, optimizer=opt, every=every, keep=keep, run=run
+    directory,
+    cell=cell,
+    task=task,
+    optimizer=opt,
+    every=every,
+    keep=keep,
+    run=_run_description(key, batch_size),
   ) as ckpts:
-    state = history = None
-    latest = ckpts.latest_step()
-    if latest is not None and isinstance(steps, int) and latest > steps:
-      raise CheckpointError(
-        f"{_where(ckpts.directory / str(latest), 'state')}: the run is at step {latest}, "
-        f"beyond steps={steps} (the total length of the run); pass steps >= {latest} to "
-        "continue it, or another directory for a shorter run"
-      )
-    if latest is not None:
-      state, history, _ = ckpts.restore()
-
-    def on_step(state: train.TrainState, history: train.History) -> bool:
-      ckpts(state, history)
-      return bool(callback(state, history)) if callback is not None else False
-
-    result = train.fit(
+    return train.fit(
       cell,
       task,
       key=key,
       steps=steps,
       batch_size=batch_size,
       optimizer=opt,
-      state=state,
-      history=history,
-      callback=on_step,
+      checkpoints=ckpts,
       **fit_kwargs,
     )
-    ckpts.save(result.state, result.history)
-    return result

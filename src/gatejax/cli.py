@@ -231,5 +231,16 @@ def main(argv: Sequence[str] | None = None) -> int:
   return 2  # not reached: args._error exits
 
 
-if __name__ == "__main__":
+def entry() -> None:
+  """The ``gatejax`` program: :func:`main` on ``sys.argv``, exiting with its status.
+
+  Its figures go to files, never to a window, so it draws with matplotlib's Agg backend
+  unless ``MPLBACKEND`` names another. This is the program's own setting: :func:`main`,
+  called from Python, leaves the caller's backend alone.
+  """
+  os.environ.setdefault("MPLBACKEND", "Agg")
   sys.exit(main())
+
+
+if __name__ == "__main__":
+  entry()

@@ -3,15 +3,15 @@ r"""Minimal gated cells: MGU, minimalRNN, minGRU and minLSTM.
 Four answers to "how little gating keeps a gradient alive?", each a :class:`~gatejax.cells.Cell`
 built like the classic ones (fused gate matrices, ``project``/``recur``, gates recorded):
 
-================  ===============================  ===========  ==========================
-cell              paper                            carry        recurrence in the carry
-================  ===============================  ===========  ==========================
-:func:`mgu`       Zhou et al. 2016                 ``h``        nonlinear (one gate)
-:func:`minimal_rnn`  Chen, Pennington &            ``h``        nonlinear (gate reads h)
-                  Schoenholz 2018
-:func:`min_gru`   Feng et al. 2024                 ``h``        **linear**
-:func:`min_lstm`  Feng et al. 2024                 ``h``        **linear**
-================  ===============================  ===========  ==========================
+===================  ===============================  ===========  ==========================
+cell                 paper                            carry        recurrence in the carry
+===================  ===============================  ===========  ==========================
+:func:`mgu`          Zhou et al. 2016                 ``h``        nonlinear (one gate)
+:func:`minimal_rnn`  Chen, Pennington &               ``h``        nonlinear (gate reads h)
+                     Schoenholz 2018
+:func:`min_gru`      Feng et al. 2024                 ``h``        **linear**
+:func:`min_lstm`     Feng et al. 2024                 ``h``        **linear**
+===================  ===============================  ===========  ==========================
 
 The gates of minGRU and minLSTM read only the input, so :math:`h_t = a_t \odot h_{t-1} + b_t`
 with :math:`a_t, b_t` functions of :math:`x_t` alone. They offer that form as
@@ -95,6 +95,8 @@ class MGUGates(NamedTuple):
 
 
 class MGUOptions(NamedTuple):
+  """The options :func:`mgu` was called with (``cell.options``)."""
+
   forget_bias: Bias
   reset_gate: bool
   gate_fn: Activation
@@ -219,6 +221,8 @@ class MinimalRNNGates(NamedTuple):
 
 
 class MinimalOptions(NamedTuple):
+  """The options :func:`minimal_rnn` was called with (``cell.options``)."""
+
   update_bias: Bias
   gate_fn: Activation
   activation: Activation

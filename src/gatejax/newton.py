@@ -57,7 +57,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jax.flatten_util import ravel_pytree
-from jaxtyping import Array, Bool, Float, Int
+from jaxtyping import Array, Float, Int
 
 from gatejax import sequence
 from gatejax._jit import bounded_jit
@@ -67,6 +67,7 @@ __all__ = ["METHODS", "NewtonInfo", "default_tol", "parallel_scan"]
 Params = Any
 Carry = Any
 
+#: The ``method`` values of :func:`parallel_scan`.
 METHODS = ("deer", "quasi", "elk", "quasi-elk")
 DAMPED = ("elk", "quasi-elk")
 
@@ -92,9 +93,11 @@ class NewtonInfo(NamedTuple):
     converged: ``residual <= tol`` (so every carry is finite).
   """
 
-  iterations: Int[Array, "*batch"]
-  residual: Float[Array, "*batch"]
-  converged: Bool[Array, "*batch"]
+  # Each of shape ``batch``; plain ``Array`` annotations, because the docs render these
+  # fields' types as text, where jaxtyping's "*batch" would open an emphasis.
+  iterations: Array
+  residual: Array
+  converged: Array
 
 
 def default_tol(dtype: Any) -> float:

@@ -1,4 +1,4 @@
-r"""A Flax NNX layer over the pure core: :class:`Recurrent`.
+r"""A Flax NNX layer over the pure core: :class:`~gatejax.nnx.Recurrent`.
 
 The core keeps parameters as plain pytrees and cells as values; Flax NNX keeps them as
 ``nnx.Param`` attributes of a mutable module. :class:`Recurrent` is the thin bridge: it

@@ -35,10 +35,11 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
@@ -63,6 +64,7 @@ __all__ = [
   "train_step",
 ]
 
+#: The name of the mesh axis that splits the batch, in :func:`data_mesh`'s meshes.
 DATA = "data"
 
 
@@ -121,6 +123,22 @@ def _check_divisible(size: int, mesh: Mesh, axis: str, what: str) -> None:
     )
 
 
+def _put(x: Any, sharding: NamedSharding) -> Array:
+  """``jax.device_put(x, sharding)``, also when ``sharding`` spans the devices of several processes.
+
+  ``device_put`` reaches only this process's devices. Across processes every process
+  holds the same ``x`` (the same program on the same key computed it), and each one
+  supplies the slices that its own devices hold.
+  """
+  if sharding.is_fully_addressable:
+    return jax.device_put(x, sharding)
+  if jnp.issubdtype(jnp.result_type(x), jax.dtypes.prng_key):
+    data = _put(jax.random.key_data(x), sharding)
+    return jax.random.wrap_key_data(data, impl=jax.random.key_impl(x))
+  host = np.asarray(x)
+  return jax.make_array_from_callback(host.shape, sharding, lambda index: host[index])
+
+
 def shard(tree: Any, mesh: Mesh, *, dim: int, axis: str | None = None) -> Any:
   """Place every array of ``tree`` on ``mesh`` with its axis ``dim`` split over ``axis``.
 
@@ -139,7 +157,7 @@ def shard(tree: Any, mesh: Mesh, *, dim: int, axis: str | None = None) -> Any:
       raise ValueError(f"cannot split axis {dim} of an array of shape {x.shape}")
     d = dim % x.ndim
     _check_divisible(x.shape[d], mesh, axis, f"axis {d} of an array of shape {x.shape}")
-    return jax.device_put(x, NamedSharding(mesh, _spec(x.ndim, d, axis)))
+    return _put(x, NamedSharding(mesh, _spec(x.ndim, d, axis)))
 
   return jax.tree.map(place, tree)
 
@@ -148,7 +166,8 @@ def replicate(tree: Any, mesh: Mesh) -> Any:
   """Place every array of ``tree`` on every device of ``mesh`` (``PartitionSpec()``)."""
   if not isinstance(mesh, Mesh):
     raise TypeError(f"mesh must be a jax.sharding.Mesh, got {type(mesh).__name__}")
-  return jax.device_put(tree, NamedSharding(mesh, P()))
+  sharding = NamedSharding(mesh, P())
+  return jax.tree.map(lambda x: _put(x, sharding), tree)
 
 
 def batch_sharding(batch: Batch, mesh: Mesh, *, axis: str | None = None) -> Batch:
@@ -182,7 +201,7 @@ def shard_batch(batch: Batch, mesh: Mesh, *, axis: str | None = None) -> Batch:
     >>> sharded.xs.sharding.spec, sharded.targets.sharding.spec
     (P(None, 'data', None), P('data',))
   """
-  return jax.device_put(batch, batch_sharding(batch, mesh, axis=axis))
+  return jax.tree.map(_put, batch, batch_sharding(batch, mesh, axis=axis))
 
 
 @functools.lru_cache(maxsize=64)
@@ -191,9 +210,18 @@ def _shard_task(task: Task, mesh: Mesh, axis: str) -> Task:
   # that take the task as a static argument compile once.
   sample = task.sample
 
+  @functools.cache
+  def jitted(batch_size: int) -> Callable[[PRNGKeyArray], Batch]:
+    # The output shardings make every batch come out split, also one drawn outside a
+    # training step (the evaluation set): generated in its shards, which across
+    # processes is the only way to make it. Inside a jitted step they constrain the batch.
+    shape = jax.eval_shape(lambda key: sample(key, batch_size), jax.random.key(0))
+    return jax.jit(
+      lambda key: sample(key, batch_size), out_shardings=batch_sharding(shape, mesh, axis=axis)
+    )
+
   def sharded_sample(key: PRNGKeyArray, batch_size: int) -> Batch:
-    batch = sample(key, batch_size)
-    return jax.lax.with_sharding_constraint(batch, batch_sharding(batch, mesh, axis=axis))
+    return jitted(batch_size)(key)
 
   return task._replace(sample=sharded_sample)
 
@@ -224,6 +252,30 @@ def _check_batch_size(batch_size: Any, mesh: Mesh, axis: str) -> int:
     raise ValueError(f"batch_size must be an int >= 1, got {batch_size!r}")
   _check_divisible(batch_size, mesh, axis, "batch_size")
   return batch_size
+
+
+class _Placement(NamedTuple):
+  """Where :func:`gatejax.train.fit` puts a data-parallel run: its mesh and batch axis."""
+
+  mesh: Mesh
+  axis: str
+
+  @classmethod
+  def of(cls, mesh: Mesh, axis: str | None) -> _Placement:
+    return cls(mesh, _axis(mesh, axis))
+
+  @property
+  def replicated(self) -> NamedSharding:
+    return NamedSharding(self.mesh, P())
+
+  def check_batch_size(self, name: str, size: int) -> None:
+    _check_divisible(size, self.mesh, self.axis, name)
+
+  def task(self, task: Task) -> Task:
+    return shard_task(task, self.mesh, axis=self.axis)
+
+  def replicate(self, tree: Any) -> Any:
+    return replicate(tree, self.mesh)
 
 
 def train_step(
@@ -278,24 +330,16 @@ def fit(
   task: Task,
   *,
   mesh: Mesh,
-  key: PRNGKeyArray,
-  steps: int,
-  batch_size: int = 64,
   axis: str | None = None,
-  state: train.TrainState | None = None,
-  optimizer: str | optax.GradientTransformation | None = None,
-  learning_rate: float | optax.Schedule = 1e-3,
-  clip_norm: float | None = 1.0,
   **fit_kwargs: Any,
 ) -> train.TrainResult:
-  """:func:`gatejax.train.fit`, data-parallel over ``mesh``: the same loop, history and results.
+  """:func:`gatejax.train.fit` with ``mesh=mesh``: the same loop, history and results, data-parallel.
 
-  The training and evaluation batches are split over the mesh (:func:`shard_task`) and
-  the state is replicated on it; everything else is :func:`gatejax.train.fit` (resuming,
-  callbacks such as :class:`gatejax.checkpoint.Checkpoints`, divergence checks). The
-  result equals the single-device run's up to float32 rounding in the gradient sums.
-  ``batch_size`` and ``eval_batch_size`` must be multiples of the number of devices
-  (a finite data set's ``dataset()`` split is evaluated unsplit).
+  A thin wrapper kept for reading: ``parallel.fit(cell, task, mesh=mesh, ...)`` is
+  ``train.fit(cell, task, mesh=mesh, ...)``, which splits every batch over the mesh
+  (:func:`shard_task`), replicates the state on it and can checkpoint the run
+  (``checkpoints=``). The result equals the single-device run's up to float32 rounding
+  in the gradient sums.
 
   Example:
     >>> import jax, gatejax as gj
@@ -306,30 +350,7 @@ def fit(
     >>> len(result.history.loss)
     3
   """
-  axis = _axis(mesh, axis)
-  batch_size = _check_batch_size(batch_size, mesh, axis)
-  if task.dataset is None:
-    _check_batch_size(fit_kwargs.get("eval_batch_size", 512), mesh, axis)
-  if optimizer is None or isinstance(optimizer, str):
-    optimizer = train.make_optimizer(
-      learning_rate=learning_rate, clip_norm=clip_norm, optimizer=optimizer or "adam"
-    )
-  if state is None:
-    # fit's seed convention: the run key (the first half of key) makes the initial state.
-    state = train.init_state(cell, task, jax.random.split(key)[0], optimizer)
-  sharded = shard_task(task, mesh, axis=axis)
-  if fit_kwargs.get("eval_task") is not None:
-    fit_kwargs["eval_task"] = shard_task(fit_kwargs["eval_task"], mesh, axis=axis)
-  return train.fit(
-    cell,
-    sharded,
-    key=key,
-    steps=steps,
-    batch_size=batch_size,
-    optimizer=optimizer,
-    state=replicate(state, mesh),
-    **fit_kwargs,
-  )
+  return train.fit(cell, task, mesh=mesh, axis=axis, **fit_kwargs)
 
 
 # ---------------------------------------------------------------------------
@@ -384,7 +405,7 @@ def sweep(
   pad = -n % devices
   if pad:
     keys = jnp.concatenate([keys, jnp.repeat(keys[-1:], pad, axis=0)])
-  keys = jax.device_put(keys, NamedSharding(mesh, _spec(keys.ndim, 0, axis)))
+  keys = _put(keys, NamedSharding(mesh, _spec(keys.ndim, 0, axis)))
   out = _vmapped(fn, mesh, axis)(keys)
   return jax.tree.map(lambda x: x[:n], out) if pad else out
 

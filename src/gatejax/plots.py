@@ -11,11 +11,12 @@ from typing import Any
 
 
 def _pyplot() -> Any:
-  """matplotlib.pyplot, imported on first use with a non-interactive backend when headless."""
-  import matplotlib
+  """matplotlib.pyplot, imported on first use.
 
-  if matplotlib.get_backend().lower() not in ("module://matplotlib_inline.backend_inline",):
-    matplotlib.use("Agg", force=False)
+  The backend is the user's: ``MPLBACKEND``, a notebook's inline backend, or matplotlib's
+  own choice (Agg where there is no display). The ``gatejax`` command selects Agg for
+  itself (:func:`gatejax.cli.entry`); a library call never switches it.
+  """
   import matplotlib.pyplot as plt
 
   return plt

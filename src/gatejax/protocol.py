@@ -77,7 +77,9 @@ from jax.typing import DTypeLike
 from jaxtyping import Array, PRNGKeyArray
 
 __all__ = [
+  "Carry",
   "CellLike",
+  "Params",
   "Recurrence",
   "config",
   "describe",
@@ -90,7 +92,9 @@ __all__ = [
   "recurrence",
 ]
 
+#: A cell's parameters: whatever pytree of arrays its ``init`` returns (a name, not a type).
 Params = Any
+#: A cell's carry: whatever pytree its ``initial_carry`` returns, leaves ``(*batch, ...)``.
 Carry = Any
 
 MEMBERS = ("hidden_size", "init", "initial_carry", "step")

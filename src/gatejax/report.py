@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
-import math
 import platform
 import sys
 import time
@@ -38,7 +37,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import gatejax as gj
-from gatejax import analysis
+from gatejax import _format, analysis
 from gatejax.experiments import dynamics, gates, horizon
 from gatejax.experiments.vanishing import (
   CELL_KINDS,
@@ -47,7 +46,7 @@ from gatejax.experiments.vanishing import (
   run_vanishing,
 )
 
-__all__ = ["ReportSizes", "add_arguments", "main", "write_report"]
+__all__ = ["ReportSizes", "VanishingSizes", "add_arguments", "main", "write_report"]
 
 
 class VanishingSizes(NamedTuple):
@@ -83,6 +82,7 @@ TRAIN = {False: True, True: ("LSTM sigmoid", "LSTM relu")}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+  """The options of ``gatejax report`` (``gatejax report --help`` lists them)."""
   from gatejax import cli
 
   parser.add_argument(
@@ -191,7 +191,7 @@ def _vanishing_json(v: VanishingResult) -> dict[str, Any]:
         "horizon": r.horizon,
         "far_share": r.far_share,
         f"near_share_last_{k}": _near_share(r, k),
-        "decay_rate": r.decay_rate if math.isfinite(r.decay_rate) else None,
+        "decay_rate": _format.jsonable(r.decay_rate),
         "linear_in_carry": r.linear,
       }
       for r in v.runs
@@ -388,7 +388,7 @@ def _verdict(v: VanishingResult, g: gates.GateExperiment, h: horizon.HorizonResu
     runs = {fn: g.training.get(gates.label(kind, fn)) for fn in gates.GATE_FUNCTIONS}
     parts = [
       f"{fn} {int(t.diverged.sum())}/{t.diverged.size} diverged, median final loss "
-      f"{gates._num(gates._median_final(t))}"
+      f"{_format.number(gates._median_final(t))}"
       for fn, t in runs.items()
       if t is not None
     ]
@@ -640,6 +640,7 @@ def write_report(
 
 
 def main(args: argparse.Namespace) -> int:
+  """``gatejax report``: check the output directory, then write the report; the exit status."""
   from gatejax import cli
 
   # Checked first: the report takes minutes, and a path that cannot be written would

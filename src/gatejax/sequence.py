@@ -1,4 +1,4 @@
-r"""Running cells over sequences: :func:`scan`, and stacks of layers with :func:`scan_stack`.
+r"""Running cells over sequences: :func:`~gatejax.scan`, and stacks with :func:`~gatejax.scan_stack`.
 
 Sequences are time-major, as ``jax.lax.scan``: ``xs`` has shape
 ``(time, *batch, input)``. Variable lengths are right-padded: a step at

@@ -6,13 +6,13 @@ draws a :class:`Batch` from a key; its ``loss`` scores a model's predictions on 
 batch; its ``baseline`` is the loss of the trivial predictor that a model must beat
 to show it has used the sequence at all.
 
-==================  =====  =====  ======  =======  ==========================================
-task                input  out    time    readout  baseline (trivial predictor)
-==================  =====  =====  ======  =======  ==========================================
-:func:`adding`      2      1      T       last     1/6: always predict 1 (MSE)
-:func:`copy_memory` S + 2  S + 1  D + 2K  all      K log S / (D + 2K): blanks, then uniform
-:func:`digits`      1      10     64      last     log 10: uniform over the classes
-==================  =====  =====  ======  =======  ==========================================
+===================  =====  =====  ======  =======  ==========================================
+task                 input  out    time    readout  baseline (trivial predictor)
+===================  =====  =====  ======  =======  ==========================================
+:func:`adding`       2      1      T       last     1/6: always predict 1 (MSE)
+:func:`copy_memory`  S + 2  S + 1  D + 2K  all      K log S / (D + 2K): blanks, then uniform
+:func:`digits`       1      10     64      last     log 10: uniform over the classes
+===================  =====  =====  ======  =======  ==========================================
 
 (``S`` symbols, delay ``D``, ``K`` symbols to copy.)
 
@@ -34,6 +34,7 @@ from typing import Literal, NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 from jaxtyping import Array, Float, Int, PRNGKeyArray
 
 __all__ = ["Batch", "Task", "adding", "copy_memory", "digits"]
@@ -134,8 +135,11 @@ def _check_predictions(task: str, predictions: Array, shape: tuple[int, ...]) ->
 
 def _cross_entropy(logits: Array, labels: Array) -> Array:
   """Mean softmax cross-entropy of integer ``labels`` under ``logits`` (last axis classes)."""
-  log_p = jax.nn.log_softmax(logits.astype(jnp.float32), axis=-1)
-  return -jnp.mean(jnp.take_along_axis(log_p, labels[..., None], axis=-1))
+  # In float32 whatever the logits' dtype: bfloat16 would round the loss to 2-3 digits.
+  per_item = optax.losses.softmax_cross_entropy_with_integer_labels(
+    logits.astype(jnp.float32), labels
+  )
+  return jnp.mean(per_item)
 
 
 def _accuracy(logits: Array, labels: Array) -> Array:
@@ -221,7 +225,7 @@ def _adding(time: int, variable_length: bool, min_length: int) -> Task:
 
   def loss(predictions: Array, batch: Batch) -> Array:
     _check_predictions("adding", predictions, (batch.targets.shape[0], 1))
-    return jnp.mean((predictions[:, 0] - batch.targets) ** 2)
+    return jnp.mean(optax.losses.squared_error(predictions[:, 0], batch.targets))
 
   return Task(
     name="adding",

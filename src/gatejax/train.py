@@ -23,13 +23,15 @@ norm before clipping.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import math
 import numbers
+import os
 import time as _time
 from collections.abc import Callable
-from typing import Any, NamedTuple, cast
+from typing import TYPE_CHECKING, Any, NamedTuple, cast
 
 import jax
 import jax.numpy as jnp
@@ -37,11 +39,17 @@ import numpy as np
 import optax
 from jaxtyping import Array, Float, Int, PRNGKeyArray
 
-from gatejax import _validate, protocol
+from gatejax import _format, _validate, protocol
 from gatejax._jit import bounded_jit
 from gatejax.cells import Cell
 from gatejax.sequence import ScanOptions, scan
 from gatejax.tasks import Batch, Task
+
+if TYPE_CHECKING:
+  from jax.sharding import Mesh
+
+  from gatejax.checkpoint import Checkpoints
+  from gatejax.parallel import _Placement
 
 __all__ = [
   "EvalMetrics",
@@ -61,6 +69,7 @@ __all__ = [
   "loss_fn",
   "make_optimizer",
   "predict",
+  "resolve_optimizer",
   "step_on_batch",
   "train_step",
 ]
@@ -416,15 +425,6 @@ def evaluation_batch(task: Task, key: PRNGKeyArray, batch_size: int) -> Batch:
 # ---------------------------------------------------------------------------
 
 
-def _encode(x: float) -> float | str:
-  # Strict JSON has no NaN or infinity; a diverged run has both.
-  return x if math.isfinite(x) else repr(x)
-
-
-def _decode(x: float | str) -> float:
-  return float(x)
-
-
 _SERIES = ("loss", "grad_norm", "metric", "eval_loss", "eval_metric")
 
 
@@ -465,14 +465,7 @@ class History:
 
   def to_dict(self) -> dict[str, Any]:
     """A dict of plain JSON values (non-finite floats as the strings ``"nan"``, ``"inf"``)."""
-    out = dataclasses.asdict(self)
-    for name in (*_SERIES, "baseline", "initial_loss"):
-      value = out[name]
-      if isinstance(value, list):
-        out[name] = [_encode(v) for v in value]
-      elif value is not None:
-        out[name] = _encode(value)
-    return out
+    return _format.jsonable(dataclasses.asdict(self))
 
   @classmethod
   def from_dict(cls, data: dict[str, Any]) -> History:
@@ -484,14 +477,14 @@ class History:
     values = dict(data)
     for name in _SERIES:
       if name in values:
-        values[name] = [_decode(v) for v in values[name]]
+        values[name] = [_format.read_float(v) for v in values[name]]
     for name in ("step", "eval_step"):
       if name in values:
         values[name] = [int(v) for v in values[name]]
     if "baseline" in values:
-      values["baseline"] = _decode(values["baseline"])
+      values["baseline"] = _format.read_float(values["baseline"])
     if values.get("initial_loss") is not None:
-      values["initial_loss"] = _decode(values["initial_loss"])
+      values["initial_loss"] = _format.read_float(values["initial_loss"])
     return cls(**values)
 
   def arrays(self) -> dict[str, np.ndarray]:
@@ -525,20 +518,61 @@ def _positive_int(name: str, value: Any, minimum: int = 1) -> int:
   return int(value)
 
 
-def _resolve_optimizer(
-  optimizer: str | optax.GradientTransformation | None,
-  learning_rate: float | optax.Schedule,
-  clip_norm: float | None,
+_DEFAULT_LEARNING_RATE = 1e-3
+_DEFAULT_CLIP_NORM = 1.0
+
+
+def resolve_optimizer(
+  optimizer: str | optax.GradientTransformation | None = None,
+  *,
+  learning_rate: float | optax.Schedule = _DEFAULT_LEARNING_RATE,
+  clip_norm: float | None = _DEFAULT_CLIP_NORM,
 ) -> optax.GradientTransformation:
+  """The optax transformation a run uses: the one place where an optimizer is chosen.
+
+  ``optimizer`` is an ``optax.GradientTransformation``, used as it is, or a name (``None``
+  is ``"adam"``) that :func:`make_optimizer` builds with ``learning_rate`` and
+  ``clip_norm``. A transformation carries its own learning rate and clipping, so passing
+  either beside one is an error rather than a value silently ignored.
+
+  Raises:
+    TypeError: ``optimizer`` is neither a name, a transformation nor ``None``.
+    ValueError: an unknown name, a bad ``learning_rate`` or ``clip_norm``, or either of
+      them set to a non-default value beside a transformation.
+
+  Example:
+    >>> import optax
+    >>> from gatejax import train
+    >>> train.resolve_optimizer("sgd", learning_rate=0.1) is train.make_optimizer(
+    ...     learning_rate=0.1, optimizer="sgd")
+    True
+    >>> train.resolve_optimizer(optax.adam(1e-2), learning_rate=0.1)
+    Traceback (most recent call last):
+    ...
+    ValueError: learning_rate=0.1 is given beside an optax transformation, which has its own; ...
+  """
+  # Checked even beside a transformation: a bad value is a mistake either way.
+  learning_rate = _learning_rate(learning_rate)
+  clip_norm = _positive_float("clip_norm", clip_norm, "or None for no clipping")
   if optimizer is None or isinstance(optimizer, str):
     return make_optimizer(
       learning_rate=learning_rate, clip_norm=clip_norm, optimizer=optimizer or "adam"
     )
-  if isinstance(optimizer, optax.GradientTransformation):
-    return optimizer
-  raise TypeError(
-    f"optimizer must be a name, an optax.GradientTransformation or None, got {optimizer!r}"
-  )
+  if not isinstance(optimizer, optax.GradientTransformation):
+    raise TypeError(
+      f"optimizer must be a name, an optax.GradientTransformation or None, got {optimizer!r:.80}"
+    )
+  for name, value, default in (
+    ("learning_rate", learning_rate, _DEFAULT_LEARNING_RATE),
+    ("clip_norm", clip_norm, _DEFAULT_CLIP_NORM),
+  ):
+    if value != default:
+      raise ValueError(
+        f"{name}={value!r} is given beside an optax transformation, which has its own; "
+        "build the transformation with it (e.g. optax.chain(optax.clip_by_global_norm(c), "
+        "optax.adam(lr))) or pass the optimizer's name instead"
+      )
+  return optimizer
 
 
 def fit(
@@ -548,8 +582,8 @@ def fit(
   key: PRNGKeyArray,
   steps: int,
   batch_size: int = 64,
-  learning_rate: float | optax.Schedule = 1e-3,
-  clip_norm: float | None = 1.0,
+  learning_rate: float | optax.Schedule = _DEFAULT_LEARNING_RATE,
+  clip_norm: float | None = _DEFAULT_CLIP_NORM,
   optimizer: str | optax.GradientTransformation | None = None,
   eval_every: int | None = None,
   eval_batch_size: int = 512,
@@ -561,8 +595,11 @@ def fit(
   callback: Callable[[TrainState, History], bool | None] | None = None,
   divergence_threshold: float | None = 1000.0,
   options: ScanOptions | None = None,
+  checkpoints: Checkpoints | str | os.PathLike | None = None,
+  mesh: Mesh | None = None,
+  axis: str | None = None,
 ) -> TrainResult:
-  r"""Train ``cell`` on ``task`` for ``steps`` updates; resumable, and divergence is reported.
+  r"""Train ``cell`` on ``task`` for ``steps`` updates: resumable, data-parallel, divergence reported.
 
   Seeds: ``key`` splits into the run key (parameters and data, :func:`init_state`)
   and the evaluation key, which draws one fixed evaluation set of ``eval_batch_size``
@@ -584,19 +621,35 @@ def fit(
   many orders of magnitude within a step or two, then turns to infinity and NaN.
 
   Resuming: pass the ``state`` and ``history`` of an interrupted run (with the same
-  ``key``, ``steps`` and options); the result equals the uninterrupted run's bit for
-  bit, since step ``s``'s batch depends only on ``state.key`` and ``s``. ``steps`` is
-  the total length of the run, not the number of steps still to go.
+  ``key``, ``steps`` and options), or let ``checkpoints`` find them; the result equals
+  the uninterrupted run's bit for bit, since step ``s``'s batch depends only on
+  ``state.key`` and ``s``. ``steps`` is the total length of the run, not the number of
+  steps still to go.
+
+  Checkpoints: with ``checkpoints`` (a :class:`~gatejax.checkpoint.Checkpoints` or a
+  directory) the run starts from the latest checkpoint there, if any and unless ``state``
+  is given, saves every ``every`` steps (a directory: every ``max(1, steps // 10)``) and
+  saves the final state. A directory also records ``key`` and ``batch_size`` and refuses
+  to continue a run that had others; a :class:`~gatejax.checkpoint.Checkpoints` records
+  its own ``run``. Either must belong to this cell, task and optimizer.
+
+  Data parallelism: with ``mesh`` (a one-dimensional device mesh such as
+  :func:`gatejax.parallel.data_mesh`, possibly spanning the devices of several processes
+  after ``jax.distributed.initialize``) every batch is split over the devices along its
+  batch axis (:func:`gatejax.parallel.shard_task`) and the state is replicated
+  (:func:`gatejax.parallel.replicate`); the result equals the single-device run's up to
+  float32 rounding in the gradient sums. ``batch_size`` and ``eval_batch_size`` must be
+  multiples of the number of devices.
 
   Args:
-    cell: any :class:`~gatejax.cells.Cell`.
+    cell: any cell (:mod:`gatejax.protocol`).
     task: a :class:`~gatejax.tasks.Task`.
     key: the run's PRNG key.
     steps: the total number of updates.
     batch_size: training sequences per step.
-    learning_rate, clip_norm: passed to :func:`make_optimizer` when ``optimizer`` is
-      a name or ``None`` (Adam); unused (but still checked) when it is an
-      ``optax.GradientTransformation``.
+    learning_rate, clip_norm: for an optimizer given by name (see
+      :func:`resolve_optimizer`); an error beside an ``optax.GradientTransformation``
+      unless left at their defaults.
     optimizer: ``None`` (Adam), a name for :func:`make_optimizer`, or an optax
       transformation used as is.
     eval_every: evaluate after every this many updates (default ``max(1, steps // 10)``),
@@ -607,12 +660,15 @@ def fit(
     log_every: record the training metrics of every this many steps in the history.
     progress: show a tqdm progress bar with the loss.
     state, history: continue this run.
-    callback: called as ``callback(state, history)`` after every step (checkpointing,
-      early stopping); a true return value stops the run.
+    callback: called as ``callback(state, history)`` after every step (after the
+      checkpoint of that step, if any); a true return value stops the run.
     divergence_threshold: see above, a finite number > 0; ``None`` stops only on NaN or
       infinity.
     options: a :class:`~gatejax.ScanOptions`: how every sequence of the run is computed
       (``remat`` to bound memory, ``matmul_dtype=jnp.bfloat16``, ...).
+    checkpoints: where to save and resume the run, see above.
+    mesh: the devices to split every batch over, see above.
+    axis: the mesh axis that splits the batch (default: the mesh's only axis).
 
   Returns:
     A :class:`TrainResult` ``(state, history)``; ``result.params`` is ``state.params``.
@@ -624,6 +680,11 @@ def fit(
     ...                    steps=20, batch_size=32, progress=False)
     >>> int(result.state.step), len(result.history.loss), result.history.diverged
     (20, 20, False)
+
+    ``checkpoints=`` and ``mesh=`` go together (``train.fit(..., checkpoints="runs/gru",
+    mesh=parallel.data_mesh())``); the examples of :func:`gatejax.checkpoint.fit` and
+    :func:`gatejax.parallel.fit` run each, and ``examples/distributed.py`` both across
+    processes.
   """
   _check_cell_task(cell, task)
   steps = _positive_int("steps", steps, 0)
@@ -648,25 +709,103 @@ def fit(
       f"eval_task {eval_task.name!r} does not fit a model for task {task.name!r}: it must "
       "have the same input_size, output_size and readout"
     )
-  # Checked even where a given optax transformation makes them unused: a bad value is a
-  # mistake either way.
-  _learning_rate(learning_rate)
-  _positive_float("clip_norm", clip_norm, "or None for no clipping")
-  opt = _resolve_optimizer(optimizer, learning_rate, clip_norm)
-
-  k_run, k_eval = jax.random.split(key)
+  opt = resolve_optimizer(optimizer, learning_rate=learning_rate, clip_norm=clip_norm)
   if state is not None and not isinstance(state, TrainState):
     raise TypeError(f"state must be a TrainState, got {type(state).__name__}")
+  if history is not None and not isinstance(history, History):
+    raise TypeError(f"history must be a History, got {type(history).__name__}")
+
+  placement = None
+  if mesh is not None:
+    from gatejax import parallel
+
+    placement = parallel._Placement.of(mesh, axis)
+    placement.check_batch_size("batch_size", batch_size)
+    if eval_every and eval_task.dataset is None:
+      placement.check_batch_size("eval_batch_size", eval_batch_size)
+  elif axis is not None:
+    raise ValueError("axis names the mesh axis that splits the batch: it needs a mesh")
+
+  with contextlib.ExitStack() as stack:
+    ckpts = None
+    if checkpoints is not None:
+      from gatejax import checkpoint
+
+      ckpts = checkpoint._for_fit(
+        checkpoints,
+        cell=cell,
+        task=task,
+        optimizer=opt,
+        key=key,
+        batch_size=batch_size,
+        steps=steps,
+      )
+      if ckpts is not checkpoints:  # opened here from a directory: closed here
+        stack.callback(ckpts.close)
+      if state is None and history is None:
+        state, history = checkpoint._resume(
+          ckpts, steps, sharding=None if placement is None else placement.replicated
+        )
+    if placement is not None:
+      task, eval_task = placement.task(task), placement.task(eval_task)
+    result = _loop(
+      cell,
+      task,
+      eval_task,
+      opt,
+      key=key,
+      steps=steps,
+      batch_size=batch_size,
+      eval_every=eval_every,
+      eval_batch_size=eval_batch_size,
+      log_every=log_every,
+      progress=progress,
+      state=state,
+      history=history,
+      callback=callback,
+      divergence_threshold=divergence_threshold,
+      options=options,
+      checkpoints=ckpts,
+      placement=placement,
+    )
+    if ckpts is not None:
+      ckpts.save(result.state, result.history)
+  return result
+
+
+def _loop(
+  cell: Cell,
+  task: Task,
+  eval_task: Task,
+  opt: optax.GradientTransformation,
+  *,
+  key: PRNGKeyArray,
+  steps: int,
+  batch_size: int,
+  eval_every: int,
+  eval_batch_size: int,
+  log_every: int,
+  progress: bool,
+  state: TrainState | None,
+  history: History | None,
+  callback: Callable[[TrainState, History], bool | None] | None,
+  divergence_threshold: float | None,
+  options: ScanOptions | None,
+  checkpoints: Checkpoints | None,
+  placement: _Placement | None,
+) -> TrainResult:
+  """The training loop of :func:`fit`, its arguments checked (and the task sharded)."""
+  k_run, k_eval = jax.random.split(key)
   if state is not None and int(state.step) > steps:
     raise ValueError(
       f"steps must be >= state.step (steps is the run's total length, not the steps still "
       f"to go), got steps={steps} for a state at step {int(state.step)}"
     )
   current = init_state(cell, task, k_run, opt) if state is None else state
+  if placement is not None:
+    current = placement.replicate(current)
   if history is None:
     history = History(task=task.name, baseline=task.baseline, metric_name=task.metric_name)
-  elif not isinstance(history, History):
-    raise TypeError(f"history must be a History, got {type(history).__name__}")
   if history.diverged:
     return TrainResult(current, history)
 
@@ -731,6 +870,8 @@ def fit(
           if history.eval_loss:
             postfix["eval"] = f"{history.eval_loss[-1]:.4g}"
           bar.set_postfix(postfix, refresh=False)
+      if checkpoints is not None and checkpoints.every and done % checkpoints.every == 0:
+        checkpoints.save(current, history)
       if callback is not None and callback(current, history):
         break
   finally:

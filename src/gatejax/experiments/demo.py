@@ -20,6 +20,7 @@ INPUT_SIZE, BATCH = 8, 16
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+  """The options of ``gatejax demo`` (``gatejax demo --help`` lists them)."""
   parser.add_argument(
     "--time", type=cli.int_at_least(3), default=200, help="sequence length T (>= 3, for chrono(T))"
   )
@@ -49,6 +50,7 @@ def input_gradient_profile(cell: gj.Cell, params, xs: jax.Array) -> jax.Array:
 
 
 def main(args: argparse.Namespace) -> int:
+  """``gatejax demo``: print where each cell's gradient comes from; the exit status."""
   cli.check_memory(
     _estimated_bytes(args.time, args.hidden),
     f"--time {args.time} --hidden {args.hidden}",

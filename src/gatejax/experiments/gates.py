@@ -60,7 +60,7 @@ import numpy as np
 from jaxtyping import Array, Float
 
 import gatejax as gj
-from gatejax import analysis, loop, protocol, tasks
+from gatejax import _format, analysis, loop, protocol, tasks
 from gatejax._jit import bounded_jit
 from gatejax.cells import Cell
 
@@ -88,12 +88,15 @@ __all__ = [
   "training_table",
 ]
 
+#: The gate functions compared, by name (the only thing that differs between the runs).
 GATE_FUNCTIONS: dict[str, Callable[[Array], Array]] = {
   "sigmoid": jax.nn.sigmoid,
   "hard_sigmoid": jax.nn.hard_sigmoid,
   "relu": jax.nn.relu,
 }
+#: The gated cells whose gate function is swapped.
 KINDS = ("gru", "lstm")
+#: The inputs of parts (a) and (b), the adding problem's and unit Gaussians.
 PROBES = ("adding", "gaussian")
 # Values a histogram keeps per gate and configuration: enough for a smooth outline.
 _SAMPLES = 20_000
@@ -128,9 +131,11 @@ class GateSizes(NamedTuple):
   clip_norm: float = 1.0
 
 
+#: The sizes of the full report.
 DEFAULT_SIZES = GateSizes()
-# Training sizes equal to horizon.QUICK_SIZES, so that a quick report compiles each
-# sigmoid cell's training step once for both experiments.
+#: Tiny sizes for a smoke run. Its training sizes equal those of
+#: :data:`gatejax.experiments.horizon.QUICK_SIZES`, so that a quick report compiles each
+#: sigmoid cell's training step once for both experiments.
 QUICK_SIZES = GateSizes(
   time=20,
   hidden=8,
@@ -532,12 +537,6 @@ def _pct(x: float) -> str:
   return "n/a" if not math.isfinite(x) else f"{100 * x:.1f}%"
 
 
-def _num(x: float) -> str:
-  if not math.isfinite(x):
-    return "inf" if x == math.inf else "nan"
-  return f"{x:.3g}"
-
-
 def _at_distance(norms: np.ndarray, d: int) -> float:
   """Median over seeds of the norm at distance ``d`` (entry ``T - d``)."""
   column = norms[:, norms.shape[1] - d]
@@ -549,7 +548,7 @@ def _final_rms(rms: np.ndarray | None) -> str:
   if rms is None:
     return "–"
   last = rms[:, -1]
-  return _num(float(np.mean(last))) if np.isfinite(last).all() else "overflow"
+  return _format.number(float(np.mean(last))) if np.isfinite(last).all() else "overflow"
 
 
 def _activity_rows(acts: Mapping[str, Activity]) -> list[str]:
@@ -557,7 +556,7 @@ def _activity_rows(acts: Mapping[str, Activity]) -> list[str]:
   for name, act in acts.items():
     for g, f in act.gates.items():
       rows.append(
-        f"| {name} | {g} | {_num(f.mean)} | {_pct(f.dead)} | {_pct(f.shut)} | {_pct(f.open)} "
+        f"| {name} | {g} | {_format.number(f.mean)} | {_pct(f.dead)} | {_pct(f.shut)} | {_pct(f.open)} "
         f"| {_pct(f.above_one)} | {_pct(f.dead_units)} | {_final_rms(act.hidden_rms)} "
         f"| {_final_rms(act.cell_rms)} | {_pct(act.non_finite)} |"
       )
@@ -596,10 +595,10 @@ def jacobian_table(result: GateExperiment, probe: str = "adding") -> str:
     "|---|" + "---|" * len(distances) + "---|---|---|",
   ]
   for name, jac in result.jacobian[probe].items():
-    cells = " | ".join(_num(_at_distance(jac.norms, d)) for d in distances)
+    cells = " | ".join(_format.number(_at_distance(jac.norms, d)) for d in distances)
     rate = float(np.median(jac.rate)) if np.isfinite(jac.rate).all() else math.nan
     rows.append(
-      f"| {name} | {cells} | {_num(rate)} | {_pct(jac.amplified)} | {_pct(jac.non_finite)} |"
+      f"| {name} | {cells} | {_format.number(rate)} | {_pct(jac.amplified)} | {_pct(jac.non_finite)} |"
     )
   return "\n".join(rows)
 
@@ -615,7 +614,7 @@ def training_table(result: GateExperiment) -> str:
     median = float(np.median(finite)) if finite.size else math.nan
     best = float(np.min(finite)) if finite.size else math.nan
     rows.append(
-      f"| {name} | {_num(median)} | {_num(best)} | {_num(median / result.baseline)} "
+      f"| {name} | {_format.number(median)} | {_format.number(best)} | {_format.number(median / result.baseline)} "
       f"| {int(tr.diverged.sum())}/{tr.diverged.size} |"
     )
   return "\n".join(rows)
@@ -700,7 +699,7 @@ def _jacobian_findings(result: GateExperiment, probe: str, kind: str) -> list[st
   r_relu = float(np.median(relu.rate)) if np.isfinite(relu.rate).all() else math.nan
   if _exploded(relu):
     sig_text = (
-      f"with sigmoid gates no sequence is amplified and the norm fades by {_num(r_sig)} per step"
+      f"with sigmoid gates no sequence is amplified and the norm fades by {_format.number(r_sig)} per step"
       if not _exploded(sig)
       else "but the sigmoid gates amplify too here"
     )
@@ -712,7 +711,7 @@ def _jacobian_findings(result: GateExperiment, probe: str, kind: str) -> list[st
     else:
       what = (
         f"with ReLU gates ‖∂c_T/∂c_0‖ exceeds 1 for {_pct(relu.amplified)} of sequences over "
-        f"{T} steps (fitted factor {_num(r_relu)} per step back"
+        f"{T} steps (fitted factor {_format.number(r_relu)} per step back"
         + (f", {_pct(relu.non_finite)} of the norms inf/NaN)" if relu.non_finite > 0 else ")")
       )
     return [
@@ -722,8 +721,8 @@ def _jacobian_findings(result: GateExperiment, probe: str, kind: str) -> list[st
     ]
   comparison = "faster" if r_relu < r_sig else "slower"
   return [
-    f"{K}, {where}: ‖∂c_T/∂c_k‖ fades by {_num(r_relu)} per step back with ReLU gates against "
-    f"{_num(r_sig)} with sigmoid gates ({comparison}); no explosion at initialisation here."
+    f"{K}, {where}: ‖∂c_T/∂c_k‖ fades by {_format.number(r_relu)} per step back with ReLU gates against "
+    f"{_format.number(r_sig)} with sigmoid gates ({comparison}); no explosion at initialisation here."
   ]
 
 
@@ -737,7 +736,7 @@ def _training_findings(result: GateExperiment, kind: str) -> list[str]:
     if tr is not None:
       med = _median_final(tr)
       parts.append(
-        f"{g} {_num(med)} ({_num(med / result.baseline)} × baseline, "
+        f"{g} {_format.number(med)} ({_format.number(med / result.baseline)} × baseline, "
         f"{int(tr.diverged.sum())}/{tr.diverged.size} diverged)"
       )
   head = (
@@ -825,8 +824,8 @@ def _overall(result: GateExperiment) -> list[str]:
     elif _learned(relu_tr, result.baseline):
       out.append(
         f"For the {kind.upper()} it is not: with gradient clipping the ReLU-gated cell still "
-        f"learned (median final loss {_num(_median_final(relu_tr))} against "
-        f"{_num(_median_final(sig_tr))} with sigmoid gates), so 'ReLU gates fail' is not a law."
+        f"learned (median final loss {_format.number(_median_final(relu_tr))} against "
+        f"{_format.number(_median_final(sig_tr))} with sigmoid gates), so 'ReLU gates fail' is not a law."
       )
   if hard_ok:
     out.append(
@@ -881,26 +880,10 @@ def to_markdown(result: GateExperiment) -> str:
   return "\n\n".join(parts)
 
 
-def _jsonable(x: Any) -> Any:
-  if isinstance(x, np.ndarray):
-    return _jsonable(x.tolist())
-  if isinstance(x, float):
-    return x if math.isfinite(x) else None
-  if isinstance(x, Mapping):
-    return {str(k): _jsonable(v) for k, v in x.items()}
-  if isinstance(x, tuple) and hasattr(x, "_asdict"):
-    return _jsonable(x._asdict())  # pyright: ignore[reportAttributeAccessIssue]
-  if isinstance(x, list | tuple):
-    return [_jsonable(v) for v in x]
-  if isinstance(x, np.generic):
-    return _jsonable(x.item())
-  return x
-
-
 def to_json(result: GateExperiment) -> dict[str, Any]:
-  """The numbers as plain JSON types (non-finite values become ``None``; samples left out)."""
+  """The numbers as plain JSON types (non-finite values as ``"nan"``, ``"inf"``; samples left out)."""
   return {
-    "sizes": _jsonable(result.sizes),
+    "sizes": _format.jsonable(result.sizes),
     "baseline": result.baseline,
     "gate_functions": {
       "sigmoid": "1 / (1 + exp(-a))",
@@ -908,18 +891,18 @@ def to_json(result: GateExperiment) -> dict[str, Any]:
       "relu": "max(a, 0)",
     },
     "activity": {
-      p: {n: _jsonable(a._replace(samples={})) for n, a in acts.items()}
+      p: {n: _format.jsonable(a._replace(samples={})) for n, a in acts.items()}
       for p, acts in result.activity.items()
     },
     "jacobian": {
-      p: {n: _jsonable(j._replace(example=np.zeros(0))) for n, j in jacs.items()}
+      p: {n: _format.jsonable(j._replace(example=np.zeros(0))) for n, j in jacs.items()}
       for p, jacs in result.jacobian.items()
     },
     "training": {
       n: {
-        "final": _jsonable(t.final),
-        "diverged": _jsonable(t.diverged),
-        "after": None if t.after is None else _jsonable(t.after._replace(samples={})),
+        "final": _format.jsonable(t.final),
+        "diverged": _format.jsonable(t.diverged),
+        "after": None if t.after is None else _format.jsonable(t.after._replace(samples={})),
       }
       for n, t in result.training.items()
     },

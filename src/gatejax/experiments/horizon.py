@@ -42,7 +42,7 @@ import numpy as np
 from jaxtyping import Array
 
 import gatejax as gj
-from gatejax import analysis, tasks
+from gatejax import _format, analysis, tasks
 from gatejax._jit import bounded_jit
 from gatejax.cells import Cell
 from gatejax.experiments import gates
@@ -63,6 +63,7 @@ __all__ = [
   "to_markdown",
 ]
 
+#: The cells trained, a plain RNN and the two classic gated cells.
 KINDS = ("rnn", "gru", "lstm")
 
 
@@ -90,7 +91,9 @@ class HorizonSizes(NamedTuple):
   seed: int = 0
 
 
+#: The sizes of the full report.
 DEFAULT_SIZES = HorizonSizes()
+#: Tiny sizes for a smoke run.
 QUICK_SIZES = HorizonSizes(time=20, hidden=8, batch=16, steps=40, probe_batch=8)
 
 
@@ -266,10 +269,6 @@ def run_horizon(
 # ---------------------------------------------------------------------------
 
 
-def _num(x: float) -> str:
-  return f"{x:.3g}" if math.isfinite(x) else str(x)
-
-
 def _jacobian_at(curve: np.ndarray, d: int) -> float:
   return float(curve[curve.shape[0] - d])
 
@@ -285,9 +284,9 @@ def horizon_table(result: HorizonResult) -> str:
   ]
   for name, r in result.runs.items():
     rows.append(
-      f"| {name} | {_num(r.final_eval)} | {r.horizon_before} → {r.horizon_after} "
-      f"| {_num(r.far_before)} → {_num(r.far_after)} "
-      f"| {_num(_jacobian_at(r.jacobian_before, T))} → {_num(_jacobian_at(r.jacobian_after, T))} |"
+      f"| {name} | {_format.number(r.final_eval)} | {r.horizon_before} → {r.horizon_after} "
+      f"| {_format.number(r.far_before)} → {_format.number(r.far_after)} "
+      f"| {_format.number(_jacobian_at(r.jacobian_before, T))} → {_format.number(_jacobian_at(r.jacobian_after, T))} |"
     )
   return "\n".join(rows)
 
@@ -304,11 +303,11 @@ def findings(result: HorizonResult) -> list[str]:
   for name, r in result.runs.items():
     ratio = r.final_eval / result.baseline if math.isfinite(r.final_eval) else math.nan
     if _learned(r, result.baseline):
-      verdict = f"learned the task (evaluation loss {_num(r.final_eval)}, {_num(ratio)} × baseline)"
+      verdict = f"learned the task (evaluation loss {_format.number(r.final_eval)}, {_format.number(ratio)} × baseline)"
     elif math.isfinite(r.final_eval):
       verdict = (
         f"did not learn it within {result.sizes.steps} steps (evaluation loss "
-        f"{_num(r.final_eval)}, {_num(ratio)} × baseline)"
+        f"{_format.number(r.final_eval)}, {_format.number(ratio)} × baseline)"
       )
     else:
       verdict = "diverged"
@@ -320,7 +319,7 @@ def findings(result: HorizonResult) -> list[str]:
       change = f"its gradient horizon stayed at {r.horizon_before} steps"
     far = (
       f"the share of the gradient from the first half (≥ {T // 2} steps back, where the first "
-      f"marked number lies) went from {_num(r.far_before)} to {_num(r.far_after)}"
+      f"marked number lies) went from {_format.number(r.far_before)} to {_format.number(r.far_after)}"
     )
     out.append(f"{name} on the adding problem with T = {T} {verdict}; {change}, and {far}.")
   learned = [n for n, r in result.runs.items() if _learned(r, result.baseline)]
@@ -344,35 +343,27 @@ def to_markdown(result: HorizonResult) -> str:
   return horizon_table(result) + "\n\n" + "\n".join(f"- {s}" for s in findings(result))
 
 
-def _finite(x: float) -> float | None:
-  return x if math.isfinite(x) else None
-
-
-def _list(a: np.ndarray) -> list[float | None]:
-  return [_finite(float(v)) for v in a]
-
-
 def to_json(result: HorizonResult) -> dict[str, Any]:
-  """The numbers as plain JSON types (non-finite values become ``None``)."""
+  """The numbers as plain JSON types (non-finite values as ``"nan"``, ``"inf"``)."""
   return {
     "sizes": result.sizes._asdict(),
     "baseline": result.baseline,
     "runs": {
       name: {
-        "final_eval": _finite(r.final_eval),
+        "final_eval": _format.jsonable(r.final_eval),
         "diverged": r.history.diverged,
         "horizon_before": r.horizon_before,
         "horizon_after": r.horizon_after,
-        "far_share_before": _finite(r.far_before),
-        "far_share_after": _finite(r.far_after),
-        "loss_before": _finite(r.loss_before),
-        "loss_after": _finite(r.loss_after),
-        "contributions_before": _list(r.before),
-        "contributions_after": _list(r.after),
-        "jacobian_before": _list(r.jacobian_before),
-        "jacobian_after": _list(r.jacobian_after),
+        "far_share_before": _format.jsonable(r.far_before),
+        "far_share_after": _format.jsonable(r.far_after),
+        "loss_before": _format.jsonable(r.loss_before),
+        "loss_after": _format.jsonable(r.loss_after),
+        "contributions_before": _format.jsonable(r.before),
+        "contributions_after": _format.jsonable(r.after),
+        "jacobian_before": _format.jsonable(r.jacobian_before),
+        "jacobian_after": _format.jsonable(r.jacobian_after),
         "eval_step": list(r.history.eval_step),
-        "eval_loss": [_finite(v) for v in r.history.eval_loss],
+        "eval_loss": _format.jsonable(r.history.eval_loss),
         "seconds": r.history.seconds,
       }
       for name, r in result.runs.items()

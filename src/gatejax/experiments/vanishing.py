@@ -48,8 +48,9 @@ __all__ = [
   "run_vanishing",
 ]
 
+#: Every built-in cell, by the name of its factory (``--cells`` takes these).
 CELL_KINDS = ("rnn", "gru", "lstm", "mgu", "minimal_rnn", "min_gru", "min_lstm")
-# What `gatejax vanishing` runs unless told: the classic argument (--cells adds the others).
+#: What ``gatejax vanishing`` runs unless told: the classic argument (``--cells`` adds the others).
 DEFAULT_CELLS = ("rnn", "gru", "lstm")
 # name -> (factory, the bias option that chrono initialisation sets, if any)
 _NAMED: dict[str, tuple[Callable[..., Any], str | None]] = {
@@ -229,6 +230,7 @@ def format_table(result: VanishingResult) -> str:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+  """The options of ``gatejax vanishing`` (``gatejax vanishing --help`` lists them)."""
   parser.add_argument(
     "--cells",
     nargs="+",
@@ -290,6 +292,7 @@ def _check_figure_path(out: str) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
+  """``gatejax vanishing``: run the sweep, print the table (``--out``: draw the figure); the status."""
   # Everything that can be checked is checked before the sweeps, which may take minutes.
   if args.out:
     _check_figure_path(args.out)

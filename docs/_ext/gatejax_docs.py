@@ -1,0 +1,256 @@
+"""The Sphinx extension of gatejax's site: what conf.py's settings cannot say.
+
+* every public name has a docstring, or the build warns (and ``-W`` fails it): autodoc
+  alone skips an undocumented name in silence;
+* ``gatejax.scan`` and the other top-level re-exports resolve as cross-references to the
+  object where it is defined and documented (``gatejax.sequence.scan``), and so do the
+  type aliases a module names locally in its signatures (``Params``, ``Carry``);
+* a NamedTuple's fields are documented once, by its ``Attributes`` section, not again as
+  the "Alias for field number N" members Python generates;
+* ``gatejax-reexports``: the table of the top-level names, read from ``gatejax.__all__``;
+* ``gatejax-notebook-link NAME``: a link to ``notebooks/NAME.ipynb`` once it exists;
+* the API index lists every public module of the package (each gets a generated page);
+* the landing page's figure is taken from a committed notebook output (no second copy of
+  it in the repository), and MathJax is copied into the build (no CDN).
+"""
+
+from __future__ import annotations
+
+import base64
+import importlib
+import importlib.resources
+import inspect
+import json
+import pkgutil
+import shutil
+from pathlib import Path
+from typing import Any
+
+from docutils import nodes
+from docutils.parsers.rst import Directive
+from docutils.statemachine import StringList
+from sphinx.application import Sphinx
+from sphinx.pycode import ModuleAnalyzer
+from sphinx.util import logging
+
+import gatejax
+
+logger = logging.getLogger(__name__)
+
+# The landing figure: the output of the notebook cell that draws it.
+FIGURE_NOTEBOOK = "02_vanishing_gradients.ipynb"
+FIGURE_CELL = "plots.contribution_curves("
+FIGURE_FILE = "_generated/contribution_curves.png"
+
+# What of MathJax's es5 build the pages need: TeX in, CommonHTML out, and what they load.
+_MATHJAX_PARTS = ("tex-chtml.js", "input", "output", "ui", "a11y", "adaptors")
+
+
+def public_modules() -> list[str]:
+  """Every module of the package a user may import: no ``_private`` one, no ``__main__``."""
+  names = ["gatejax"]
+  for info in pkgutil.walk_packages(gatejax.__path__, "gatejax."):
+    if not any(part.startswith("_") for part in info.name.split(".")):
+      names.append(info.name)
+  return sorted(names)
+
+
+def _own_docstring(obj: Any) -> str:
+  doc = obj.__dict__.get("__doc__") if inspect.isclass(obj) else getattr(obj, "__doc__", None)
+  doc = (doc or "").strip()
+  fields = getattr(obj, "_fields", None)
+  if inspect.isclass(obj) and fields is not None and doc == f"{obj.__name__}({', '.join(fields)})":
+    return ""  # the docstring Python writes for a NamedTuple without one
+  return doc
+
+
+def check_docstrings(app: Sphinx) -> None:
+  """Warn for every public name (``__all__``) without a docstring of its own."""
+  for name in public_modules():
+    module = importlib.import_module(name)
+    if not _own_docstring(module):
+      logger.warning(f"module {name} has no docstring", type="gatejax", subtype="docstring")
+    exported = getattr(module, "__all__", None)
+    if exported is None:
+      # Without __all__ the public names are those defined here and not _private.
+      exported = [
+        n
+        for n, v in vars(module).items()
+        if not n.startswith("_")
+        and (inspect.isfunction(v) or inspect.isclass(v))
+        and v.__module__ == name
+      ]
+    attribute_docs = ModuleAnalyzer.for_module(name).find_attr_docs()
+    for member in exported:
+      obj = getattr(module, member)
+      if inspect.ismodule(obj) or getattr(obj, "__module__", name) != name:
+        continue  # documented in its own module
+      if inspect.isclass(obj) or inspect.isroutine(obj):
+        if not _own_docstring(obj):
+          logger.warning(f"{name}.{member} has no docstring", type="gatejax", subtype="docstring")
+      elif ("", member) not in attribute_docs:
+        logger.warning(
+          f"{name}.{member} (a constant) has no #: comment or docstring",
+          type="gatejax",
+          subtype="docstring",
+        )
+
+
+def _aliases() -> dict[str, str]:
+  """``gatejax.<name>`` -> the name's defining module and name, for the re-exports."""
+  out = {}
+  for name in gatejax.__all__:
+    obj = getattr(gatejax, name)
+    if not inspect.ismodule(obj) and getattr(obj, "__module__", None):
+      out[f"gatejax.{name}"] = f"{obj.__module__}.{getattr(obj, '__qualname__', name)}"
+  return out
+
+
+# Type aliases that modules name locally in their signatures (``Params = Any``), each
+# documented once: where a signature says ``Params``, the link goes there.
+TYPE_ALIASES = {
+  "Params": "gatejax.protocol.Params",
+  "Carry": "gatejax.protocol.Carry",
+  "Activation": "gatejax.cells.Activation",
+  "Bias": "gatejax.cells.Bias",
+}
+
+
+def resolve_alias(app: Sphinx, env: Any, node: Any, contnode: Any) -> Any:
+  """Resolve ``gatejax.scan`` (and every re-export, with its attributes) to where it is documented."""
+  if node.get("refdomain") != "py":
+    return None
+  target = node.get("reftarget", "")
+  if target in TYPE_ALIASES:
+    node = node.deepcopy()
+    node["reftarget"] = TYPE_ALIASES[target]
+    return env.get_domain("py").resolve_xref(
+      env, node["refdoc"], app.builder, node["reftype"], node["reftarget"], node, contnode
+    )
+  module = node.get("py:module")
+  if module == "gatejax" and not target.startswith("gatejax."):
+    target = f"gatejax.{target}"  # an unqualified name on the gatejax page (the re-exports)
+  for alias, canonical in _aliases().items():
+    if target == alias or target.startswith(alias + "."):
+      domain = env.get_domain("py")
+      node = node.deepcopy()
+      node["reftarget"] = canonical + target[len(alias) :]
+      return domain.resolve_xref(
+        env, node["refdoc"], app.builder, node["reftype"], node["reftarget"], node, contnode
+      )
+  return None
+
+
+def skip_field_aliases(app: Sphinx, what: str, name: str, obj: Any, skip: bool, options: Any):
+  """NamedTuple fields: described by the class's Attributes section, not as members again."""
+  if (getattr(obj, "__doc__", None) or "").startswith("Alias for field number"):
+    return True
+  return None
+
+
+class Reexports(Directive):
+  """A table of ``gatejax``'s top-level names, each linked to where it is documented."""
+
+  has_content = False
+
+  def run(self) -> list[nodes.Node]:
+    lines = [".. list-table::", "   :header-rows: 1", "   :widths: 30 70", ""]
+    lines += ["   * - name", "     - what it is"]
+    for name in gatejax.__all__:
+      obj = getattr(gatejax, name)
+      if inspect.ismodule(obj):
+        role, target, summary = "mod", obj.__name__, _own_docstring(obj)
+      else:
+        role = "class" if inspect.isclass(obj) else "func"
+        target = f"{obj.__module__}.{obj.__qualname__}"
+        summary = _own_docstring(obj)
+      first = summary.strip().splitlines()[0] if summary else ""
+      lines += [f"   * - :py:{role}:`gj.{name} <{target}>`", f"     - {first}"]
+    return _parse(self, lines)
+
+
+def check_api_index(app: Sphinx) -> None:
+  """The API index (api.rst) lists every public module, so each gets its generated page."""
+  index = Path(app.confdir) / "api.rst"
+  listed = [
+    line.strip() for line in index.read_text().splitlines() if line.strip().startswith("gatejax")
+  ]
+  missing = sorted(set(public_modules()) - set(listed))
+  unknown = sorted(set(listed) - set(public_modules()))
+  if missing or unknown:
+    logger.warning(
+      f"api.rst must list every public module: missing {missing}, unknown {unknown}",
+      type="gatejax",
+      subtype="modules",
+    )
+
+
+class NotebookLink(Directive):
+  """A pointer to a notebook of ``notebooks/`` when it is there; nothing while it is not."""
+
+  required_arguments = 1
+
+  def run(self) -> list[nodes.Node]:
+    name = self.arguments[0]
+    notebook = Path(self.state.document.settings.env.app.confdir) / "notebooks" / f"{name}.ipynb"
+    if not notebook.exists():
+      return []
+    lines = [
+      f"The notebook :doc:`notebooks/{name}` builds one step by step and runs it through the library."
+    ]
+    return _parse(self, lines)
+
+
+def _parse(directive: Directive, lines: list[str]) -> list[nodes.Node]:
+  container = nodes.container()
+  directive.state.nested_parse(StringList(lines), directive.content_offset, container)
+  return container.children
+
+
+def extract_figure(app: Sphinx) -> None:
+  """Write the landing figure from the committed output of the notebook that draws it."""
+  notebook = Path(app.confdir).parent / "notebooks" / FIGURE_NOTEBOOK
+  cells = json.loads(notebook.read_text())["cells"]
+  for cell in cells:
+    if cell["cell_type"] == "code" and FIGURE_CELL in "".join(cell["source"]):
+      for output in cell.get("outputs", []):
+        png = output.get("data", {}).get("image/png")
+        if png:
+          target = Path(app.confdir) / FIGURE_FILE
+          target.parent.mkdir(exist_ok=True)
+          data = base64.b64decode("".join(png) if isinstance(png, list) else png)
+          if not target.exists() or target.read_bytes() != data:
+            target.write_bytes(data)
+          return
+  logger.warning(
+    f"{FIGURE_NOTEBOOK} has no committed figure output of a cell calling {FIGURE_CELL}",
+    type="gatejax",
+    subtype="figure",
+  )
+
+
+def copy_mathjax(app: Sphinx, exception: BaseException | None) -> None:
+  """Serve MathJax 3 from the build: the site is read offline and tested offline."""
+  if exception is not None or app.builder.format != "html":
+    return
+  source = importlib.resources.files("mathjax") / "static" / "mathjax" / "es5"
+  target = Path(app.outdir) / "_static" / "mathjax"
+  for part in _MATHJAX_PARTS:
+    path = Path(str(source / part))
+    if path.is_dir():
+      shutil.copytree(path, target / part, dirs_exist_ok=True)
+    else:
+      target.mkdir(parents=True, exist_ok=True)
+      shutil.copy2(path, target / part)
+
+
+def setup(app: Sphinx) -> dict[str, Any]:
+  app.connect("builder-inited", check_docstrings)
+  app.connect("builder-inited", check_api_index)
+  app.connect("builder-inited", extract_figure)
+  app.connect("missing-reference", resolve_alias)
+  app.connect("autodoc-skip-member", skip_field_aliases)
+  app.connect("build-finished", copy_mathjax)
+  app.add_directive("gatejax-reexports", Reexports)
+  app.add_directive("gatejax-notebook-link", NotebookLink)
+  return {"parallel_read_safe": True, "parallel_write_safe": True}
