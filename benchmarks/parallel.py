@@ -60,6 +60,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     default=0.25,
     help="skip a contender whose estimated peak exceeds this fraction of the device's memory",
   )
+  parser.add_argument(
+    "--methods", default=",".join(METHODS), help="comma-separated: deer, quasi (default both)"
+  )
   parser.add_argument("--precision", default="highest", choices=["highest", "default"])
   parser.add_argument("--json", help="where to write the results")
   return parser.parse_args(argv)
@@ -86,7 +89,9 @@ def estimate_bytes(name: str, mode: str, T: int, B: int, n: int) -> int:
   return 4 * T * B * n * n * 4
 
 
-def contenders(cell_kind: str, B: int, H: int, T: int, I: int, budget: float):
+def contenders(
+  cell_kind: str, B: int, H: int, T: int, I: int, budget: float, methods: tuple[str, ...] = METHODS
+):
   """``(params, xs, calls, skipped)``: ``calls["deer | fwd"] = (blocking call, compiled)``."""
   import jax
   import jax.numpy as jnp
@@ -105,7 +110,7 @@ def contenders(cell_kind: str, B: int, H: int, T: int, I: int, budget: float):
     return lambda p, xs: gj.parallel_scan(cell, p, xs, method=method)[1:]
 
   calls, skipped = {}, {}
-  for method in [None, *METHODS]:
+  for method in [None, *methods]:
     name = method or "scan"
     forward = runner(method)
     grad = jax.grad(lambda p, xs, forward=forward: jnp.sum(forward(p, xs)[0] ** 2))
@@ -160,6 +165,9 @@ def main(argv: list[str] | None = None) -> int:
     if value:
       grid[key] = [int(v) for v in value.split(",")]
   rounds = 3 if args.quick else args.rounds
+  methods = tuple(m for m in args.methods.split(",") if m)
+  if not methods or set(methods) - set(METHODS):
+    raise SystemExit(f"--methods: a comma-separated subset of {', '.join(METHODS)}")
   memory, memory_source = device_memory_bytes()
   budget = args.memory_fraction * memory
   info = machine()
@@ -170,12 +178,12 @@ def main(argv: list[str] | None = None) -> int:
     for H in grid["hidden"]:
       for T in grid["time"]:
         start = time.perf_counter()
-        params, xs, calls, skipped = contenders(args.cell, B, H, T, args.input, budget)
+        params, xs, calls, skipped = contenders(args.cell, B, H, T, args.input, budget, methods)
         compile_s = time.perf_counter() - start
         for key, why in skipped.items():
           print(f"B={B} H={H} T={T}: {key} skipped, {why}")
         timings = interleaved({key: call for key, (call, _) in calls.items()}, rounds)
-        methods = [m for m in METHODS if f"{m} | fwd" in calls]
+        ran = [m for m in methods if f"{m} | fwd" in calls]
         row: dict[str, object] = {
           "batch": B,
           "hidden": H,
@@ -184,13 +192,13 @@ def main(argv: list[str] | None = None) -> int:
           "compile_s": compile_s,
           "timings": timings,
           "temp_bytes": {key: temp_bytes(compiled) for key, (_, compiled) in calls.items()},
-          "newton": {m: newton_report(calls, params, xs, m) for m in methods},
+          "newton": {m: newton_report(calls, params, xs, m) for m in ran},
         }
         stats = jax.devices()[0].memory_stats() or {}
         row["device_peak_bytes"] = stats.get("peak_bytes_in_use")
         results.append(row)
-        print_row(row)
-  crossover = crossovers(results)
+        print_row(row, methods)
+  crossover = crossovers(results, methods)
   print("\ncrossover: the shortest T at which the parallel runner beats gj.scan")
   for key, value in crossover.items():
     print(f"  {key}: {value}")
@@ -206,12 +214,12 @@ def main(argv: list[str] | None = None) -> int:
   return 0
 
 
-def crossovers(results: list[dict]) -> dict[str, object]:
+def crossovers(results: list[dict], methods: tuple[str, ...] = METHODS) -> dict[str, object]:
   """Per batch, hidden, method and mode: the shortest T where parallel/scan < 1 (None if no T
   of the grid; "skipped" if the shortest T was skipped, for memory)."""
   out: dict[str, object] = {}
   for row in sorted(results, key=lambda r: r["time"]):
-    for method in METHODS:
+    for method in methods:
       for mode in ("fwd", "fwd+bwd"):
         key = f"B={row['batch']} H={row['hidden']} {method} {mode}"
         timings = row["timings"]
@@ -225,12 +233,12 @@ def crossovers(results: list[dict]) -> dict[str, object]:
   return out
 
 
-def print_row(row: dict) -> None:
+def print_row(row: dict, methods: tuple[str, ...] = METHODS) -> None:
   B, H, T = row["batch"], row["hidden"], row["time"]
   timings, newton = row["timings"], row["newton"]
   print(f"\nB={B} H={H} T={T}   median ms [q1-q3]   (compiled in {row['compile_s']:.1f} s)")
   print(f"{'':8s} {'fwd':>22s} {'fwd+bwd':>22s}   /scan fwd, fwd+bwd   sweeps  max|Δys|")
-  for name in ("scan", *METHODS):
+  for name in ("scan", *methods):
     line, ratios = f"{name:8s}", []
     for mode in ("fwd", "fwd+bwd"):
       t = timings.get(f"{name} | {mode}")
