@@ -1035,8 +1035,8 @@ def _measurement_json(m: Measurement) -> dict[str, Any]:
 
 
 def to_json(result: Result) -> dict[str, Any]:
-  """The numbers as plain JSON types (non-finite values as ``"nan"``, ``"inf"``:
-  :mod:`gatejax._format`)."""
+  """The numbers as plain JSON types (non-finite values as the strings ``"nan"``, ``"inf"``,
+  ``"-inf"``, as in every JSON the library writes)."""
   return _format.jsonable(
     {
       "sizes": result.sizes._asdict(),
