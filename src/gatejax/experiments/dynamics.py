@@ -170,7 +170,7 @@ class Sizes(NamedTuple):
   input_scale: float = 0.1
 
 
-#: The sizes of ``gatejax report`` (about 2 minutes on two CPU cores).
+#: The sizes of ``gatejax report`` (about 75 s of it on two quiet CPU cores).
 FULL = Sizes()
 #: Tiny sizes for ``gatejax report --quick`` and the tests.
 QUICK = Sizes(
