@@ -26,10 +26,6 @@ SIZES = dynamics.QUICK._replace(
   max_iter=40,
   quasi_max_time=40,
   longest_cells=("rnn", "min_gru"),
-  gains=(0.5, 3.0),
-  sweep_hidden=32,
-  sweep_batch=2,
-  sweep_time=60,
 )
 KEY = jax.random.key(0)
 

@@ -254,6 +254,11 @@ class Sweeps(NamedTuple):
     return [entry[1] for t in self.times if (entry := self.at(t)) is not None]
 
 
+def _log_factor(rate: float) -> float:
+  """``log(rate)``; NaN where no decay rate could be fitted (``rate <= 0``)."""
+  return math.log(rate) if rate > 0 else math.nan
+
+
 class Measurement(NamedTuple):
   """One cell in one state (initialisation or trained).
 
@@ -273,13 +278,13 @@ class Measurement(NamedTuple):
 
   @property
   def lam(self) -> float:
-    """λ_max averaged over the probe batch."""
+    """λ_max averaged over the sequences measured."""
     return float(np.mean(self.lyapunov))
 
   @property
   def log_rho(self) -> float:
     """:math:`\\log\\rho`, the contributions' fitted log-factor per step back."""
-    return math.log(self.decay_rate) if self.decay_rate > 0 else math.nan
+    return _log_factor(self.decay_rate)
 
 
 class CellRun(NamedTuple):
@@ -317,13 +322,8 @@ class GainPoint(NamedTuple):
   decay_rate: float
   newton: Sweeps
 
-  @property
-  def lam(self) -> float:
-    return float(np.mean(self.lyapunov))
-
-  @property
-  def log_rho(self) -> float:
-    return math.log(self.decay_rate) if self.decay_rate > 0 else math.nan
+  lam = Measurement.lam
+  log_rho = Measurement.log_rho
 
 
 class Result(NamedTuple):
