@@ -64,8 +64,8 @@ PATHS = [
   "user_dict",
   "user_array",
 ]
-# Cells linear in their carry (evaluated with an associative scan).
-LINEAR = sorted(n for n in NAMES if getattr(CELLS[n](2), "linear_recurrence", None) is not None)
+# Cells affine in their carry (evaluated with an associative scan).
+LINEAR = sorted(n for n in NAMES if getattr(CELLS[n](2), "affine", None) is not None)
 # Cells with the split that the hand-written VJP and bfloat16 matmuls use.
 SPLIT = sorted(n for n in NAMES if getattr(CELLS[n](2), "split", None) is not None)
 

@@ -525,15 +525,15 @@ def test_linear_cells_have_an_exactly_diagonal_jacobian_in_0_1(name, x64):
     diagonal = jnp.diagonal(J, axis1=-2, axis2=-1)
     assert np.all(np.asarray(J - jax.vmap(jnp.diag)(diagonal)) == 0)
     assert np.all((np.asarray(diagonal) > 0) & (np.asarray(diagonal) < 1))
-    a, _ = cell.linear_recurrence(params, x[None])
-    np.testing.assert_array_equal(diagonal, a[0])
+    aff = cell.affine(params, x[None])
+    np.testing.assert_array_equal(diagonal, aff.a[0])
 
 
 @pytest.mark.parametrize("name", ["min_gru", "min_lstm"])
 def test_diagonal_jacobian_norms_equal_the_generic_sweep(name, x64):
   """The cumulative product of diagonals equals the D-row sweep (with SVDs) it replaces."""
   cell, params, xs = problem(name, jnp.float64)
-  generic = cell._replace(linear_recurrence=None)
+  generic = cell._replace(affine=None)
   lengths = jnp.array([T, 3])
   for ord in (2, "fro"):
     fast = analysis.jacobian_norms(cell, params, xs, ord=ord, lengths=lengths)

@@ -483,7 +483,7 @@ for _what, _bad, _x in (
         + (" in c" if isinstance(_carry, gj.LSTMState) and _carry.h is _GOOD_H else ""),
         lambda cell=_cell, carry=_carry, x=_x: _step(cell, carry, x),
         ValueError,
-        r"carry must have shape \(3, 20\) \(x's batch shape \(3,\), hidden_size\) per leaf",
+        r"carry must have shape \(3, 20\) per leaf for gj\.\w+\(20\) reading x of batch shape \(3,\)",
       )
     )
 for _cell, _carry in ((gj.rnn(20), _GOOD_H), (gj.gru(20), _GOOD_H)):
@@ -675,7 +675,7 @@ _CELL_CASES += [
     "associative for a nonlinear cell",
     lambda: gj.scan(GRU, P["gru"], XS, impl="associative"),
     ValueError,
-    r'impl="associative" needs a cell linear in its carry .* gj\.gru\(4\) does not',
+    r'impl="associative" needs a cell affine in its carry .* gj\.gru\(4\) does not',
   ),
   Case(
     "associative with remat",

@@ -59,7 +59,7 @@ class DictCell:
 
 @dataclasses.dataclass(frozen=True)
 class DiagonalCell:
-  """minGRU-like, linear in its carry, offering ``linear_recurrence``: ``h' = a ⊙ h + b``."""
+  """minGRU-like, affine in its carry, offering ``affine``: ``h' = a ⊙ h + b``."""
 
   hidden_size: int
 
@@ -71,13 +71,13 @@ class DiagonalCell:
   def initial_carry(self, batch_shape=(), dtype=jnp.float32):
     return jnp.zeros((*batch_shape, self.hidden_size), dtype)
 
-  def linear_recurrence(self, params, xs):
+  def affine(self, params, xs):
     z = jax.nn.sigmoid(xs @ params[0])
-    return 1 - z, z * (xs @ params[1])
+    return gj.Affine(1 - z, z * (xs @ params[1]))
 
   def step(self, params, carry, x):
-    a, b = self.linear_recurrence(params, x)
-    h = a * carry + b
+    aff = self.affine(params, x)
+    h = aff.a * carry + aff.b
     return h, h
 
 
@@ -238,7 +238,7 @@ def test_a_linear_rnn_is_solved_by_one_sweep(x64):
   assert max_error((c, ys), gj.scan(cell, params, xs, lengths=lengths)) <= 1e-12
 
 
-def test_linear_recurrence_is_one_scan(x64):
+def test_an_affine_cell_is_one_scan(x64):
   cell, params, xs, carry, _ = problem("diagonal", "float64")
   got, want = compare(cell, params, xs, carry, reverse=True, reference=loop_reference)
   assert_equal_runs(got, want, "float64")

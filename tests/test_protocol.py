@@ -101,13 +101,13 @@ def test_facts_derived_from_the_cell():
   assert protocol.config(Janet(3))["beta"] == 1.0
   # The output is read from the new carry when step returns one of its leaves as y.
   params, x = random_params(Janet(H), 0, I), jnp.ones((2, I))
-  read = protocol.output_reader(Janet(H), params, Janet(H).initial_carry((2,)), x)
+  read = protocol.reader(Janet(H), params, Janet(H).initial_carry((2,)), x)
   assert read is not None
   cell = TwoTimescales(H)
   carry = cell.initial_carry((2,))
-  read = protocol.output_reader(cell, random_params(cell, 0, I), carry, x)
+  read = protocol.reader(cell, random_params(cell, 0, I), carry, x)
   new, y = cell.step(random_params(cell, 0, I), carry, x)
-  np.testing.assert_array_equal(read(new), y)
+  np.testing.assert_array_equal(read(params, new, x), y)
 
 
 def test_a_user_cell_with_gates_reports_them():

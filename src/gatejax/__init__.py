@@ -12,35 +12,9 @@ Example:
 import importlib
 from typing import Any
 
-from gatejax import cells, minimal, protocol, sequence
-from gatejax.cells import (
-  Cell,
-  Chrono,
-  GRUGates,
-  GRUParams,
-  LSTMGates,
-  LSTMParams,
-  LSTMState,
-  RNNParams,
-  chrono,
-  gru,
-  lstm,
-  rnn,
-)
-from gatejax.minimal import (
-  MGUGates,
-  MGUParams,
-  MinGRUGates,
-  MinGRUParams,
-  MinimalRNNGates,
-  MinimalRNNParams,
-  MinLSTMGates,
-  MinLSTMParams,
-  mgu,
-  min_gru,
-  min_lstm,
-  minimal_rnn,
-)
+from gatejax import affine, cells, protocol, sequence
+from gatejax.affine import Affine
+from gatejax.cells import *  # noqa: F403  (every family's cells, params and states)
 from gatejax.newton import parallel_scan
 from gatejax.protocol import CellLike
 from gatejax.sequence import (
@@ -82,41 +56,19 @@ def __dir__() -> list[str]:
 
 
 __all__ = [
+  "Affine",
   "Bidirectional",
-  "Cell",
   "CellLike",
-  "Chrono",
-  "GRUGates",
-  "GRUParams",
-  "LSTMGates",
-  "LSTMParams",
-  "LSTMState",
-  "MGUGates",
-  "MGUParams",
-  "MinGRUGates",
-  "MinGRUParams",
-  "MinLSTMGates",
-  "MinLSTMParams",
-  "MinimalRNNGates",
-  "MinimalRNNParams",
-  "RNNParams",
   "ScanOptions",
   "Stack",
+  "affine",
   "cells",
-  "chrono",
-  "gru",
-  "lstm",
-  "mgu",
-  "min_gru",
-  "min_lstm",
-  "minimal",
-  "minimal_rnn",
   "parallel_scan",
   "protocol",
-  "rnn",
   "scan",
   "scan_stack",
   "scan_with_gates",
   "sequence",
   "stack",
 ]
+__all__ += cells.__all__

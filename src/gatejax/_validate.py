@@ -18,7 +18,7 @@ from gatejax import protocol
 
 
 def cell(value: Any, name: str = "cell") -> None:
-  protocol.check(value, name)
+  protocol.require(value, name)
 
 
 def sequence(xs: Any, name: str = "xs") -> jax.Array:

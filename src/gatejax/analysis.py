@@ -49,7 +49,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, ArrayLike, Float, Int
 
-from gatejax import fused, loop, protocol
+from gatejax import affine, fused, loop, protocol
 from gatejax._jit import bounded_jit
 from gatejax.protocol import Recurrence
 from gatejax.sequence import ScanOptions, _prepare, resolve_options, scan_with_gates
@@ -197,13 +197,15 @@ def _backward(
   parts = fused._parts(cell, options.matmul_dtype)
   final, before, ys = _forward(parts, params, xs, carry, lengths, options.unroll)
   g_ys, g_final = _loss_cotangents(loss_fn, ys, final)
-  read = protocol.output_reader(cell, params, carry, xs[0]) if emit == "carries" else None
+  read = protocol.reader(cell, params, carry, xs[0]) if emit == "carries" else None
 
   def body(g_after: Carry, inputs: tuple[Array, Array, Carry, Array]) -> tuple[Carry, Any]:
     t, x, c, g_y = inputs
     # One linearisation of step t, pulled back from both of its results: the new carry
     # (read by everything after it) and the output y_t (read by the loss).
-    _, vjp = jax.vjp(lambda p, c: loop.masked_step(_step_fn(parts, p), lengths)(c, x, t), params, c)
+    (new, _), vjp = jax.vjp(
+      lambda p, c: loop.masked_step(_step_fn(parts, p), lengths)(c, x, t), params, c
+    )
     g_params, g_before = vjp((g_after, g_y))
     if emit == "contributions":
       return g_before, g_params
@@ -213,7 +215,8 @@ def _backward(
       return g_before, g_after
     # y_t is read from c_{t+1}: the carry's adjoint includes the loss's use of y_t.
     g_y = loop.zero_past(t < lengths, g_y) if lengths is not None else g_y
-    (read_t,) = jax.linear_transpose(read, g_after)(g_y)
+    _, read_vjp = jax.vjp(lambda c1: read(params, c1, x), new)
+    (read_t,) = read_vjp(g_y)
     return g_before, jax.tree.map(jnp.add, g_after, read_t)
 
   time = loop.time(xs.shape[0])
@@ -346,7 +349,7 @@ def carry_gradients(
 
   "The output of step ``t``" counts as a use of ``c_{t+1}`` when the cell reads its output
   from its new carry, as every built-in cell does (``y_t = h_{t+1}``): when it offers
-  ``output(carry)``, or when its ``step`` returns one leaf of the new carry as ``y``. A
+  ``read(params, carry, x)``, or when its ``step`` returns one leaf of the new carry as ``y``. A
   cell whose output is computed beside the carry has ``y_t`` as a use of ``c_t`` instead.
 
   Returns:
@@ -426,7 +429,7 @@ def _jacobian_sweep(
   xs, lengths = _sweep_inputs(xs, lengths)
   batch_ndim = xs.ndim - 2
   if _diagonal(cell, options) is not None:
-    return _diagonal_norms(cell, params, xs, lengths, ord)
+    return _diagonal_norms(cell, params, xs, carry, lengths, ord)
   parts = fused._parts(cell, options.matmul_dtype)
   final, before, _ = _forward(parts, params, xs, carry, lengths, options.unroll)
   rows, _ = _identity_cotangents(final, batch_ndim)
@@ -469,25 +472,53 @@ def _expand_batch(e: Array, like: Array) -> Array:
 
 
 def _diagonal(cell: Any, options: ScanOptions) -> Any:
-  """A linear cell's ``linear_recurrence``, when the run keeps its own precision."""
-  return getattr(cell, "linear_recurrence", None) if options.matmul_dtype is None else None
+  """A cell's ``affine``, when the run keeps its own precision."""
+  return protocol.affine_of(cell) if options.matmul_dtype is None else None
 
 
 def _diagonal_norms(
-  cell: Any, params: Params, xs: Array, lengths: Array | None, ord: int | str
+  cell: Any, params: Params, xs: Array, carry: Carry, lengths: Array | None, ord: int | str
 ) -> Array:
-  r"""Norms of :math:`\prod_{s \ge k} \mathrm{diag}(a_s)` for a cell linear in its carry.
+  r"""Norms of :math:`\prod_{s > k} a_s` for a cell affine in its carry.
 
-  Its step Jacobian is exactly :math:`\mathrm{diag}(a_t)`, so the product over steps is a
-  reverse cumulative product, with no sweep and no SVD; a padded step is the identity.
+  Its step Jacobian is exactly :math:`a_t` (:func:`gatejax.affine.suffix_products`), so the
+  product over steps is a reverse cumulative product, with no sweep; a padded step is the
+  identity.
   """
-  a, _ = cell.linear_recurrence(params, xs)
-  if lengths is not None:
-    a = jnp.where(loop.valid_steps(xs.shape[0], lengths)[..., None], a, jnp.ones_like(a))
-  products = jax.lax.cumprod(a, axis=0, reverse=True)
-  if ord == "fro":
-    return _scaled_norm([products], axes=(-1,))
-  return jnp.max(jnp.abs(products), axis=-1)
+  aff = protocol.affine_of(cell)(params, xs)
+  aff = affine.check(aff, carry, xs.shape[0], f"{protocol.describe(cell)}.affine")
+  valid = None if lengths is None else loop.valid_steps(xs.shape[0], lengths)
+  products = affine.suffix_products(affine.mask(aff, valid))
+  batch_ndim = xs.ndim - 2
+  lead = 1 + batch_ndim
+  leaves = jax.tree.leaves(products)
+  if aff.form == "diagonal":
+    # A complex entry λ acts on (Re, Im) as |λ| times a rotation: spectral norm |λ|, and
+    # two real components of modulus |λ| in the Frobenius norm.
+    flat = [jnp.abs(p).reshape((*p.shape[:lead], -1)) for p in leaves]
+    if ord == "fro":
+      copies = [
+        jnp.concatenate([f, f], axis=-1) if jnp.iscomplexobj(p) else f
+        for f, p in zip(flat, leaves, strict=True)
+      ]
+      return _scaled_norm(copies, axes=(-1,))
+    return jnp.max(jnp.concatenate(flat, axis=-1), axis=-1)
+  # Matrix form: the Jacobian of a carry leaf (*batch, *heads, K, *rest) is P ⊗ I_rest per
+  # head, block-diagonal over heads: spectral norm the largest over heads, Frobenius norm
+  # sqrt(Σ_heads |rest|·‖P_h‖²_F).
+  norms = []
+  for p, c in zip(leaves, jax.tree.leaves(carry), strict=True):
+    rest = math.prod(c.shape[p.ndim - 2 :])
+    blocks = p.reshape((*p.shape[:lead], -1, *p.shape[-2:]))  # (T, *batch, heads, K, K)
+    if ord == "fro":
+      norms.append(_scaled_norm([blocks * rest**0.5], axes=(-3, -2, -1)))
+    else:
+      work = blocks.astype(jnp.float32) if jnp.finfo(blocks.dtype).bits < 32 else blocks
+      norms.append(
+        jnp.max(jnp.linalg.norm(work, ord=2, axis=(-2, -1)), axis=-1).astype(blocks.dtype)
+      )
+  stacked = jnp.stack(norms, axis=-1)
+  return _scaled_norm([stacked], axes=(-1,)) if ord == "fro" else jnp.max(stacked, axis=-1)
 
 
 def jacobian_norms(
@@ -520,7 +551,7 @@ def jacobian_norms(
   identity (1 for ``ord=2``, ``sqrt(D)`` for ``"fro"``), and a valid entry ``k`` lies at
   distance ``length - k``.
 
-  For a cell linear in its carry (one that offers ``linear_recurrence``: minGRU, minLSTM)
+  For a cell linear in its carry (one that offers ``affine``: minGRU, minLSTM)
   the step Jacobian is exactly :math:`\mathrm{diag}(a_t)`, and the norms are those of a
   cumulative product of diagonals: no sweep, no SVD.
 

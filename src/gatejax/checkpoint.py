@@ -208,7 +208,7 @@ def describe(cell: Cell, task: Task) -> dict[str, Any]:
     >>> checkpoint.describe(gj.gru(8), tasks.adding(20))["cell"]
     {'kind': 'gru', 'hidden_size': 8, 'input_size': 2, 'reset': 'after', 'update_bias': 0.0, 'gate_fn': 'sigmoid', 'activation': 'tanh'}
   """
-  protocol.check(cell)
+  protocol.require(cell)
   if not isinstance(task, Task):
     raise TypeError(f"task must be a gatejax.tasks.Task, got {type(task).__name__}")
   described = protocol.config(cell)

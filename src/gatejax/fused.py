@@ -24,7 +24,7 @@ product :math:`h_{t-1}^\top \delta_t` (a matmul with only ``batch`` rows) into a
   block of the whole sequence (the default off the CPU) these are single large matmuls.
 
 Every derivative comes from ``jax.vjp`` of the cell's own functions
-(:class:`~gatejax.cells.RecurSplit`), so any ``gate_fn`` or ``activation`` works and
+(:class:`~gatejax.protocol.RecurSplit`), so any ``gate_fn`` or ``activation`` works and
 there is one source of truth. A cell without a split (GRU ``reset="before"``, whose
 candidate matmul reads ``r``) takes a generic form of the same scheme: the reverse scan
 pulls back through ``cell.recur`` with the parameters held fixed (recomputing the step),
@@ -60,8 +60,7 @@ from jax.extend import core as jax_core
 from jaxtyping import Array
 
 from gatejax import loop, protocol
-from gatejax.cells import RecurSplit, _recur_from
-from gatejax.protocol import Recurrence
+from gatejax.protocol import Recurrence, RecurSplit
 
 __all__ = ["Config", "default_block", "run", "run_autodiff"]
 
@@ -213,7 +212,7 @@ def _parts(cell: Any, matmul_dtype: str | None) -> Recurrence:
       f"{protocol.describe(cell)} has none"
     )
   split = parts.split._replace(mix=_low_precision(parts.split.mix, matmul_dtype))
-  return Recurrence(_low_precision(parts.project, matmul_dtype), _recur_from(split), split)
+  return Recurrence(_low_precision(parts.project, matmul_dtype), split.recur, split)
 
 
 # ---------------------------------------------------------------------------

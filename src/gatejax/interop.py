@@ -46,7 +46,7 @@ import numpy as np
 from jaxtyping import Array
 
 from gatejax.cells import Cell, GRUParams, LSTMParams, LSTMState, RNNParams, gru, lstm, rnn
-from gatejax.minimal import MGUParams, mgu
+from gatejax.cells.minimal import MGUParams, mgu
 from gatejax.sequence import Bidirectional, Stack, stack
 
 __all__ = [

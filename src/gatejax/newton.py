@@ -37,8 +37,8 @@ residual was computed at the exact input, and the corrections before it are zero
 arithmetic, and usually after far fewer: Newton's convergence is quadratic once the guess is
 close, and a contracting recurrence forgets the error of a far-away guess. A cell that is
 linear in its carry is solved by the first sweep; a cell that offers
-``cell.linear_recurrence(params, xs) -> (a, b)`` (``c_t = a_t ⊙ c_{t-1} + b_t``) is solved by
-one elementwise scan without any Jacobian.
+``cell.affine(params, xs)`` (:class:`gatejax.affine.Affine`, ``c_t = a_t · c_{t-1} + b_t``) is
+solved by one :func:`gatejax.affine.solve` without any Jacobian.
 
 Gradients are implicit (``jax.custom_vjp``): at the solution, the adjoint
 :math:`\lambda_t = g_t + J_{t+1}^\top \lambda_{t+1}` is one reverse associative scan, and the
@@ -59,7 +59,7 @@ import numpy as np
 from jax.flatten_util import ravel_pytree
 from jaxtyping import Array, Float, Int
 
-from gatejax import sequence
+from gatejax import affine, protocol, sequence
 from gatejax._jit import bounded_jit
 
 __all__ = ["METHODS", "NewtonInfo", "default_tol", "parallel_scan"]
@@ -86,7 +86,7 @@ class NewtonInfo(NamedTuple):
     iterations: the number of Newton sweeps (linearise, solve, update) applied: 0 when the
       first guess (the initial carry at every step) already solves the sequence (length 0,
       say), 1 for a cell linear in its carry, and always 1 for a cell with
-      ``linear_recurrence`` (one scan, no sweep).
+      ``affine`` (one solve, no sweep).
     residual: :math:`\max_{t,i} |c_{t,i} - \mathrm{step}(c_{t-1}, x_t)_i| / \max(1, |c_{t,i}|)`
       at the returned carries (the flattened carry, components ``i``): absolute where a
       component is at most 1 in magnitude, relative above; ``inf`` when a carry is not finite.
@@ -485,9 +485,9 @@ def _run(
   valid = jnp.arange(steps, dtype=jnp.int32)[:, None] < lengths[None, :]  # (T, B)
   f = _flat_step(cell, unravel)
 
-  linear = getattr(cell, "linear_recurrence", None)
-  if linear is not None:
-    cs = _linear_solve(linear, params, xs_p, valid, c0)
+  affine_fn = protocol.affine_of(cell)
+  if affine_fn is not None:
+    cs = _affine_solve(cell, affine_fn, params, xs_p, valid, carry, batch_shape)
     iterations = jnp.ones((batch,), jnp.int32)
     prev = jnp.concatenate([c0[None], cs[:-1]])
     fs = jax.vmap(jax.vmap(f, (None, 0, 0, 0)), (None, 0, 0, 0))(params, prev, xs_p, valid)
@@ -514,17 +514,25 @@ def _run(
   return final, ys, info
 
 
-def _linear_solve(
-  linear: Callable[..., tuple[Any, Any]], params: Params, xs: Array, valid: Array, c0: Array
+def _affine_solve(
+  cell: Any,
+  affine_fn: Callable[..., Any],
+  params: Params,
+  xs: Array,
+  valid: Array,
+  carry: Carry,
+  batch_shape: tuple[int, ...],
 ) -> Array:
-  """``c_t = a_t ⊙ c_{t-1} + b_t`` from ``cell.linear_recurrence``, in one elementwise scan."""
-  a, b = linear(params, xs)
-  a, b = _flatten(a, 2), _flatten(b, 2)  # (T, B, n)
-  # Padding holds the carry: a = 1, b = 0. The initial carry enters through the first b.
-  a = jnp.where(valid[..., None], a, jnp.ones_like(a))
-  b = jnp.where(valid[..., None], b, jnp.zeros_like(b))
-  b = b.at[0].add(a[0] * c0)
-  return _affine_scan(DIAG, a, b)
+  """The carries of a cell affine in its carry, from ``cell.affine``: one exact solve.
+
+  ``xs`` is ``(T, B, input)`` in the order the sequences are read (see :func:`_order`),
+  ``valid`` ``(T, B)``; returns the flattened carries ``(T, B, n)``.
+  """
+  batch = xs.shape[1]
+  c0 = jax.tree.map(lambda leaf: leaf.reshape((batch, *leaf.shape[len(batch_shape) :])), carry)
+  aff = affine.check(affine_fn(params, xs), c0, xs.shape[0], f"{protocol.describe(cell)}.affine")
+  cs = affine.solve(affine.mask(aff, valid), c0)
+  return _flatten(cs, 2)
 
 
 def parallel_scan(
@@ -556,9 +564,9 @@ def parallel_scan(
   flattened carry size: ``H``, or ``2H`` for an LSTM), ``T n²`` memory and ``O(T n³)`` work in
   the scan (``O(log T)`` depth); ``"quasi"``, the same products but ``T n`` memory and
   elementwise scans; ``"elk"``/``"quasi-elk"``, a Kalman filter and smoother (a few times the
-  scan work). A cell with ``cell.linear_recurrence(params, xs) -> (a, b)`` (``c_t = a_t ⊙
-  c_{t-1} + b_t`` for every step, ``a`` and ``b`` carry-shaped with a leading time axis) is
-  solved exactly by one elementwise scan whatever ``method`` (``iterations`` is 1).
+  scan work). A cell with ``cell.affine(params, xs)`` (``c_t = a_t · c_{t-1} + b_t`` for every step,
+  :class:`gatejax.affine.Affine`) is solved exactly by one associative scan whatever
+  ``method`` (``iterations`` is 1).
 
   Gradients (reverse mode) are implicit: one reverse associative scan of the adjoint
   :math:`\lambda_t = g_t + J_{t+1}^\top\lambda_{t+1}` at the solution (full Jacobians,
@@ -630,7 +638,7 @@ def parallel_scan(
       converged=jnp.ones(batch_shape, bool),
     )
     return carry, jnp.zeros((0, *batch_shape, cell.hidden_size), dtype), info
-  if getattr(cell, "linear_recurrence", None) is not None:
+  if protocol.affine_of(cell) is not None:
     method = "deer"  # solved by one scan whatever the method: one compiled function for all
   limits = _Limits(
     tol=jnp.asarray(tol, dtype),

@@ -40,7 +40,9 @@ outside the library, runs wherever a built-in cell runs:
   (20, 4, 8)
 
 Optional capabilities, each found by presence (``getattr``), with the plain path as the
-fallback, so a four-member cell and a built-in cell go through the same code:
+fallback, so a four-member cell and a built-in cell go through the same code. Each must
+agree with ``step``; :func:`check` compares them on a small input (run it in your cell's
+tests):
 
 * ``project(params, x) -> px`` and ``recur(params, carry, px) -> (carry, y, gates)``: the
   step cut into its input half (no time dependence, so a runner applies it to a whole
@@ -51,15 +53,23 @@ fallback, so a four-member cell and a built-in cell go through the same code:
   ``gate_fn``), for :func:`gatejax.analysis.gate_statistics`; default: every field.
 * ``keep_write(gates) -> (keep, write)``: the gate that keeps the carry and the one that
   writes the candidate (``f`` and ``i`` for the LSTM, ``z`` and ``1 − z`` for the GRU).
-* ``split``: a :class:`~gatejax.cells.RecurSplit` of ``recur`` at its recurrent matmul,
-  for the hand-written VJP of :mod:`gatejax.fused` and bfloat16 matmuls.
-* ``linear_recurrence(params, xs) -> (a, b)``: for a cell whose carry is one array and
-  whose step is linear in it, :math:`c_t = a_t \odot c_{t-1} + b_t` with ``y_t = c_t``;
-  ``a`` and ``b`` have the shape of ``xs``'s carries, time first. The runner then
-  evaluates the sequence with ``jax.lax.associative_scan``, and the analysis reads the
-  exactly diagonal Jacobian :math:`\partial c_t / \partial c_{t-1} = \mathrm{diag}(a_t)`.
-* ``output(carry) -> y``: the step's output read from its new carry. Without it gatejax
-  still finds it when ``step`` returns one leaf of its new carry as ``y`` (``return h, h``).
+* ``split``: a :class:`RecurSplit` of ``recur`` at its recurrent matmul, for the
+  hand-written VJP of the fused runner and bfloat16 matmuls.
+* ``read(params, carry, x) -> y``: the step's output from its new carry and its input, for
+  a cell whose output is not (a leaf of) its carry (``y = C h + D x``, ``y = qᵀ S``);
+  ``step`` must return ``(carry_t, read(params, carry_t, x_t))``. Without it gatejax still
+  finds the output when ``step`` returns one leaf of its new carry as ``y``
+  (``return h, h``).
+* ``affine(params, xs) -> Affine(a, b, form)``: for a cell whose step is affine in its
+  carry, :math:`c_t = a_t \cdot c_{t-1} + b_t` for the whole sequence at once, time first
+  (:class:`gatejax.affine.Affine`: ``"diagonal"`` leaf by leaf for any pytree carry, real or
+  complex, or ``"matrix"`` acting on a key axis). The runner then evaluates the sequence
+  with ``jax.lax.associative_scan`` (``impl="associative"``), :func:`gatejax.parallel_scan`
+  solves it in one exact sweep, and the analysis reads the step Jacobian from ``a_t``.
+  Padding (``lengths``) is the identity element, applied by the runners, never by the cell.
+* ``init_only``: names in the cell's ``config()`` that only shape ``init`` (initial values
+  written into the parameters, such as ``forget_bias``): a checkpoint may resume with other
+  values of them.
 * ``name``: a short string for messages (default: the type's name and hidden size).
 """
 
@@ -71,6 +81,7 @@ from collections.abc import Callable
 from typing import Any, NamedTuple, Protocol, cast, runtime_checkable
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 from jax.extend import core as jax_core
 from jax.typing import DTypeLike
@@ -80,16 +91,21 @@ __all__ = [
   "Carry",
   "CellLike",
   "Params",
+  "RecurSplit",
   "Recurrence",
+  "affine_of",
+  "check",
   "config",
   "describe",
   "gate_values",
+  "init_only",
   "input_size_of",
   "is_cell",
   "keep_gate",
   "keep_write",
-  "output_reader",
+  "reader",
   "recurrence",
+  "require",
 ]
 
 #: A cell's parameters: whatever pytree of arrays its ``init`` returns (a name, not a type).
@@ -118,7 +134,7 @@ def is_cell(value: Any) -> bool:
   return all(hasattr(value, m) for m in MEMBERS) and not isinstance(value, type)
 
 
-def check(value: Any, name: str = "cell") -> None:
+def require(value: Any, name: str = "cell") -> None:
   """Raise a ``TypeError`` naming ``name`` unless ``value`` can be run as a cell."""
   if isinstance(value, type):
     raise TypeError(f"{name} must be a cell instance, got the class {value.__name__}")
@@ -198,6 +214,32 @@ def describe(cell: Any) -> str:
 # ---------------------------------------------------------------------------
 # The recurrence a runner runs
 # ---------------------------------------------------------------------------
+
+
+class RecurSplit(NamedTuple):
+  r"""``recur`` cut at its recurrent matmul, for runners that differentiate it by hand.
+
+  ``recur(params, carry, px) == combine(carry, px, mix(params, hidden(carry)))``, and
+  ``recur`` is built from these three (:meth:`recur`), so they cannot disagree. ``combine``
+  reads no parameters: every parameter the recurrence uses goes through ``mix``, so the
+  weight gradient of a whole sequence is one ``jax.vjp`` of ``mix`` with time as a batch
+  axis (one large matmul, :math:`\partial W_h = \sum_t h_{t-1}^\top \delta_t`), as the
+  fused runner does.
+
+  Attributes:
+    hidden: ``hidden(carry) -> h``, the part of the carry the recurrent matmul reads.
+    mix: ``mix(params, h) -> hh``, the recurrent matmul (plus any bias inside it),
+      ``(*batch, hidden) -> (*batch, G * hidden)``.
+    combine: ``combine(carry, px, hh) -> (carry, y, gates)``, the elementwise rest.
+  """
+
+  hidden: Callable[[Carry], Array]
+  mix: Callable[[Params, Array], Array]
+  combine: Callable[[Carry, Array, Array], tuple[Carry, Array, Any]]
+
+  def recur(self, params: Params, carry: Carry, px: Array) -> tuple[Carry, Array, Any]:
+    """``combine(carry, px, mix(params, hidden(carry)))``: the ``recur`` this split cuts."""
+    return self.combine(carry, px, self.mix(params, self.hidden(carry)))
 
 
 class Recurrence(NamedTuple):
@@ -350,18 +392,32 @@ def input_size_of(cell: Any, params: Params) -> int | None:
   return size + 1 if rest == 0 and size >= 0 else None
 
 
-def output_reader(
-  cell: Any, params: Params, carry: Carry, x: Any
-) -> Callable[[Carry], Array] | None:
-  """The function that reads ``y`` from the new carry, if the step's output is read from it.
+def affine_of(cell: Any) -> Callable[[Params, Array], Any] | None:
+  """The cell's ``affine`` member (its step is affine in the carry), or ``None``."""
+  return getattr(cell, "affine", None)
 
-  ``cell.output`` where the cell has it; else, when ``step`` returns one leaf of its new
-  carry as ``y`` (found by tracing), the function that takes that leaf; else ``None`` (the
-  output is computed beside the carry, not read from it).
+
+def init_only(cell: Any) -> frozenset[str]:
+  """Names in ``config(cell)`` that only shape ``init`` (initial values written into the
+  parameters, e.g. ``forget_bias``): a checkpoint may resume with other values of these.
+
+  A cell declares them as an optional ``init_only`` member (a tuple of names); default none.
   """
-  output = getattr(cell, "output", None)
-  if output is not None:
-    return output
+  return frozenset(getattr(cell, "init_only", None) or ())
+
+
+def reader(
+  cell: Any, params: Params, carry: Carry, x: Any
+) -> Callable[[Params, Carry, Array], Array] | None:
+  """``(params, new_carry, x) -> y`` where the step's output is read from its new carry.
+
+  ``cell.read`` where the cell has it; else, when ``step`` returns one leaf of its new
+  carry as ``y`` (found by tracing ``step`` at these arguments' shapes), the function that
+  takes that leaf; else ``None`` (the output is computed beside the carry, not read from it).
+  """
+  read = getattr(cell, "read", None)
+  if read is not None:
+    return read
   closed = jax.make_jaxpr(cell.step)(params, carry, x)
   outs = closed.jaxpr.outvars
   count = len(jax.tree.leaves(carry))
@@ -373,5 +429,126 @@ def output_reader(
   return None
 
 
-def _leaf(k: int, carry: Carry) -> Array:
+def _leaf(k: int, params: Params, carry: Carry, x: Array) -> Array:
   return jax.tree.leaves(carry)[k]
+
+
+# ---------------------------------------------------------------------------
+# Optional members against the step
+# ---------------------------------------------------------------------------
+
+
+def _differences(got: Any, want: Any, tol: float) -> float | None:
+  """The largest difference scaled by ``max(1, |want|)``, if it exceeds ``tol``; else ``None``."""
+  worst = 0.0
+  for g, w in zip(jax.tree.leaves(got), jax.tree.leaves(want), strict=True):
+    g, w = np.asarray(g), np.asarray(w)
+    if g.shape != w.shape:
+      return float("inf")
+    both_nan = np.isnan(g) & np.isnan(w)
+    scale = np.maximum(1.0, np.abs(w))
+    err = np.where(both_nan, 0.0, np.abs(g - w) / scale)
+    if err.size:
+      worst = max(worst, float(np.max(np.where(np.isnan(err), np.inf, err))))
+  return worst if worst > tol else None
+
+
+def check(
+  cell: Any, params: Params, xs: Array, *, carry: Carry | None = None, tol: float | None = None
+) -> None:
+  r"""Check that every optional member of ``cell`` agrees with its ``step`` on ``xs``.
+
+  A cell's optional members (``project``/``recur``, ``split``, ``read``, ``affine``,
+  ``gate_names``, ``keep_write``) are fast paths and facts that the runners trust: a
+  ``recur`` that differs from ``step`` makes :func:`gatejax.scan` follow ``recur`` while
+  :func:`gatejax.parallel_scan` follows ``step``, and a wrong ``affine`` makes
+  ``impl="associative"`` wrong. This runs ``step`` over ``xs`` (a small time-major input;
+  a Python loop, not compiled) from ``carry`` (default ``cell.initial_carry``) and compares
+  each member at every step.
+
+  Args:
+    cell: any cell (SPEC §3b).
+    params: its parameters.
+    xs: ``(time, *batch, input_size)``, a few steps.
+    carry: the initial carry; default ``cell.initial_carry(batch, dtype)``.
+    tol: the largest allowed difference, relative to ``max(1, |value|)``; default
+      ``1000 × eps`` of the step's dtype (1.2e-4 in float32, 2.2e-13 in float64).
+
+  Raises:
+    ValueError: a member disagrees with ``step``; the message names the member, the step
+      and the difference.
+    TypeError: a member returns the wrong type or structure.
+
+  Example:
+    >>> import jax, jax.numpy as jnp, gatejax as gj
+    >>> cell = gj.min_gru(4)
+    >>> params = cell.init(jax.random.key(0), input_size=3)
+    >>> check(cell, params, jax.random.normal(jax.random.key(1), (5, 2, 3)))   # silent: all agree
+    >>> bad = cell._replace(read=lambda p, c, x: 2 * c)
+    >>> check(bad, params, jnp.ones((5, 2, 3)))
+    Traceback (most recent call last):
+    ValueError: gj.min_gru(4).read disagrees with its step at step 0: ...
+  """
+  from gatejax import affine as affine_lib
+
+  require(cell)
+  xs = jnp.asarray(xs)
+  if xs.ndim < 2:
+    raise ValueError(f"xs must have shape (time, *batch, input_size), got {xs.shape}")
+  dtype = jnp.result_type(xs, *jax.tree.leaves(params))
+  if carry is None:
+    carry = cell.initial_carry(xs.shape[1:-1], dtype)
+  if tol is None:
+    tol = 1000 * float(jnp.finfo(dtype).eps)
+  who = describe(cell)
+
+  def compare(member: str, t: int, got: Any, want: Any) -> None:
+    if jax.tree.structure(got) != jax.tree.structure(want):
+      raise TypeError(
+        f"{who}.{member} returns {jax.tree.structure(got)} where step gives "
+        f"{jax.tree.structure(want)} (step {t})"
+      )
+    err = _differences(got, want, tol)
+    if err is not None:
+      raise ValueError(
+        f"{who}.{member} disagrees with its step at step {t}: largest difference {err:.3g} "
+        f"(relative to max(1, |value|); tolerance {tol:.3g})"
+      )
+
+  recur = getattr(cell, "recur", None)
+  project = getattr(cell, "project", None) or _read_input
+  split = getattr(cell, "split", None)
+  read = getattr(cell, "read", None)
+  befores, afters = [], []
+  c = carry
+  for t in range(xs.shape[0]):
+    x = xs[t]
+    new, y = cell.step(params, c, x)
+    befores.append(c)
+    afters.append(new)
+    if recur is not None:
+      px = project(params, x)
+      r_new, r_y, gates = recur(params, c, px)
+      compare("recur", t, (r_new, r_y), (new, y))
+      if split is not None:
+        compare("split", t, split.recur(params, c, px), (r_new, r_y, gates))
+      gate_values(cell, gates)
+      kw = keep_write(cell, gates)
+      if kw is not None and (not isinstance(kw, tuple) or len(kw) != 2):
+        raise TypeError(f"{who}.keep_write must return (keep, write), got {type(kw).__name__}")
+    if read is not None:
+      compare("read", t, read(params, new, x), y)
+    c = new
+  affine = affine_of(cell)
+  if affine is not None and xs.shape[0]:
+    aff = affine_lib.check(affine(params, xs), carry, xs.shape[0], f"{who}.affine")
+    for t in range(xs.shape[0]):
+      at_t = functools.partial(_at, t)
+      step_t = affine_lib.Affine(
+        a=jax.tree.map(at_t, aff.a), b=jax.tree.map(at_t, aff.b), form=aff.form
+      )
+      compare("affine", t, affine_lib.apply(step_t, befores[t]), afters[t])
+
+
+def _at(t: int, a: Array) -> Array:
+  return a[t]

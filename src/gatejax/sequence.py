@@ -33,7 +33,7 @@ import jax.numpy as jnp
 from jax.typing import DTypeLike
 from jaxtyping import Array, Float, Int, PRNGKeyArray
 
-from gatejax import _validate, fused, loop, protocol
+from gatejax import _validate, affine, fused, loop, protocol
 from gatejax._jit import bounded_jit
 
 __all__ = [
@@ -65,8 +65,8 @@ class ScanOptions:
     impl: how reverse-mode differentiation runs (the forward pass is the same):
       ``"fused"``, a hand-written VJP of the whole sequence (:mod:`gatejax.fused`);
       ``"autodiff"``, JAX's autodiff of the scan; ``"associative"``, all steps at once
-      with ``jax.lax.associative_scan``, for a cell linear in its carry (one that offers
-      ``linear_recurrence``: :func:`gatejax.min_gru`, :func:`gatejax.min_lstm`);
+      with ``jax.lax.associative_scan``, for a cell affine in its carry (one that offers
+      ``affine``: :func:`gatejax.min_gru`, :func:`gatejax.min_lstm`);
       ``"auto"`` (default): ``"associative"`` where the cell offers it, neither
       ``remat`` nor ``matmul_dtype`` is set and the backend is not a CPU (where the
       sequential loop is 2-6x faster), else ``"fused"``; ``"autodiff"`` when
@@ -190,12 +190,8 @@ def _run(
   return runner(cell, cfg, params, xs, carry, lengths)
 
 
-def _linear(cell: Any) -> Any:
-  return getattr(cell, "linear_recurrence", None)
-
-
 def _associative_by_default(cell: Any, options: ScanOptions) -> bool:
-  """Whether ``impl="auto"`` evaluates a cell linear in its carry all steps at once.
+  """Whether ``impl="auto"`` evaluates a cell affine in its carry all steps at once.
 
   Off the CPU, where a sequential step costs a kernel launch: yes. On a CPU a sequential
   step costs tens of nanoseconds and the scan's ``O(T log T)`` work and memory traffic lose:
@@ -204,73 +200,63 @@ def _associative_by_default(cell: Any, options: ScanOptions) -> bool:
   64; BENCHMARKS.md). ``remat`` and ``matmul_dtype`` ask for the sequential paths.
   """
   plain = options.remat is None and options.matmul_dtype is None
-  return plain and _linear(cell) is not None and jax.default_backend() != "cpu"
-
-
-def _compose(earlier: tuple[Array, Array], later: tuple[Array, Array]) -> tuple[Array, Array]:
-  """Affine maps ``c -> a c + b``, ``earlier`` applied first."""
-  a_e, b_e = earlier
-  a_l, b_l = later
-  return a_l * a_e, a_l * b_e + b_l
+  return plain and protocol.affine_of(cell) is not None and jax.default_backend() != "cpu"
 
 
 def _run_associative(
   cell: Any,
   params: Params,
   xs: Array,
-  carry: Array,
+  carry: Carry,
   lengths: Array | None,
   *,
   reverse: bool,
   with_gates: bool,
 ) -> tuple[Carry, Array, Any]:
-  r"""A cell linear in its carry, every step at once: :math:`c_t = A_t c_0 + B_t`.
+  r"""A cell affine in its carry, every step at once: :math:`c_t = a_t \cdot c_{t-1} + b_t`.
 
-  ``(A_t, B_t)`` is the composition of the steps' affine maps :math:`c \mapsto a_t c + b_t`
-  up to ``t`` (in reading order), an associative operation, so ``jax.lax.associative_scan``
-  computes all of them in :math:`O(\log T)` depth; JAX differentiates it as it is. A
-  padded step is the identity map (``a = 1``, ``b = 0``): it holds the carry.
+  The coefficients of every step come from ``cell.affine`` in one call; the carries are one
+  :func:`gatejax.affine.solve` (``jax.lax.associative_scan``, :math:`O(\log T)` depth), a
+  padded step the identity map (:func:`gatejax.affine.mask`). The outputs are read from the
+  carries (``cell.read``, or the carry leaf that ``step`` returns as ``y``), else computed by
+  ``step`` from each step's input carry, all steps at once.
   """
-  linear = _linear(cell)
-  if linear is None:
+  affine_fn = protocol.affine_of(cell)
+  if affine_fn is None:
     raise ValueError(
-      f'impl="associative" needs a cell linear in its carry (one that offers '
-      f"linear_recurrence); {protocol.describe(cell)} does not"
-    )
-  if not isinstance(carry, jax.Array | jnp.ndarray):
-    raise TypeError(
-      f"{protocol.describe(cell)}.linear_recurrence needs a carry that is one array, got "
-      f"{type(carry).__name__}"
+      f'impl="associative" needs a cell affine in its carry (one that offers affine); '
+      f"{protocol.describe(cell)} does not"
     )
   lengths = loop.int32(lengths)
   xs = loop.clean_inputs(xs, lengths)
   steps = xs.shape[0]
-  gates: Any = ()
+  parts = protocol.recurrence(cell)
   if steps == 0:
-    ys = jnp.zeros((0, *carry.shape), carry.dtype)
-    if with_gates:
-      _, _, g = jax.eval_shape(protocol.recurrence(cell).recur, params, carry, carry)
-      gates = jax.tree.map(lambda a: jnp.zeros((0, *a.shape), a.dtype), g)
-    return carry, ys, gates
-  a, b = linear(params, xs)
-  if lengths is not None:
-    valid = loop.valid_steps(steps, lengths)
-    a = jnp.where(valid[..., None], a, jnp.ones_like(a))
-    b = jnp.where(valid[..., None], b, jnp.zeros_like(b))
-  A, B = jax.lax.associative_scan(_compose, (a, b), reverse=reverse)
-  carries = A * carry[None] + B
-  final = carries[0] if reverse else carries[-1]
-  ys = carries if lengths is None else loop.zero_past(valid, carries)
-  if with_gates:
-    # Every step's input carry is known now, so the gates are one parallel evaluation.
-    before = (
-      jnp.concatenate([carries[1:], carry[None]])
-      if reverse
-      else jnp.concatenate([carry[None], carries[:-1]])
+    x0 = jax.ShapeDtypeStruct(xs.shape[1:], xs.dtype)
+    _, y, g = jax.eval_shape(
+      lambda c, x: parts.recur(params, c, parts.project(params, x)), carry, x0
     )
-    parts = protocol.recurrence(cell)
-    _, _, gates = parts.recur(params, before, parts.project(params, xs))
-  return final, ys, gates
+    empty = lambda a: jnp.zeros((0, *a.shape), a.dtype)
+    return carry, empty(y), jax.tree.map(empty, g) if with_gates else ()
+  valid = None if lengths is None else loop.valid_steps(steps, lengths)
+  aff = affine.check(affine_fn(params, xs), carry, steps, f"{protocol.describe(cell)}.affine")
+  carries = affine.solve(affine.mask(aff, valid), carry, reverse=reverse)
+  final = jax.tree.map(lambda c: c[0] if reverse else c[-1], carries)
+  first = jax.tree.map(lambda c: c[None], carry)
+  if reverse:
+    before = jax.tree.map(lambda cs, c0: jnp.concatenate([cs[1:], c0]), carries, first)
+  else:
+    before = jax.tree.map(lambda cs, c0: jnp.concatenate([c0, cs[:-1]]), carries, first)
+  read = protocol.reader(cell, params, carry, xs[0])
+  gates: Any = ()
+  if read is not None and not with_gates:
+    ys = jax.vmap(read, (None, 0, 0))(params, carries, xs)
+  else:
+    # Every step's input carry is known now: the steps themselves, all at once.
+    _, ys, gates = jax.vmap(parts.recur, (None, 0, 0))(params, before, parts.project(params, xs))
+  if valid is not None:
+    ys = loop.zero_past(valid, ys)
+  return final, ys, gates if with_gates else ()
 
 
 def _prepare(
@@ -319,7 +305,7 @@ def scan(
   Any cell runs here (:mod:`gatejax.protocol`): a built-in one or a user's value with
   ``hidden_size``, ``init``, ``initial_carry`` and ``step``. What the cell offers beyond
   those (the ``project``/``recur`` split, a ``split`` for the hand-written VJP, a
-  ``linear_recurrence``) makes it faster, never different.
+  ``affine``) makes it faster, never different.
 
   Args:
     cell: a cell, e.g. from :func:`gatejax.gru`.

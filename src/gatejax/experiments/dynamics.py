@@ -40,7 +40,7 @@ Gaussian inputs, over gains ``g`` from 0.5 to 3: :math:`\lambda_{\max}` crosses 
 ``g = 1`` (a little above: the inputs stabilise), and the sweeps go from flat in ``T`` to
 growing with it or failing.
 
-Cells linear in their carry (minGRU, minLSTM) offer ``linear_recurrence`` and are solved by
+Cells linear in their carry (minGRU, minLSTM) offer ``affine`` and are solved by
 one associative scan: one sweep at every ``T``, exactly.
 
 Example:
@@ -292,7 +292,7 @@ class CellRun(NamedTuple):
 
   Attributes:
     name: the display name (``"GRU"``).
-    linear: the cell is linear in its carry (offers ``linear_recurrence``).
+    linear: the cell is linear in its carry (offers ``affine``).
     init, trained: the two :class:`Measurement`.
     final_eval: the trained model's last evaluation loss (``nan`` if it diverged).
     trained_by: ``"horizon"`` when the model came from the horizon experiment, else
@@ -449,7 +449,7 @@ def _summaries(norms: np.ndarray) -> tuple[int, float]:
 
 
 def _linear(cell: Any) -> bool:
-  return getattr(cell, "linear_recurrence", None) is not None
+  return getattr(cell, "affine", None) is not None
 
 
 def _transient(time: int) -> int:

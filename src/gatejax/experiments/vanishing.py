@@ -75,7 +75,7 @@ class VanishingRun(NamedTuple):
     far_share: :func:`~gatejax.analysis.far_share` of the far half (``T // 2`` or more back).
     decay_rate: :func:`~gatejax.analysis.decay_rate`, the fitted factor per step back.
     seconds: wall time of the sweep, compilation included.
-    linear: whether the cell is linear in its carry (offers ``linear_recurrence``): its
+    linear: whether the cell is linear in its carry (offers ``affine``): its
       step Jacobian is ``diag(a_t)`` with ``a_t`` set by the input alone.
   """
 
@@ -117,7 +117,7 @@ def configurations(cells: Sequence[Any], time: int, hidden: int) -> dict[str, An
   out: dict[str, Any] = {}
   for entry in cells:
     if not isinstance(entry, str):
-      protocol.check(entry, "cells[...]")
+      protocol.require(entry, "cells[...]")
       out[protocol.describe(entry)] = entry
     elif entry not in _NAMED:
       raise ValueError(f"cells must be among {CELL_KINDS} or cells, got {entry!r}")
@@ -191,7 +191,7 @@ def run_vanishing(
         far_share=float(analysis.far_share(norms, time // 2)),
         decay_rate=float(analysis.decay_rate(norms)),
         seconds=seconds,
-        linear=getattr(cell, "linear_recurrence", None) is not None,
+        linear=getattr(cell, "affine", None) is not None,
       )
     )
   return VanishingResult(time, hidden, batch, input_size, seed, fraction, tuple(runs))

@@ -15,40 +15,26 @@ cell                 paper                            carry        recurrence in
 
 The gates of minGRU and minLSTM read only the input, so :math:`h_t = a_t \odot h_{t-1} + b_t`
 with :math:`a_t, b_t` functions of :math:`x_t` alone. They offer that form as
-``linear_recurrence``: :func:`gatejax.scan` can evaluate them with ``jax.lax.associative_scan``
-(all steps at once, :math:`O(\log T)` depth; ``impl="associative"``, the default off the CPU),
-and their Jacobian
+``affine`` (:class:`gatejax.affine.Affine`): :func:`gatejax.scan` can evaluate them with
+``jax.lax.associative_scan`` (all steps at once, :math:`O(\log T)` depth;
+``impl="associative"``, the default off the CPU), and their Jacobian
 :math:`\partial h_t / \partial h_{t-1} = \mathrm{diag}(a_t)` is exactly diagonal, with entries
 in :math:`(0, 1)` for sigmoid gates.
 """
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 from jax.typing import DTypeLike
 from jaxtyping import Array, Float, PRNGKeyArray
 
-from gatejax.cells import (
-  Activation,
-  Bias,
-  Cell,
-  RecurSplit,
-  _add_bias,
-  _bias_values,
-  _build,
-  _check_bias,
-  _check_callable,
-  _check_hidden_size,
-  _check_input_size,
-  _identity,
-  _memoized,
-  _recur_from,
-  _split,
-  _weights,
-)
+from gatejax.affine import Affine
+from gatejax.cells import _kit
+from gatejax.cells._kit import Activation, Bias, Cell
+from gatejax.protocol import RecurSplit
 
 __all__ = [
   "MGUGates",
@@ -58,6 +44,7 @@ __all__ = [
   "MinGRUParams",
   "MinLSTMGates",
   "MinLSTMParams",
+  "MinOptions",
   "MinimalOptions",
   "MinimalRNNGates",
   "MinimalRNNParams",
@@ -107,7 +94,7 @@ def _forget_keep_write(gates: MGUGates) -> tuple[Array, Array]:
   return gates.f, 1 - gates.f
 
 
-@_memoized
+@_kit.memoized
 def mgu(
   hidden_size: int,
   *,
@@ -150,40 +137,40 @@ def mgu(
     >>> y.shape
     (2, 8)
   """
-  _check_hidden_size(hidden_size)
-  _check_bias("forget_bias", forget_bias)
+  _kit.check_hidden_size(hidden_size)
+  _kit.check_bias("forget_bias", forget_bias)
   if not isinstance(reset_gate, bool):
     raise TypeError(f"reset_gate must be a bool, got {reset_gate!r}")
-  _check_callable("gate_fn", gate_fn)
-  _check_callable("activation", activation)
+  _kit.check_callable("gate_fn", gate_fn)
+  _kit.check_callable("activation", activation)
   H = hidden_size
 
   def init(key: PRNGKeyArray, input_size: int, *, dtype: DTypeLike = jnp.float32) -> MGUParams:
-    _check_input_size(input_size)
+    _kit.check_input_size(input_size)
     k_w, k_b = jax.random.split(key)
-    w_x, w_h = _weights(k_w, input_size, H, 2, dtype)
-    b_x = jnp.zeros((2 * H,), dtype).at[:H].set(_bias_values(k_b, forget_bias, H, dtype))
+    w_x, w_h = _kit.weights(k_w, input_size, H, 2, dtype)
+    b_x = jnp.zeros((2 * H,), dtype).at[:H].set(_kit.bias_values(k_b, forget_bias, H, dtype))
     return MGUParams(w_x=w_x, w_h=w_h, b_x=b_x, b_hn=jnp.zeros((H,), dtype))
 
   def project(params: MGUParams, x: Array) -> Array:
-    return _add_bias(x @ params.w_x, params.b_x)
+    return _kit.add_bias(x @ params.w_x, params.b_x)
 
   def mix(params: MGUParams, h: Array) -> Array:
     # The f block of the recurrent matmul has no bias (linen's hf has none).
     bias = jnp.concatenate([jnp.zeros_like(params.b_hn), params.b_hn])
-    return _add_bias(h @ params.w_h, bias)
+    return _kit.add_bias(h @ params.w_h, bias)
 
   def combine(h: Array, px: Array, hh: Array) -> tuple[Array, Array, MGUGates]:
-    px_f, px_n = _split(px, 2)
-    hh_f, hh_n = _split(hh, 2)
+    px_f, px_n = _kit.split(px, 2)
+    hh_f, hh_n = _kit.split(hh, 2)
     f = gate_fn(px_f + hh_f)
     n = activation(px_n + (f * hh_n if reset_gate else hh_n))
     h = (1 - f) * n + f * h
     return h, h, MGUGates(f=f, n=n)
 
-  split = RecurSplit(hidden=_identity, mix=mix, combine=combine)
-  recur = _recur_from(split)
-  return _build(
+  split = RecurSplit(hidden=_kit.identity, mix=mix, combine=combine)
+  recur = split.recur
+  return _kit.build(
     "mgu",
     H,
     init=init,
@@ -195,6 +182,7 @@ def mgu(
     split=split,
     gate_names=("f",),
     keep_write=_forget_keep_write,
+    init_only=("forget_bias",),
   )
 
 
@@ -232,7 +220,7 @@ def _update_keep_write(gates: MinimalRNNGates) -> tuple[Array, Array]:
   return gates.u, 1 - gates.u
 
 
-@_memoized
+@_kit.memoized
 def minimal_rnn(
   hidden_size: int,
   *,
@@ -271,43 +259,43 @@ def minimal_rnn(
     >>> params.w_uz.shape, bool((params.b_u >= 0).all())
     ((8, 8), True)
   """
-  _check_hidden_size(hidden_size)
-  _check_bias("update_bias", update_bias)
-  _check_callable("gate_fn", gate_fn)
-  _check_callable("activation", activation)
+  _kit.check_hidden_size(hidden_size)
+  _kit.check_bias("update_bias", update_bias)
+  _kit.check_callable("gate_fn", gate_fn)
+  _kit.check_callable("activation", activation)
   H = hidden_size
 
   def init(
     key: PRNGKeyArray, input_size: int, *, dtype: DTypeLike = jnp.float32
   ) -> MinimalRNNParams:
-    _check_input_size(input_size)
+    _kit.check_input_size(input_size)
     k_w, k_z, k_b = jax.random.split(key, 3)
-    w_x, w_uh = _weights(k_w, input_size, H, 1, dtype)
-    _, w_uz = _weights(k_z, 1, H, 1, dtype)
+    w_x, w_uh = _kit.weights(k_w, input_size, H, 1, dtype)
+    _, w_uz = _kit.weights(k_z, 1, H, 1, dtype)
     return MinimalRNNParams(
       w_x=w_x,
       b_z=jnp.zeros((H,), dtype),
       w_uh=w_uh,
       w_uz=w_uz,
-      b_u=_bias_values(k_b, update_bias, H, dtype),
+      b_u=_kit.bias_values(k_b, update_bias, H, dtype),
     )
 
   def project(params: MinimalRNNParams, x: Array) -> Array:
-    z = activation(_add_bias(x @ params.w_x, params.b_z))
-    return jnp.concatenate([z, _add_bias(z @ params.w_uz, params.b_u)], axis=-1)
+    z = activation(_kit.add_bias(x @ params.w_x, params.b_z))
+    return jnp.concatenate([z, _kit.add_bias(z @ params.w_uz, params.b_u)], axis=-1)
 
   def mix(params: MinimalRNNParams, h: Array) -> Array:
     return h @ params.w_uh
 
   def combine(h: Array, px: Array, hh: Array) -> tuple[Array, Array, MinimalRNNGates]:
-    z, pu = _split(px, 2)
+    z, pu = _kit.split(px, 2)
     u = gate_fn(pu + hh)
     h = u * h + (1 - u) * z
     return h, h, MinimalRNNGates(u=u, z=z)
 
-  split = RecurSplit(hidden=_identity, mix=mix, combine=combine)
-  recur = _recur_from(split)
-  return _build(
+  split = RecurSplit(hidden=_kit.identity, mix=mix, combine=combine)
+  recur = split.recur
+  return _kit.build(
     "minimal_rnn",
     H,
     init=init,
@@ -317,6 +305,7 @@ def minimal_rnn(
     split=split,
     gate_names=("u",),
     keep_write=_update_keep_write,
+    init_only=("update_bias",),
   )
 
 
@@ -353,74 +342,98 @@ class MinLSTMGates(NamedTuple):
 
 
 class MinOptions(NamedTuple):
+  """The options :func:`min_gru` or :func:`min_lstm` was called with (``cell.options``)."""
+
   gate_fn: Activation
+  negative_eigenvalues: bool
 
 
 def _linear_init(G: int, H: int):
   def init(key: PRNGKeyArray, input_size: int, *, dtype: DTypeLike = jnp.float32):
-    _check_input_size(input_size)
-    draw = jnp.float32 if jnp.finfo(dtype).bits < 32 else dtype
-    w_x = jax.nn.initializers.lecun_normal()(key, (input_size, G * H), draw).astype(dtype)
+    _kit.check_input_size(input_size)
+    w_x = _kit.lecun_normal(key, (input_size, G * H), dtype)
     return w_x, jnp.zeros((G * H,), dtype)
 
   return init
 
 
 def _input_projection(params: MinGRUParams | MinLSTMParams, x: Array) -> Array:
-  return _add_bias(x @ params.w_x, params.b)
+  return _kit.add_bias(x @ params.w_x, params.b)
 
 
-def _min_gru_coefficients(gate_fn: Activation, px: Array) -> tuple[Array, Array, MinGRUGates]:
-  a_z, candidate = _split(px, 2)
+def _min_gru_coefficients(
+  gate_fn: Activation, negative: bool, px: Array
+) -> tuple[Array, Array, MinGRUGates]:
+  a_z, candidate = _kit.split(px, 2)
   z = gate_fn(a_z)
-  return 1 - z, z * candidate, MinGRUGates(z=z)
+  keep = 1 - 2 * z if negative else 1 - z
+  return keep, z * candidate, MinGRUGates(z=z)
 
 
-def _min_lstm_coefficients(gate_fn: Activation, px: Array) -> tuple[Array, Array, MinLSTMGates]:
-  a_f, a_i, candidate = _split(px, 3)
+def _min_lstm_coefficients(
+  gate_fn: Activation, negative: bool, px: Array
+) -> tuple[Array, Array, MinLSTMGates]:
+  a_f, a_i, candidate = _kit.split(px, 3)
   f, i = gate_fn(a_f), gate_fn(a_i)
   total = f + i
-  return f / total, i / total * candidate, MinLSTMGates(f=f, i=i)
+  keep = (f - i) / total if negative else f / total
+  return keep, i / total * candidate, MinLSTMGates(f=f, i=i)
 
 
-def _linear_cell(kind: str, H: int, G: int, params_type: type, coefficients, gate_fn, **extra):
+def _linear_cell(
+  kind: str, H: int, G: int, params_type: type, coefficients, gate_fn, negative: bool, **extra
+):
   init_arrays = _linear_init(G, H)
 
   def init(key: PRNGKeyArray, input_size: int, *, dtype: DTypeLike = jnp.float32):
     return params_type(*init_arrays(key, input_size, dtype=dtype))
 
   def recur(params, h: Array, px: Array):
-    a, b, gates = coefficients(gate_fn, px)
+    a, b, gates = coefficients(gate_fn, negative, px)
     h = a * h + b
     return h, h, gates
 
-  def linear_recurrence(params, xs: Array) -> tuple[Array, Array]:
-    a, b, _ = coefficients(gate_fn, _input_projection(params, xs))
-    return a, b
+  def affine(params, xs: Array) -> Affine:
+    a, b, _ = coefficients(gate_fn, negative, _input_projection(params, xs))
+    return Affine(a, b)
 
-  return _build(
+  return _kit.build(
     kind,
     H,
     init=init,
     project=_input_projection,
     recur=recur,
-    options=MinOptions(gate_fn=gate_fn),
-    linear_recurrence=linear_recurrence,
+    options=MinOptions(gate_fn=gate_fn, negative_eigenvalues=negative),
+    affine=affine,
     **extra,
   )
 
 
-def _min_gru_keep_write(gates: MinGRUGates) -> tuple[Array, Array]:
-  return 1 - gates.z, gates.z
+def _min_gru_keep_write(negative: bool):
+  def keep_write(gates: MinGRUGates) -> tuple[Array, Array]:
+    return (1 - 2 * gates.z if negative else 1 - gates.z), gates.z
+
+  return keep_write
 
 
-def _min_lstm_keep_write(gates: MinLSTMGates) -> tuple[Array, Array]:
-  total = gates.f + gates.i
-  return gates.f / total, gates.i / total
+def _min_lstm_keep_write(negative: bool):
+  def keep_write(gates: MinLSTMGates) -> tuple[Array, Array]:
+    total = gates.f + gates.i
+    keep = (gates.f - gates.i) / total if negative else gates.f / total
+    return keep, gates.i / total
+
+  return keep_write
 
 
-@_memoized
-def min_gru(hidden_size: int, *, gate_fn: Activation = jax.nn.sigmoid) -> Cell:
+def _check_flag(name: str, value: Any) -> None:
+  if not isinstance(value, bool):
+    raise TypeError(f"{name} must be a bool, got {value!r}")
+
+
+@_kit.memoized
+def min_gru(
+  hidden_size: int, *, gate_fn: Activation = jax.nn.sigmoid, negative_eigenvalues: bool = False
+) -> Cell:
   r"""minGRU (Feng et al. 2024, "Were RNNs all we needed?"): a GRU whose gate reads only ``x``.
 
   .. math::
@@ -430,16 +443,26 @@ def min_gru(hidden_size: int, *, gate_fn: Activation = jax.nn.sigmoid) -> Cell:
 
   Note the paper's convention: :math:`z_t` *writes* (``gj.gru``'s ``z`` keeps). Nothing
   inside the recurrence reads :math:`h_{t-1}` but the product with :math:`1 - z_t`, so the
-  step is linear in the carry: :func:`gatejax.scan` can run it with
-  ``jax.lax.associative_scan`` (``impl="associative"``; the default off the CPU).
+  step is affine in the carry (``cell.affine``): :func:`gatejax.scan` can run it with
+  ``jax.lax.associative_scan`` (``impl="associative"``; the default off the CPU), and its
+  Jacobian :math:`\partial h_t / \partial h_{t-1} = \mathrm{diag}(1 - z_t)` is exactly
+  diagonal, in :math:`(0, 1)` for a sigmoid gate.
+
+  ``negative_eigenvalues=True`` widens the keep coefficient from :math:`(0, 1)` to
+  :math:`(-1, 1)` (Grazzi et al., ICLR 2025: ``Diag(s) → Diag(2s − 1)``), the write term
+  unchanged: :math:`h_t = (1 - 2 z_t) \odot h_{t-1} + z_t \odot \tilde h_t`. A recurrence
+  linear in its carry with eigenvalues in :math:`[0, 1]` cannot track parity at every length
+  in finite precision; with :math:`(-1, 1)` it can (their Theorem 1).
 
   Args:
     hidden_size: number of hidden units.
     gate_fn: the gate nonlinearity :math:`\sigma`.
+    negative_eigenvalues: the keep coefficient :math:`2(1 - z) - 1 = 1 - 2z` instead of
+      :math:`1 - z`.
 
   Returns:
     A :class:`~gatejax.cells.Cell` with :class:`MinGRUParams`, an array carry ``h``,
-    :class:`MinGRUGates` and ``linear_recurrence``.
+    :class:`MinGRUGates` and ``affine``.
 
   Example:
     >>> import jax, jax.numpy as jnp, gatejax as gj
@@ -449,9 +472,13 @@ def min_gru(hidden_size: int, *, gate_fn: Activation = jax.nn.sigmoid) -> Cell:
     >>> J = jax.jacrev(lambda h: cell.step(params, h, x)[0])(h)
     >>> bool((J == jnp.diag(jnp.diag(J))).all() and (jnp.diag(J) > 0).all())
     True
+    >>> aff = cell.affine(params, jnp.ones((10, 2)))         # h_t = a_t ⊙ h_{t-1} + b_t
+    >>> aff.a.shape, aff.form
+    ((10, 4), 'diagonal')
   """
-  _check_hidden_size(hidden_size)
-  _check_callable("gate_fn", gate_fn)
+  _kit.check_hidden_size(hidden_size)
+  _kit.check_callable("gate_fn", gate_fn)
+  _check_flag("negative_eigenvalues", negative_eigenvalues)
   return _linear_cell(
     "min_gru",
     hidden_size,
@@ -459,13 +486,16 @@ def min_gru(hidden_size: int, *, gate_fn: Activation = jax.nn.sigmoid) -> Cell:
     MinGRUParams,
     _min_gru_coefficients,
     gate_fn,
+    negative_eigenvalues,
     gate_names=("z",),
-    keep_write=_min_gru_keep_write,
+    keep_write=_min_gru_keep_write(negative_eigenvalues),
   )
 
 
-@_memoized
-def min_lstm(hidden_size: int, *, gate_fn: Activation = jax.nn.sigmoid) -> Cell:
+@_kit.memoized
+def min_lstm(
+  hidden_size: int, *, gate_fn: Activation = jax.nn.sigmoid, negative_eigenvalues: bool = False
+) -> Cell:
   r"""minLSTM (Feng et al. 2024): forget and input gates that read only ``x``, normalised.
 
   .. math::
@@ -476,16 +506,19 @@ def min_lstm(hidden_size: int, *, gate_fn: Activation = jax.nn.sigmoid) -> Cell:
 
   The normalisation makes the kept and the written share sum to one (as the GRU's
   ``z`` and ``1 − z``) and removes the cell state of the LSTM: the carry is ``h`` alone,
-  and the step is linear in it (see :func:`min_gru`).
+  and the step is affine in it (see :func:`min_gru`). ``negative_eigenvalues=True`` keeps
+  :math:`\frac{f_t - i_t}{f_t + i_t} \in (-1, 1)` instead (the same write term).
 
   Args:
     hidden_size: number of hidden units.
     gate_fn: the gate nonlinearity :math:`\sigma` (a gate that can be 0, a ReLU say,
       can make :math:`f_t + i_t = 0`; sigmoid gates never do).
+    negative_eigenvalues: the keep coefficient :math:`(f - i)/(f + i)` instead of
+      :math:`f/(f + i)`.
 
   Returns:
     A :class:`~gatejax.cells.Cell` with :class:`MinLSTMParams`, an array carry ``h``,
-    :class:`MinLSTMGates` and ``linear_recurrence``.
+    :class:`MinLSTMGates` and ``affine``.
 
   Example:
     >>> import jax, jax.numpy as jnp, gatejax as gj
@@ -495,8 +528,9 @@ def min_lstm(hidden_size: int, *, gate_fn: Activation = jax.nn.sigmoid) -> Cell:
     >>> ys.shape
     (100, 3, 4)
   """
-  _check_hidden_size(hidden_size)
-  _check_callable("gate_fn", gate_fn)
+  _kit.check_hidden_size(hidden_size)
+  _kit.check_callable("gate_fn", gate_fn)
+  _check_flag("negative_eigenvalues", negative_eigenvalues)
   return _linear_cell(
     "min_lstm",
     hidden_size,
@@ -504,6 +538,11 @@ def min_lstm(hidden_size: int, *, gate_fn: Activation = jax.nn.sigmoid) -> Cell:
     MinLSTMParams,
     _min_lstm_coefficients,
     gate_fn,
+    negative_eigenvalues,
     gate_names=("f", "i"),
-    keep_write=_min_lstm_keep_write,
+    keep_write=_min_lstm_keep_write(negative_eigenvalues),
   )
+
+
+#: The cells of this family, for :mod:`gatejax.cells.names`.
+FACTORIES = (mgu, minimal_rnn, min_gru, min_lstm)
