@@ -12,8 +12,10 @@ import contextlib
 import functools
 import importlib.metadata
 import importlib.util
+import json
 import math
 import warnings
+from pathlib import Path
 from types import SimpleNamespace as NS
 
 import numpy as np
@@ -600,6 +602,56 @@ def test_init_xlstm():
 
 
 # --------------------------------------------------------------------------------------------
+# Against values the official code produced (tests/data/official, see its README.md)
+
+FIXTURES = sorted((Path(__file__).parent / "data" / "official").glob("*.npz"))
+CARRIES = {"slstm_official": ref.SLSTMCarry, "mlstm_official": ref.MLSTMCarry}
+
+
+@pytest.mark.parametrize("path", FIXTURES, ids=[p.stem for p in FIXTURES])
+def test_against_official_outputs(path):
+  data = np.load(path)
+  meta = json.loads(str(data["meta"]))
+  run = getattr(ref, meta["function"])
+  params = NS(**{k[2:]: data[k] for k in data.files if k.startswith("p_")})
+  kwargs = dict(meta["kwargs"])
+  if "segment_pos" in data.files:
+    kwargs["segment_pos"] = data["segment_pos"]
+  carry_type = CARRIES.get(meta["function"])
+
+  def carry(tag):
+    if carry_type is None:
+      return data[tag] if tag in data.files else None
+    if f"{tag}_{carry_type._fields[0]}" not in data.files:
+      return None
+    return carry_type(*(data[f"{tag}_{name}"] for name in carry_type._fields))
+
+  final, ys = run(params, data["xs"], carry("c0"), **kwargs)
+  assert_close(ys, data["ys"], rtol=meta["rtol"])
+  expected = carry("c1")
+  if expected is None:
+    return
+  if carry_type is None:
+    assert_close(final, expected, rtol=meta["rtol"])
+  else:
+    for name in carry_type._fields:
+      assert_close(getattr(final, name), getattr(expected, name), rtol=meta["rtol"])
+
+
+def test_fixtures_cover_every_transcription():
+  functions = {json.loads(str(np.load(p)["meta"]))["function"] for p in FIXTURES}
+  assert functions == {
+    "slstm_official",
+    "mlstm_official",
+    "rg_lru_official",
+    "s6_official",
+    "lru_official",
+    "delta_net_official",
+    "gated_delta_net_official",
+  }
+
+
+# --------------------------------------------------------------------------------------------
 # (b) Against the official JAX code, where installed
 
 
@@ -709,23 +761,25 @@ def test_rg_lru_against_recurrentgemma_float32(recurrentgemma):
 
 def test_rg_lru_init_against_recurrentgemma(recurrentgemma):
   import jax
-  import jax.numpy as jnp
 
-  layers, common = recurrentgemma.layers, recurrentgemma.common
+  # the module's own initialisers (RGLRU.a_real_param_init, BlockDiagonalLinear.kernel_init),
+  # drawn without RGLRU.init, which would also run (and compile) the layer
+  layers = recurrentgemma.layers
   hidden, num_heads = 256, 4
-  module = layers.RGLRU(width=hidden, num_heads=num_heads, scan_type=common.ScanType.LINEAR_NATIVE)
+  d = hidden // num_heads
+  keys = jax.random.split(jax.random.key(0), 3)
+  a_init = layers.RGLRU(width=hidden, num_heads=num_heads).a_real_param_init
+  w_init = layers.BlockDiagonalLinear(width_input=hidden, num_blocks=num_heads).kernel_init
   with upstream_numerics():
-    prm = module.init(jax.random.key(0), jnp.zeros((1, 2, hidden)), jnp.zeros((1, 2), jnp.int32))
-  prm = prm["params"]
-  p = NS(
-    w_x=np.zeros((3, hidden), np.float32),
-    b_x=np.zeros(hidden, np.float32),
-    a_param=prm["a_param"],
-    input_gate_w=prm["input_gate"]["w"],
-    a_gate_w=prm["a_gate"]["w"],
-    input_gate_b=prm["input_gate"]["b"],
-    a_gate_b=prm["a_gate"]["b"],
-  )
+    p = NS(
+      w_x=np.zeros((3, hidden), np.float32),
+      b_x=np.zeros(hidden, np.float32),
+      a_param=np.asarray(a_init(keys[0], (hidden,))),
+      input_gate_w=np.asarray(w_init(keys[1], (num_heads, d, d))),
+      a_gate_w=np.asarray(w_init(keys[2], (num_heads, d, d))),
+      input_gate_b=np.zeros((num_heads, d), np.float32),
+      a_gate_b=np.zeros((num_heads, d), np.float32),
+    )
   ref.check_init(p, ref.rg_lru_official_init(3, hidden, num_heads=num_heads))
 
 
