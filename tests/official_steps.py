@@ -40,8 +40,10 @@ official behaviour unless noted):
 
 * sLSTM: the vanilla backend takes the ``n == 0`` branch when *all* of ``n`` (the whole batch)
   is zero; SPEC asks for it element by element (``elementwise_n_zero=True``). They agree
-  from the zero carry. The official ``min(·, 1)`` clamps are kept; they are no-ops except on
-  a user carry with ``n == 0`` and ``c != 0`` (there ``f'`` can exceed 1 before the clamp).
+  from the zero carry; on a carry with some rows ``n = 0`` (and ``c = 0`` there) they differ
+  only in the frame ``m`` (``c``, ``n`` scaled alike), never in ``y``. The official ``min(·, 1)``
+  clamps are kept; they are no-ops except on a carry with ``n == 0`` and ``c != 0`` (there
+  ``f'`` can exceed 1 before the clamp).
 * mLSTM: ``eps`` (1e-6 upstream) is added to the denominator in the stabilised frame, so the
   output depends on the frame ``m`` unless ``eps=0``.
 * RG-LRU: the official layer skips the ``sqrt(1 − a²)`` factor and zeroes ``a`` where
@@ -51,7 +53,8 @@ official behaviour unless noted):
   replaces that zero (the one line marked), which is SPEC's ``carry`` argument.
 * The official softplus (torch ``F.softplus``, threshold 20) returns ``x`` for ``x > 20``;
   here softplus is exact (``logaddexp(0, x)``, as ``jax.nn.softplus``): they differ by at most
-  ``exp(−20) ≈ 2e-9``, below float32's resolution, where the torch references compute.
+  ``exp(−20) ≈ 2e-9``, below float32's resolution, where the torch references compute (a
+  float64 comparison with torch would see it where a pre-activation exceeds 20).
 
 ``<family>_official_init(...)`` returns an :class:`InitSpec`: the official initialisation as
 SPEC states it, its deterministic parts exactly and its random parts as distributions, and
