@@ -1,9 +1,13 @@
 """NumPy transcriptions of every cell's equations (SPEC §2, §3b), written here, not imported.
 
-``reference_step(cell, params, carry, x)`` is one float64 step of any registered cell: the
-built-in ones from their equations, gate block by gate block; a user's cell (tests/user_cells.py)
-from the ``numpy_step`` it carries.
+One function per family, ``family(cell, params, carry, x) -> (carry, y)``: one float64 step,
+from the equations gate block by gate block (the modern cells: from the transcriptions of
+their official code in tests/official_steps.py, through :func:`official`); a user's cell
+(tests/user_cells.py) from the ``numpy_step`` it carries. The registry pairs each cell with
+its reference.
 """
+
+import inspect
 
 import jax
 import jax.numpy as jnp
@@ -104,20 +108,23 @@ def np_minimal_rnn(p, h, x, gate=np_sigmoid, act=np.tanh):
   return u * h + (1 - u) * z
 
 
-def np_min_gru(p, h, x, gate=np_sigmoid):
-  """Feng et al. 2024 (SPEC §3b): z writes the candidate."""
+def np_min_gru(p, h, x, gate=np_sigmoid, negative=False):
+  """Feng et al. 2024 (SPEC §3b): z writes the candidate; ``negative``: keep ``1 − 2z``."""
   W_z, W_h = blocks(p["w_x"], 2)
   b_z, b_h = blocks(p["b"], 2)
   z = gate(x @ W_z + b_z)
-  return (1 - z) * h + z * (x @ W_h + b_h)
+  keep = 1 - 2 * z if negative else 1 - z
+  return keep * h + z * (x @ W_h + b_h)
 
 
-def np_min_lstm(p, h, x, gate=np_sigmoid):
-  """Feng et al. 2024 (SPEC §3b): normalised forget and input gates."""
+def np_min_lstm(p, h, x, gate=np_sigmoid, negative=False):
+  """Feng et al. 2024 (SPEC §3b): normalised forget and input gates; ``negative``: keep
+  ``(f − i)/(f + i)``."""
   W_f, W_i, W_h = blocks(p["w_x"], 3)
   b_f, b_i, b_h = blocks(p["b"], 3)
   f, i = gate(x @ W_f + b_f), gate(x @ W_i + b_i)
-  return f / (f + i) * h + i / (f + i) * (x @ W_h + b_h)
+  keep = (f - i) / (f + i) if negative else f / (f + i)
+  return keep * h + i / (f + i) * (x @ W_h + b_h)
 
 
 def as_numpy(tree):
@@ -128,23 +135,80 @@ def _dict(params):
   return params._asdict() if hasattr(params, "_asdict") else dict(params)
 
 
-def reference_step(cell, params, carry, x, gate=None, act=None):
-  """``(carry, y)`` of one step in float64 NumPy, from the equations alone."""
-  p, x, carry = _dict(as_numpy(params)), as_numpy(x), as_numpy(carry)
-  if not isinstance(cell, gj.Cell):
-    return cell.numpy_step(p, carry, x)
-  o = cell.options
-  act = act or NUMPY_OF.get(getattr(o, "activation", None))
-  gate = gate or NUMPY_OF.get(getattr(o, "gate_fn", None))
-  if cell.kind == "lstm":
-    h, c = np_lstm(p, carry.h, carry.c, x, gate, act)
-    return gj.LSTMState(h=h, c=c), h
-  h = {
-    "rnn": lambda: np_rnn(p, carry, x, act),
-    "gru": lambda: np_gru(p, carry, x, o.reset, gate, act),
-    "mgu": lambda: np_mgu(p, carry, x, o.reset_gate, gate, act),
-    "minimal_rnn": lambda: np_minimal_rnn(p, carry, x, gate, act),
-    "min_gru": lambda: np_min_gru(p, carry, x, gate),
-    "min_lstm": lambda: np_min_lstm(p, carry, x, gate),
-  }[cell.kind]()
+def _numpy_of(fn, override):
+  return override or NUMPY_OF[fn]
+
+
+# ---------------------------------------------------------------------------
+# One reference per family: ``(cell, params, carry, x) -> (carry, y)`` in float64 NumPy,
+# reading the cell's options (its gate and candidate functions) and nothing else of it.
+# ``gate``/``act`` replace the NumPy twins of the cell's functions (a test of those options).
+# ---------------------------------------------------------------------------
+
+
+def rnn(cell, params, carry, x, gate=None, act=None):
+  p, h, x = _dict(as_numpy(params)), as_numpy(carry), as_numpy(x)
+  h = np_rnn(p, h, x, _numpy_of(cell.options.activation, act))
   return h, h
+
+
+def gru(cell, params, carry, x, gate=None, act=None):
+  p, h, x = _dict(as_numpy(params)), as_numpy(carry), as_numpy(x)
+  o = cell.options
+  h = np_gru(p, h, x, o.reset, _numpy_of(o.gate_fn, gate), _numpy_of(o.activation, act))
+  return h, h
+
+
+def lstm(cell, params, carry, x, gate=None, act=None):
+  p, carry, x = _dict(as_numpy(params)), as_numpy(carry), as_numpy(x)
+  o = cell.options
+  h, c = np_lstm(p, carry.h, carry.c, x, _numpy_of(o.gate_fn, gate), _numpy_of(o.activation, act))
+  return gj.LSTMState(h=h, c=c), h
+
+
+def mgu(cell, params, carry, x, gate=None, act=None):
+  p, h, x = _dict(as_numpy(params)), as_numpy(carry), as_numpy(x)
+  o = cell.options
+  h = np_mgu(p, h, x, o.reset_gate, _numpy_of(o.gate_fn, gate), _numpy_of(o.activation, act))
+  return h, h
+
+
+def minimal_rnn(cell, params, carry, x, gate=None, act=None):
+  p, h, x = _dict(as_numpy(params)), as_numpy(carry), as_numpy(x)
+  o = cell.options
+  h = np_minimal_rnn(p, h, x, _numpy_of(o.gate_fn, gate), _numpy_of(o.activation, act))
+  return h, h
+
+
+def min_gru(cell, params, carry, x, gate=None, act=None):
+  p, h, x = _dict(as_numpy(params)), as_numpy(carry), as_numpy(x)
+  h = np_min_gru(p, h, x, _numpy_of(cell.options.gate_fn, gate), cell.options.negative_eigenvalues)
+  return h, h
+
+
+def min_lstm(cell, params, carry, x, gate=None, act=None):
+  p, h, x = _dict(as_numpy(params)), as_numpy(carry), as_numpy(x)
+  h = np_min_lstm(p, h, x, _numpy_of(cell.options.gate_fn, gate), cell.options.negative_eigenvalues)
+  return h, h
+
+
+def user(cell, params, carry, x, gate=None, act=None):
+  """A cell written outside the library carries its own transcription (tests/user_cells.py)."""
+  return cell.numpy_step(_dict(as_numpy(params)), as_numpy(carry), as_numpy(x))
+
+
+def official(sequence_fn, **fixed):
+  """A one-step reference from a whole-sequence transcription of official code
+  (tests/official_steps.py): ``sequence_fn(params, xs, carry, **options)`` at ``T = 1``, with
+  the cell's options that the function takes (``c``, ``eps``, ``negative_eigenvalues``, ...)
+  and ``fixed`` keywords; the carry comes back as the cell's own type."""
+  accepted = set(inspect.signature(sequence_fn).parameters)
+
+  def reference(cell, params, carry, x, gate=None, act=None):
+    options = {k: v for k, v in cell.options._asdict().items() if k in accepted}
+    new, ys = sequence_fn(as_numpy(params), as_numpy(x)[None], as_numpy(carry), **options, **fixed)
+    if isinstance(carry, tuple) and hasattr(carry, "_fields"):
+      new = type(carry)(*(np.asarray(getattr(new, f)) for f in carry._fields))
+    return new, ys[0]
+
+  return reference

@@ -2,49 +2,82 @@
 
 Each entry is ``name -> factory`` where ``factory(hidden_size)`` builds the cell, so suites
 can pick their own sizes. Add a variant here and every generic test (shapes, dtypes, jit,
-vmap, scan, stacks, the fast paths, analysis, training) covers it. Three families:
+vmap, scan, stacks, the fast paths, analysis, training) covers it, and the entry's reference
+(one NumPy function per family, tests/references.py) is what the cell suites compare with:
 
 * ``CLASSIC``: the RNN, GRU (both conventions) and LSTM, with default and unusual gate and
   candidate functions;
-* ``MINIMAL``: MGU (with and without its reset gate), minimalRNN, minGRU and minLSTM;
+* ``MINIMAL``: MGU (with and without its reset gate), minimalRNN, minGRU and minLSTM (each
+  also with ``negative_eigenvalues``);
+* ``MODERN``: the gated recurrences of SPEC §3d, against transcriptions of official code;
 * ``USER``: cells written outside the library as frozen dataclasses with four members
   (tests/user_cells.py): one with a dict carry of two leaf shapes, one with an array carry.
 """
+
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 import gatejax as gj
+import references
 from references import half_tanh
 from user_cells import Janet, TwoTimescales
 
+
+class Entry(NamedTuple):
+  """A registered cell: ``make(hidden_size) -> cell`` and its float64 NumPy reference step
+  ``reference(cell, params, carry, x) -> (carry, y)`` (tests/references.py)."""
+
+  make: Callable[[int], Any]
+  reference: Callable[..., tuple[Any, Any]]
+
+
 CLASSIC = {
-  "rnn_tanh": lambda hidden: gj.rnn(hidden),
-  "rnn_relu": lambda hidden: gj.rnn(hidden, activation=jax.nn.relu),
-  "gru_after": lambda hidden: gj.gru(hidden, reset="after"),
-  "gru_before": lambda hidden: gj.gru(hidden, reset="before"),
-  "lstm": lambda hidden: gj.lstm(hidden),
-  "lstm_custom": lambda hidden: gj.lstm(
-    hidden, gate_fn=jax.nn.hard_sigmoid, activation=jax.nn.soft_sign
+  "rnn_tanh": Entry(lambda hidden: gj.rnn(hidden), references.rnn),
+  "rnn_relu": Entry(lambda hidden: gj.rnn(hidden, activation=jax.nn.relu), references.rnn),
+  "gru_after": Entry(lambda hidden: gj.gru(hidden, reset="after"), references.gru),
+  "gru_before": Entry(lambda hidden: gj.gru(hidden, reset="before"), references.gru),
+  "lstm": Entry(lambda hidden: gj.lstm(hidden), references.lstm),
+  "lstm_custom": Entry(
+    lambda hidden: gj.lstm(hidden, gate_fn=jax.nn.hard_sigmoid, activation=jax.nn.soft_sign),
+    references.lstm,
   ),
-  "gru_custom": lambda hidden: gj.gru(hidden, gate_fn=half_tanh, activation=jnp.sin),
+  "gru_custom": Entry(
+    lambda hidden: gj.gru(hidden, gate_fn=half_tanh, activation=jnp.sin), references.gru
+  ),
 }
 MINIMAL = {
-  "mgu": lambda hidden: gj.mgu(hidden),
-  "mgu_no_reset": lambda hidden: gj.mgu(hidden, reset_gate=False),
-  "minimal_rnn": lambda hidden: gj.minimal_rnn(hidden),
-  "min_gru": lambda hidden: gj.min_gru(hidden),
-  "min_lstm": lambda hidden: gj.min_lstm(hidden),
+  "mgu": Entry(lambda hidden: gj.mgu(hidden), references.mgu),
+  "mgu_no_reset": Entry(lambda hidden: gj.mgu(hidden, reset_gate=False), references.mgu),
+  "minimal_rnn": Entry(lambda hidden: gj.minimal_rnn(hidden), references.minimal_rnn),
+  "min_gru": Entry(lambda hidden: gj.min_gru(hidden), references.min_gru),
+  "min_gru_negative": Entry(
+    lambda hidden: gj.min_gru(hidden, negative_eigenvalues=True), references.min_gru
+  ),
+  "min_lstm": Entry(lambda hidden: gj.min_lstm(hidden), references.min_lstm),
+  "min_lstm_negative": Entry(
+    lambda hidden: gj.min_lstm(hidden, negative_eigenvalues=True), references.min_lstm
+  ),
+}
+# The modern gated recurrences (SPEC §3d), each against the transcription of its official code.
+MODERN = {
+  # xLSTM: sLSTM, mLSTM
+  # Griffin, Mamba, LRU: RG-LRU, S6, LRU
+  # DeltaNet, gated and not
 }
 USER = {
-  "user_dict": lambda hidden: TwoTimescales(hidden),
-  "user_array": lambda hidden: Janet(hidden),
+  "user_dict": Entry(lambda hidden: TwoTimescales(hidden), references.user),
+  "user_array": Entry(lambda hidden: Janet(hidden), references.user),
 }
-CELLS = {**CLASSIC, **MINIMAL, **USER}
+ENTRIES = {**CLASSIC, **MINIMAL, **MODERN, **USER}
+#: name -> ``factory(hidden_size)``.
+CELLS = {name: entry.make for name, entry in ENTRIES.items()}
 
 NAMES = sorted(CELLS)
-BUILT_IN = sorted({**CLASSIC, **MINIMAL})
+BUILT_IN = sorted({**CLASSIC, **MINIMAL, **MODERN})
 # One cell per code path of the library: a split recurrence with an array carry (RNN, MGU,
 # and the default GRU, whose split carries the reset product),
 # the generic path of a cell without a split (GRU reset="before"), a tuple carry (LSTM), a
@@ -72,6 +105,11 @@ SPLIT = sorted(n for n in NAMES if getattr(CELLS[n](2), "split", None) is not No
 
 def make(name: str, hidden: int = 6):
   return CELLS[name](hidden)
+
+
+def reference_step(name: str, cell, params, carry, x, **functions):
+  """One float64 NumPy step of the registered cell ``name`` (its entry's reference)."""
+  return ENTRIES[name].reference(cell, params, carry, x, **functions)
 
 
 def random_params(cell, seed: int, input_size: int, *, dtype=np.float32, scale=0.5):

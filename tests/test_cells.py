@@ -17,8 +17,8 @@ from absl.testing import parameterized
 
 import gatejax as gj
 import registry
-from references import as_numpy, blocks, np_relu, np_sigmoid, np_soft_sign, reference_step
-from registry import CLASSIC, NAMES, make, normal, random_params
+from references import as_numpy, blocks, np_relu, np_sigmoid, np_soft_sign
+from registry import CLASSIC, NAMES, make, normal, random_params, reference_step
 
 H, I = 5, 3
 
@@ -67,7 +67,7 @@ class GenericCellTest(chex.TestCase):
       chex.assert_shape(y, (*batch_shape, H))
       chex.assert_type(y, dtype)
       chex.assert_trees_all_equal_shapes_and_dtypes(new_carry, carry)
-      expected_carry, expected_y = reference_step(cell, params, carry, x)
+      expected_carry, expected_y = reference_step(name, cell, params, carry, x)
       tol = 1e-12 if dtype == "float64" else 1e-5
       assert_tree_close(new_carry, expected_carry, tol)
       assert_tree_close(y, expected_y, tol)
@@ -83,7 +83,7 @@ def test_other_batch_shapes_match_numpy(name, batch_shape):
   new_carry, y = jax.jit(cell.step)(params, carry, x)
   chex.assert_shape(y, (*batch_shape, H))
   chex.assert_trees_all_equal_shapes_and_dtypes(new_carry, carry)
-  expected_carry, expected_y = reference_step(cell, params, carry, x)
+  expected_carry, expected_y = reference_step(name, cell, params, carry, x)
   assert_tree_close(new_carry, expected_carry, 1e-5)
   assert_tree_close(y, expected_y, 1e-5)
 
@@ -110,7 +110,7 @@ def test_bfloat16_runs_finite_and_near_the_exact_values(name):
   # bfloat16 keeps 8 bits of mantissa: the run must stay near the exact (float64) one.
   expected = cell.initial_carry((2,))
   for t, x in enumerate(xs):
-    expected, y = reference_step(cell, params, expected, x)
+    expected, y = reference_step(name, cell, params, expected, x)
     np.testing.assert_allclose(np.asarray(ys[t], np.float64), y, atol=5e-2)
 
 
@@ -145,22 +145,22 @@ def test_no_retrace_on_a_second_call(name):
 # ---------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(
-  "factory",
-  [
-    lambda **kw: gj.gru(H, reset="after", **kw),
-    lambda **kw: gj.gru(H, reset="before", **kw),
-    lambda **kw: gj.lstm(H, **kw),
-  ],
-  ids=["gru_after", "gru_before", "lstm"],
-)
-def test_gate_fn_and_activation_are_the_ones_given(factory, x64):
+FACTORIES = {
+  "gru_after": lambda **kw: gj.gru(H, reset="after", **kw),
+  "gru_before": lambda **kw: gj.gru(H, reset="before", **kw),
+  "lstm": lambda **kw: gj.lstm(H, **kw),
+}
+
+
+@pytest.mark.parametrize("name", FACTORIES)
+def test_gate_fn_and_activation_are_the_ones_given(name, x64):
+  factory = FACTORIES[name]
   cell = factory(gate_fn=jax.nn.relu, activation=jax.nn.soft_sign)
   params = random_params(cell, 0, I, dtype=np.float64)
   carry = random_carry(cell, 1, (4,), np.float64)
   x = random_input(2, (4, I), np.float64)
   new_carry, y = cell.step(params, carry, x)
-  expected_carry, _ = reference_step(cell, params, carry, x, gate=np_relu, act=np_soft_sign)
+  expected_carry, _ = reference_step(name, cell, params, carry, x, gate=np_relu, act=np_soft_sign)
   assert_tree_close(new_carry, expected_carry, 1e-12)
   _, y_default = factory().step(params, carry, x)
   assert float(jnp.abs(y - y_default).max()) > 1e-2

@@ -67,6 +67,14 @@ tests):
   with ``jax.lax.associative_scan`` (``impl="associative"``), :func:`gatejax.parallel_scan`
   solves it in one exact sweep, and the analysis reads the step Jacobian from ``a_t``.
   Padding (``lengths``) is the identity element, applied by the runners, never by the cell.
+* ``chunkwise(params, xs, carry, valid, chunk_size) -> (carry, ys)``: for a cell with a
+  matrix-valued state, its whole-sequence chunkwise form (matmuls within a chunk of
+  ``chunk_size`` steps, the recurrence between chunks), equal to the step loop, used by
+  ``impl="chunkwise"``. ``xs`` is ``(time, *batch, input)`` with the padding already zeroed;
+  ``valid`` is ``None`` or ``(time, *batch)`` bool, and a step where it is False must leave the
+  carry unchanged (its output is discarded); ``chunk_size=None`` means the cell's own default,
+  and ``time`` need not be a multiple of it. The runner reverses time itself for
+  ``reverse=True`` (the padding then comes first, where it holds the initial carry).
 * ``init_only``: names in the cell's ``config()`` that only shape ``init`` (initial values
   written into the parameters, such as ``forget_bias``): a checkpoint may resume with other
   values of them.
