@@ -3,7 +3,7 @@
 * every public name has a docstring, or the build warns (and ``-W`` fails it): autodoc
   alone skips an undocumented name in silence;
 * ``gatejax.scan`` and the other top-level re-exports resolve as cross-references to the
-  object where it is defined and documented (``gatejax.sequence.scan``), and so do the
+  object where it is defined and documented (``gatejax.run.scan.scan``), and so do the
   type aliases a module names locally in its signatures (``Params``, ``Carry``);
 * a NamedTuple's fields are documented once, by its ``Attributes`` section, not again as
   the "Alias for field number N" members Python generates;

@@ -47,7 +47,7 @@ from jaxtyping import Array, PRNGKeyArray
 
 from gatejax import train
 from gatejax.cells import Cell
-from gatejax.sequence import ScanOptions
+from gatejax.run.options import ScanOptions
 from gatejax.tasks import Batch, Task
 
 __all__ = [

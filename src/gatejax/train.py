@@ -42,7 +42,7 @@ from jaxtyping import Array, Float, Int, PRNGKeyArray
 from gatejax import _format, _validate, protocol
 from gatejax._jit import bounded_jit
 from gatejax.cells import Cell
-from gatejax.sequence import ScanOptions, scan
+from gatejax.run import ScanOptions, scan
 from gatejax.tasks import Batch, Task
 
 if TYPE_CHECKING:
