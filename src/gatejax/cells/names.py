@@ -13,7 +13,8 @@ Example:
 
 from collections.abc import Callable
 
-from gatejax.cells import classic, minimal
+import gatejax.cells.classic as classic
+import gatejax.cells.minimal as minimal
 from gatejax.cells._kit import Cell
 from gatejax.cells.classic import *  # noqa: F403
 from gatejax.cells.minimal import *  # noqa: F403

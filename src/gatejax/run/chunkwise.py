@@ -17,8 +17,8 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array
 
+import gatejax.run.loop as loop
 from gatejax import protocol
-from gatejax.run import loop
 from gatejax.run.options import Plan
 
 __all__ = ["run"]

@@ -59,9 +59,9 @@ import jax.numpy as jnp
 from jax.extend import core as jax_core
 from jaxtyping import Array
 
+import gatejax.run.loop as loop
 from gatejax import protocol
 from gatejax.protocol import Recurrence, RecurSplit
-from gatejax.run import loop
 from gatejax.run.options import Plan
 
 __all__ = ["recurrence", "run", "run_autodiff"]

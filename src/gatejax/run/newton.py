@@ -59,9 +59,9 @@ import numpy as np
 from jax.flatten_util import ravel_pytree
 from jaxtyping import Array, Float, Int
 
+import gatejax.run.prepare as prepare
 from gatejax import affine, protocol
 from gatejax._jit import bounded_jit
-from gatejax.run import prepare
 
 __all__ = ["METHODS", "NewtonInfo", "default_tol", "parallel_scan"]
 

@@ -20,8 +20,8 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array
 
+import gatejax.run.loop as loop
 from gatejax import _validate
-from gatejax.run import loop
 
 __all__ = ["Call", "clean", "prepare"]
 

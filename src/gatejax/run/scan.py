@@ -33,8 +33,11 @@ import jax.numpy as jnp
 from jax.typing import DTypeLike
 from jaxtyping import Array, Float, Int
 
+import gatejax.run.associative as associative
+import gatejax.run.chunkwise as chunkwise
+import gatejax.run.fused as fused
+import gatejax.run.prepare as prepare
 from gatejax._jit import bounded_jit
-from gatejax.run import associative, chunkwise, fused, prepare
 from gatejax.run.options import DEFAULT_OPTIONS, ScanOptions, plan, resolve_options
 
 __all__ = ["scan", "scan_with_gates"]
