@@ -1,9 +1,14 @@
 """gatejax.train.checkpoints: bit-exact round trips and resumes, loud mismatches, no half-saved steps."""
 
 import dataclasses
+import os
 import shutil
+import subprocess
+import sys
+import textwrap
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -443,3 +448,123 @@ def test_inject_hyperparams_learning_rate_is_compared(tmp_path, trained):
   restored = train.restore(tmp_path, cell=CELL, task=TASK, optimizer=opt(0.2), strict=False)
   assert float(restored.state.opt_state.hyperparams["learning_rate"]) == pytest.approx(0.1)
   train.restore(tmp_path, cell=CELL, task=TASK, optimizer=opt(0.1))
+
+
+# ---------------------------------------------------------------------------
+# What a cell's description holds (issue 20, item 7)
+# ---------------------------------------------------------------------------
+
+
+class Leaky:
+  """A plain-class cell, as a user writes one: its options are attributes of the instance.
+
+  ``scale`` only shapes ``init`` and is declared so; ``leak`` is part of every step.
+  """
+
+  init_only = ("scale",)
+
+  def __init__(self, hidden_size, *, leak, scale=1.0):
+    self.hidden_size, self.leak, self.scale = hidden_size, leak, scale
+    self._cache = object()  # private: not part of the description
+
+  def init(self, key, input_size, *, dtype=jnp.float32):
+    k_x, k_h = jax.random.split(key)
+    H = self.hidden_size
+    return {
+      "w_x": self.scale * jax.random.normal(k_x, (input_size, H), dtype) / input_size**0.5,
+      "w_h": self.scale * jax.random.normal(k_h, (H, H), dtype) / H**0.5,
+    }
+
+  def initial_carry(self, batch_shape=(), dtype=jnp.float32):
+    return jnp.zeros((*batch_shape, self.hidden_size), dtype)
+
+  def step(self, params, h, x):
+    h = (1 - self.leak) * h + self.leak * jnp.tanh(x @ params["w_x"] + h @ params["w_h"])
+    return h, h
+
+
+def test_a_plain_class_cell_records_its_attributes(tmp_path):
+  state = train.init_state(Leaky(4, leak=0.1), TASK, jax.random.key(0), OPT)
+  train.save(tmp_path, state, cell=Leaky(4, leak=0.1), task=TASK, optimizer=OPT)
+  # Another instance with the same options restores; its stored description is complete.
+  restored = train.restore(tmp_path, cell=Leaky(4, leak=0.1), task=TASK, optimizer=OPT)
+  _assert_states_equal(restored.state, state)
+  stored = restored.metadata["cell"]
+  assert stored["type"].endswith("Leaky") and (stored["leak"], stored["scale"]) == (0.1, 1.0)
+  assert not any(k.startswith("_") for k in stored)
+  with pytest.raises(CheckpointError, match=r"cell\.leak: checkpoint has 0\.1, expected 0\.9"):
+    train.restore(tmp_path, cell=Leaky(4, leak=0.9), task=TASK, optimizer=OPT)
+  # What the cell declares init-only may differ: the restored parameters are its own.
+  other_init = train.restore(tmp_path, cell=Leaky(4, leak=0.1, scale=3.0), task=TASK, optimizer=OPT)
+  _assert_states_equal(other_init.state, state)
+
+
+def test_built_in_cells_resume_with_other_initial_biases(tmp_path, trained):
+  # forget_bias and update_bias only shape init (the fallback until cells declare init_only).
+  train.save(tmp_path, trained.state, cell=CELL, task=TASK, optimizer=OPT)
+  moved = gj.gru(4, update_bias=2.0)
+  _assert_states_equal(
+    train.restore(tmp_path, cell=moved, task=TASK, optimizer=OPT).state, trained.state
+  )
+  with pytest.raises(CheckpointError, match=r"cell\.activation: checkpoint has 'tanh'"):
+    train.restore(tmp_path, cell=gj.gru(4, activation=jax.nn.relu), task=TASK, optimizer=OPT)
+
+
+# ---------------------------------------------------------------------------
+# One run per directory; what is found and ignored (issue 20, items 13 and 14)
+# ---------------------------------------------------------------------------
+
+_HOLD = textwrap.dedent(
+  """
+  import sys
+  import gatejax as gj
+  from gatejax import tasks, train
+  opt = train.make_optimizer(learning_rate=1e-2)
+  ckpts = train.Checkpoints(sys.argv[1], cell=gj.gru(4), task=tasks.adding(6), optimizer=opt)
+  print("open", flush=True)
+  sys.stdin.read()  # holds the directory until killed
+  """
+)
+
+
+def test_a_directory_in_use_by_another_process_is_refused(tmp_path):
+  command = [sys.executable, "-c", _HOLD, str(tmp_path)]
+  env = dict(os.environ, JAX_PLATFORMS="cpu")
+  pipes = dict(stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+  with subprocess.Popen(command, env=env, **pipes) as holder:
+    try:
+      assert holder.stdout is not None and holder.stdout.readline() == "open\n"
+      in_use = rf"checkpoint directory {tmp_path} is in use by process {holder.pid} on host "
+      with pytest.raises(CheckpointError, match=in_use):
+        train.fit(CELL, TASK, key=jax.random.key(0), steps=2, optimizer=OPT,
+                  checkpoints=tmp_path, **FIT)  # fmt: skip
+      with pytest.raises(CheckpointError, match=in_use):  # a restore too: not FileNotFoundError
+        train.restore(tmp_path, cell=CELL, task=TASK, optimizer=OPT)
+    finally:
+      holder.kill()
+  # Killed: its lock file is left behind, naming it, and is taken over.
+  assert f'"pid": {holder.pid}' in (tmp_path / ".gatejax-lock").read_text()
+  result = train.fit(CELL, TASK, key=jax.random.key(0), steps=2, optimizer=OPT,
+                     checkpoints=tmp_path, **FIT)  # fmt: skip
+  assert int(result.state.step) == 2
+  assert int(train.restore(tmp_path, cell=CELL, task=TASK, optimizer=OPT).state.step) == 2
+  assert not (tmp_path / ".gatejax-lock").exists()  # a clean close removes it
+
+
+def test_a_process_opens_its_own_directory_twice(tmp_path, trained):
+  with Checkpoints(tmp_path, cell=CELL, task=TASK, optimizer=OPT) as ckpts:
+    ckpts.save(trained.state)
+    assert int(train.restore(tmp_path, cell=CELL, task=TASK, optimizer=OPT).state.step) == 3
+    assert (tmp_path / ".gatejax-lock").exists()  # still held by the outer one
+  assert not (tmp_path / ".gatejax-lock").exists()
+
+
+def test_a_directory_of_unfinished_saves_only_is_named_before_starting_afresh(tmp_path, trained):
+  train.save(tmp_path, trained.state, cell=CELL, task=TASK, optimizer=OPT)
+  (tmp_path / "3").rename(tmp_path / "3.orbax-checkpoint-tmp")  # as a save killed mid-write
+  found = r"holds no finalized checkpoint, only 1 unfinished save\(s\) \(3\.orbax-checkpoint-tmp\)"
+  with pytest.warns(UserWarning, match=found + r".*starts from step 0"):
+    result = train.fit(CELL, TASK, key=jax.random.key(0), steps=2, optimizer=OPT,
+                       checkpoints=tmp_path, **FIT)  # fmt: skip
+  assert result.history.step == [0, 1]  # from scratch, as the warning said
+  assert sorted(p.name for p in tmp_path.iterdir()) == ["1", "2"]

@@ -68,24 +68,24 @@ _SCRIPT = textwrap.dedent(
              eval_batch_size=8, progress=False)
   single = train.fit(cell, task, **run)
   data_parallel = train.fit(cell, task, mesh=mesh, **run)
-  out["fit_loss"] = rel(data_train.history.loss, single.history.loss)
-  out["fit_eval_loss"] = rel(data_train.history.eval_loss, single.history.eval_loss)
-  out["fit_params"] = rel(data_train.state.params, single.state.params)
-  out["fit_opt_state"] = rel(data_train.state.opt_state, single.state.opt_state)
-  out["fit_state_specs"] = specs(data_train.state.params)
-  out["fit_steps"] = [single.history.step, data_train.history.step]
+  out["fit_loss"] = rel(data_parallel.history.loss, single.history.loss)
+  out["fit_eval_loss"] = rel(data_parallel.history.eval_loss, single.history.eval_loss)
+  out["fit_params"] = rel(data_parallel.state.params, single.state.params)
+  out["fit_opt_state"] = rel(data_parallel.state.opt_state, single.state.opt_state)
+  out["fit_state_specs"] = specs(data_parallel.state.params)
+  out["fit_steps"] = [single.history.step, data_parallel.history.step]
   # a replicated state saved from the mesh and restored onto it, bit for bit
   import tempfile
   from jax.sharding import NamedSharding, PartitionSpec
   with tempfile.TemporaryDirectory() as directory:
-    train.save(directory, data_train.state, cell=cell, task=task, optimizer=opt)
+    train.save(directory, data_parallel.state, cell=cell, task=task, optimizer=opt)
     restored = train.restore(
       directory, cell=cell, task=task, optimizer=opt,
       sharding=NamedSharding(mesh, PartitionSpec()),
     ).state
   out["checkpoint_bit_exact"] = all(
     bool((np.asarray(a) == np.asarray(b)).all())
-    for a, b in zip(jax.tree.leaves(restored.params), jax.tree.leaves(data_train.state.params))
+    for a, b in zip(jax.tree.leaves(restored.params), jax.tree.leaves(data_parallel.state.params))
   )
   out["checkpoint_specs"] = specs(restored.params)
   out["checkpoint_devices"] = len(jax.tree.leaves(restored.params)[0].sharding.device_set)
