@@ -1,4 +1,4 @@
-"""gatejax.train.checkpoints: bit-exact round trips and resumes, loud mismatches, no half-saved steps."""
+"""gatejax.train.checkpoints: bit-exact round trips and resumes, loud mismatches, no half saves."""
 
 import dataclasses
 import os

@@ -1,4 +1,4 @@
-"""Argument checks shared by the rooms of :mod:`gatejax.train`: clear errors, naming the argument."""
+"""Argument checks shared by the rooms of :mod:`gatejax.train`: clear errors naming the argument."""
 
 from __future__ import annotations
 

@@ -26,7 +26,7 @@ Safety:
   records, :func:`gatejax.protocol.config`; task name, length and sizes), the optimizer
   (see below), then every stored array's shape and dtype against the state they must
   fill, and names what differs. Nothing is reshaped, padded or truncated. Options that
-  only shape ``init`` (:func:`gatejax.protocol.init_only`, e.g. ``forget_bias``) may
+  only shape ``init`` (``gatejax.protocol.init_only``, e.g. ``forget_bias``) may
   differ: a restored state has its own parameters.
 * **One run per directory.** Opening a directory takes its lock file ``.gatejax-lock``
   (an advisory ``flock`` held until :meth:`Checkpoints.close`, the file naming the host,
@@ -53,9 +53,9 @@ Safety:
   ``gatejax``), never an orbax internal error; so does a directory that is a file.
 
 What the optimizer check detects: a checkpoint stores a description of the optax
-transformation, read from its closures (:func:`describe_optimizer`): the qualified name of
-every function it is built from (``scale_by_adam``, ``clip_by_global_norm``, schedules, a
-user's own functions) and every number, string, flag and small array they close over or
+transformation, read from its closures (:func:`~gatejax.train.describe_optimizer`): the
+qualified name of every function it is built from (``scale_by_adam``,
+``clip_by_global_norm``, schedules, a user's own functions) and every number, string, flag and small array they close over or
 take as defaults (learning rates, ``b1``, ``b2``, ``eps``, weight decay, clipping norms,
 schedule constants, ``optax.inject_hyperparams`` values). Restoring with another
 transformation, or the same one with other hyperparameters, fails and names the values
@@ -132,7 +132,8 @@ class Restored(NamedTuple):
   Attributes:
     state: the :class:`~gatejax.train.TrainState`.
     history: the :class:`~gatejax.train.History` saved with it, or ``None``.
-    metadata: the stored description (see :func:`describe`), plus ``"step"`` and ``"run"``.
+    metadata: the stored description (see :func:`~gatejax.train.describe`), plus ``"step"``
+      and ``"run"``.
   """
 
   state: TrainState
@@ -346,7 +347,7 @@ class Checkpoints:
   # -- lifecycle ---------------------------------------------------------------------
 
   def close(self) -> None:
-    """Release orbax's resources and the directory's lock (also done on leaving a ``with`` block)."""
+    """Release orbax's resources and the directory's lock (also on leaving a ``with`` block)."""
     try:
       self._manager.close()
     finally:

@@ -54,7 +54,7 @@ __all__ = ["TrainResult", "fit", "train_many_seeds"]
 
 
 class TrainResult(NamedTuple):
-  """What :func:`fit` returns: the final :class:`~gatejax.train.TrainState` and the :class:`~gatejax.train.History`."""
+  """What :func:`fit` returns: the final :class:`~gatejax.train.TrainState` and the history."""
 
   state: TrainState
   history: History
@@ -431,8 +431,8 @@ def train_many_seeds(
     options: a :class:`~gatejax.ScanOptions`: how every sequence runs.
 
   Returns:
-    ``(states, metrics)``: the final :class:`~gatejax.TrainState` of every run
-    (leading axis ``n``) and every step's :class:`~gatejax.StepMetrics`,
+    ``(states, metrics)``: the final :class:`~gatejax.train.TrainState` of every run
+    (leading axis ``n``) and every step's :class:`~gatejax.train.StepMetrics`,
     shape ``(n, steps)``.
 
   Example:

@@ -227,8 +227,8 @@ def shard_task(task: Task, mesh: Mesh, *, axis: str | None = None) -> Task:
   ``task.sample`` inside the jitted step, and the sharding constraint added here makes
   each device generate and process its share only (JAX's partitionable threefry gives the
   same numbers however the batch is split). With the parameters replicated
-  (:func:`replicate`), the compiler adds the all-reduce of the gradients. Everything else about the task (name, sizes, loss,
-  baseline, metric, ``dataset``) is unchanged.
+  (:func:`replicate`), the compiler adds the all-reduce of the gradients. Everything else
+  about the task (name, sizes, loss, baseline, metric, ``dataset``) is unchanged.
 
   Example:
     >>> import jax

@@ -80,7 +80,12 @@ class StepMetrics(NamedTuple):
 
 
 class EvalMetrics(NamedTuple):
-  """The loss and, if the task has one, the metric on an evaluation batch (NaN when a prediction is NaN)."""
+  """The loss and, if the task has one, the metric on an evaluation batch.
+
+  Attributes:
+    loss: the task's loss.
+    metric: ``task.metric`` (NaN when a prediction is NaN), or ``None`` for a task without one.
+  """
 
   loss: Float[Array, ""]
   metric: Float[Array, ""] | None
