@@ -26,6 +26,7 @@ import importlib.resources
 import inspect
 import json
 import pkgutil
+import re
 import shutil
 from pathlib import Path
 from typing import Any
@@ -87,7 +88,7 @@ def check_docstrings(app: Sphinx) -> None:
     attribute_docs = ModuleAnalyzer.for_module(name).find_attr_docs()
     for member in exported:
       obj = getattr(module, member)
-      if inspect.ismodule(obj) or getattr(obj, "__module__", name) != name:
+      if inspect.ismodule(obj) or _home(name, member, obj) != name:
         continue  # documented in its own module
       if inspect.isclass(obj) or inspect.isroutine(obj):
         if not _own_docstring(obj):
@@ -98,6 +99,70 @@ def check_docstrings(app: Sphinx) -> None:
           type="gatejax",
           subtype="docstring",
         )
+
+
+def _home(module: str, name: str, obj: Any) -> str:
+  """The module that documents ``module.name``: where a class or function is defined; for a
+  constant of a package, the public submodule that documents it (``#:``), else ``module``."""
+  if inspect.isclass(obj) or inspect.isroutine(obj):
+    return getattr(obj, "__module__", module)
+  package = importlib.import_module(module)
+  for info in pkgutil.iter_modules(getattr(package, "__path__", []), f"{module}."):
+    if info.name.rpartition(".")[2].startswith("_"):
+      continue
+    room = importlib.import_module(info.name)
+    if getattr(room, name, None) is obj and ("", name) in _attr_docs(info.name):
+      return info.name
+  return module
+
+
+@functools.cache
+def _attr_docs(module: str) -> dict[tuple[str, str], Any]:
+  return ModuleAnalyzer.for_module(module).find_attr_docs()
+
+
+def _scopes(obj: Any) -> list[str]:
+  """Where a reference in ``obj``'s docstring is looked up: its class, then its module."""
+  module = getattr(obj, "__module__", None)
+  if module is None:
+    return []
+  return [f"{module}.{obj.__qualname__}", module] if inspect.isclass(obj) else [module]
+
+
+def _qualified(summary: str, scopes: list[str]) -> str:
+  """``summary`` (a docstring's first line) with its cross-references made absolute.
+
+  A reexport table shows it on another page than the object's, where ``:func:`fit``` or
+  ``:meth:`to_dict``` would no longer resolve: each target is looked up in ``scopes`` (the
+  object's class and module), as on its own page.
+  """
+
+  def absolute(match: re.Match) -> str:
+    role, tilde, target = match.group(1), match.group(2), match.group(3)
+    if target.startswith("gatejax.") or "<" in target:
+      return match.group(0)
+    for scope in scopes:
+      if _resolves(f"{scope}.{target}"):
+        return f":{role}:`{tilde or '~'}{scope}.{target}`"
+    return match.group(0)
+
+  return re.sub(r":([\w:]+):`(~?)([^`]+)`", absolute, summary)
+
+
+def _resolves(dotted: str) -> bool:
+  parts = dotted.split(".")
+  for cut in range(len(parts), 0, -1):
+    try:
+      obj: Any = importlib.import_module(".".join(parts[:cut]))
+    except ImportError:
+      continue
+    try:
+      for part in parts[cut:]:
+        obj = getattr(obj, part)
+    except AttributeError:
+      return False
+    return True
+  return False
 
 
 def public_packages() -> list[str]:
@@ -111,7 +176,7 @@ def _reexports(package: str) -> list[tuple[str, Any]]:
   out = []
   for name in getattr(module, "__all__", ()):
     obj = getattr(module, name)
-    if inspect.ismodule(obj) or getattr(obj, "__module__", package) != package:
+    if inspect.ismodule(obj) or _home(package, name, obj) != package:
       out.append((name, obj))
   return out
 
@@ -122,8 +187,10 @@ def _aliases() -> dict[str, str]:
   out = {}
   for package in public_packages():
     for name, obj in _reexports(package):
-      if not inspect.ismodule(obj) and getattr(obj, "__module__", None):
-        out[f"{package}.{name}"] = f"{obj.__module__}.{getattr(obj, '__qualname__', name)}"
+      if not inspect.ismodule(obj):
+        out[f"{package}.{name}"] = (
+          f"{_home(package, name, obj)}.{getattr(obj, '__qualname__', name)}"
+        )
   return out
 
 
@@ -190,10 +257,14 @@ class Reexports(Directive):
     for name, obj in names:
       if inspect.ismodule(obj):
         role, target, summary = "mod", obj.__name__, _own_docstring(obj)
-      else:
+      elif inspect.isclass(obj) or inspect.isroutine(obj):
         role = "class" if inspect.isclass(obj) else "func"
         target = f"{obj.__module__}.{obj.__qualname__}"
-        summary = _own_docstring(obj)
+        summary = _qualified(_own_docstring(obj), _scopes(obj))
+      else:  # a constant, documented by its #: comment where it is defined
+        home = _home(package, name, obj)
+        role, target = "data", f"{home}.{name}"
+        summary = _qualified("\n".join(_attr_docs(home).get(("", name), [])), [home])
       first = summary.strip().splitlines()[0] if summary else ""
       lines += [f"   * - :py:{role}:`{shown}.{name} <{target}>`", f"     - {first}"]
     return _parse(self, lines)

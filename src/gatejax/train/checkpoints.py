@@ -113,8 +113,10 @@ _UNFINISHED = ".orbax-checkpoint-tmp"
 
 
 class CheckpointError(ValueError):
-  """A checkpoint does not fit what it is restored into, is incomplete or damaged, or its
-  directory cannot be used (a file, or in use by another process)."""
+  """A checkpoint that does not fit its run, is incomplete or damaged, or an unusable directory.
+
+  Unusable: a file, or a directory in use by another process.
+  """
 
 
 class _NotFound(CheckpointError, FileNotFoundError):

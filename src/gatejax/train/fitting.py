@@ -1,4 +1,4 @@
-r"""The one run: :func:`fit`, on top of the model, state, checkpoint and sharding rooms.
+r"""The one run: :func:`~gatejax.train.fit`, on top of the model, state, checkpoint and sharding rooms.
 
 :func:`fit` runs the jitted step (:func:`gatejax.train.train_step`) in a Python loop with
 a progress bar, evaluation against the task's baseline, a :class:`~gatejax.train.History`
