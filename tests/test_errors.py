@@ -255,6 +255,7 @@ def test_edge_cases_are_not_errors(ok):
 # Issue 10 (hardening): misuse of the command line (training options: tests/train)
 # ---------------------------------------------------------------------------
 
+
 class CliCase(NamedTuple):
   id: str
   argv: list[str]  # "{tmp}" is a fresh directory

@@ -81,9 +81,7 @@ def test_a_user_cell_checkpoints_and_refuses_another(tmp_path):
   assert stored["type"] == "user_cells.Janet" and stored["beta"] == 1.0
   with (
     train.Checkpoints(tmp_path, cell=Janet(H, beta=2.0), task=task, optimizer=opt) as other,
-    pytest.raises(
-      train.CheckpointError, match=r"cell\.beta: checkpoint has 1\.0, expected 2\.0"
-    ),
+    pytest.raises(train.CheckpointError, match=r"cell\.beta: checkpoint has 1\.0, expected 2\.0"),
   ):
     other.restore()
 
