@@ -34,12 +34,10 @@ __version__ = "0.1.0"
 # light: it never imports torch, matplotlib, orbax or flax.nnx.
 _LAZY_SUBMODULES = (
   "analysis",
-  "checkpoint",
   "dynamics",
   "experiments",
   "interop",
   "nnx",
-  "parallel",
   "plots",
   "tasks",
   "train",
