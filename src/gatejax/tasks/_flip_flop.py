@@ -88,12 +88,15 @@ class _FlipFlop(_Spec):
 
   def draw(self, key: PRNGKeyArray, batch_size: int, length: int | None) -> Batch:
     time = self.length if length is None else length
-    u = jax.random.uniform(key, (2, time, batch_size))
+    # One (2 time, batch) draw: a three-dimensional one compiles several times slower.
+    u = jax.random.uniform(key, (2 * time, batch_size))
+    instruction, bit = u[:time], u[time:]
     p_write = (1.0 - self.p_ignore) / 2
     steps = jnp.arange(time, dtype=jnp.int32)[:, None]
-    write = ((u[0] < p_write) | (steps == 0)) & (steps < time - 1)
-    read = ((u[0] >= p_write) & (u[0] < 2 * p_write) & (steps > 0)) | (steps == time - 1)
-    bits = (u[1] < 0.5).astype(jnp.int32)
+    write = ((instruction < p_write) | (steps == 0)) & (steps < time - 1)
+    middle_read = (instruction >= p_write) & (instruction < 2 * p_write) & (steps > 0)
+    read = middle_read | (steps == time - 1)
+    bits = (bit < 0.5).astype(jnp.int32)
     tokens = jnp.where(read, _R, jnp.where(write, _W0 + bits, _I0 + bits))
     # The step of the last write at or before each step; step 0 is always a write.
     last_write = jax.lax.cummax(jnp.where(write, steps, -1), axis=0)

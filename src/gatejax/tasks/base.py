@@ -301,6 +301,14 @@ class _Sampler:
     return _draw(self.spec, key, batch_size, length)
 
 
+@functools.partial(jax.jit, static_argnums=(0, 1))
+def _score(spec: _Spec, method: str, predictions: Array, batch: Batch) -> Array:
+  # Jitted so that a call outside a training step (an evaluation, a test) compiles one
+  # program per shape instead of dispatching each operation; inside a jitted step it
+  # is inlined.
+  return getattr(spec, method)(predictions, batch)
+
+
 @dataclasses.dataclass(frozen=True)
 class _Method:
   """A spec's method (``loss``, ``metric``, ``dataset``) as a value equal for equal specs.
@@ -313,7 +321,9 @@ class _Method:
   method: str
 
   def __call__(self, *args: Any) -> Any:
-    return getattr(self.spec, self.method)(*args)
+    if self.method == "dataset":
+      return self.spec.dataset()
+    return _score(self.spec, self.method, *args)
 
 
 def _task(
