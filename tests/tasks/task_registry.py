@@ -14,6 +14,8 @@ chance and baseline, the solver's perfect score, no retrace) covers it.
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 
 from gatejax import tasks
@@ -42,6 +44,17 @@ class TaskCase(NamedTuple):
   train_lengths: tuple[int, ...] | None
   solve: Callable[[np.ndarray], np.ndarray] | None
   uniform_baseline: bool = True
+
+
+def many(task: tasks.Task, batches: int, *, batch_size: int = 16, key: int = 5) -> tasks.Batch:
+  """``batches`` batches joined along the batch axis: many samples for one compilation."""
+  parts = [task.sample(jax.random.key(key * 100_003 + i), batch_size) for i in range(batches)]
+
+  def join(*leaves):
+    axis = 0 if leaves[0].ndim == 1 else 1  # per sequence, or time-major
+    return jnp.concatenate(leaves, axis=axis)
+
+  return jax.tree.map(join, *parts)
 
 
 def tokens_of(xs: Any) -> np.ndarray:

@@ -15,7 +15,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from task_registry import CASES, CLASSIFICATION, NAMES, SOLVABLE, tokens_of
+from task_registry import CASES, CLASSIFICATION, NAMES, SOLVABLE, many, tokens_of
 
 from gatejax import tasks
 from gatejax.tasks.base import _draw
@@ -28,16 +28,9 @@ def _sample(name, key=0, length=None):
   return task, task.sample(jax.random.key(key), B, length=length)
 
 
-def _many(name, batches, key=5):
-  """``batches`` batches of ``B`` joined along the batch axis: many samples, one compilation."""
+def _many(name, batches):
   task = CASES[name].make()
-  parts = [task.sample(jax.random.key(key * 100_003 + i), B) for i in range(batches)]
-
-  def join(*leaves):
-    axis = 0 if leaves[0].ndim == 1 else 1  # per sequence, or time-major
-    return jnp.concatenate(leaves, axis=axis)
-
-  return task, jax.tree.map(join, *parts)
+  return task, many(task, batches)
 
 
 def _logits(task, answers):

@@ -146,7 +146,7 @@ def accuracy(
 ) -> Float[Array, ""]:
   """The fraction of (masked) entries whose ``argmax`` is the label, pooled over all of them.
 
-  Counted in int32, so a perfect score is exactly 1 (a float32 mean may round below it).
+  Counted in int32, and a perfect score is exactly 1 (a float32 mean may round below it).
 
   Example:
     >>> import jax.numpy as jnp
@@ -159,9 +159,15 @@ def accuracy(
   """
   correct = jnp.argmax(logits, axis=-1) == labels
   if mask is None:
-    return jnp.sum(correct, dtype=jnp.int32).astype(jnp.float32) / jnp.float32(labels.size)
-  hits = jnp.sum(correct & mask, dtype=jnp.int32).astype(jnp.float32)
-  return hits / jnp.maximum(jnp.sum(mask, dtype=jnp.int32), 1).astype(jnp.float32)
+    return _fraction(jnp.sum(correct, dtype=jnp.int32), jnp.int32(labels.size))
+  return _fraction(jnp.sum(correct & mask, dtype=jnp.int32), jnp.sum(mask, dtype=jnp.int32))
+
+
+def _fraction(hits: Array, total: Array) -> Array:
+  # All hits is exactly 1: under jit XLA may divide by a constant total as a product with
+  # its rounded reciprocal (355 * (1/355) = 0.99999994 in float32).
+  ratio = hits.astype(jnp.float32) / jnp.maximum(total, 1).astype(jnp.float32)
+  return jnp.where(hits == total, jnp.float32(1), ratio)
 
 
 def sequence_accuracy(
@@ -194,7 +200,7 @@ def sequence_accuracy(
   if correct.ndim == 2:  # (time, batch): every scored step of a sequence
     scored = jnp.ones_like(correct) if batch.mask is None else batch.mask
     correct = jnp.all(correct | ~scored, axis=0)
-  return jnp.sum(correct, dtype=jnp.int32).astype(jnp.float32) / jnp.float32(correct.size)
+  return _fraction(jnp.sum(correct, dtype=jnp.int32), jnp.int32(correct.size))
 
 
 def scaled_accuracy(accuracy: ArrayLike, chance: float) -> Array:
