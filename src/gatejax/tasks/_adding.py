@@ -94,7 +94,10 @@ class _Adding(_Spec):
   min_length: int
 
   name = "adding"
-  output_size = 1
+
+  @property
+  def output_size(self) -> int:
+    return 1
 
   def check_length(self, length: int) -> None:
     if length < 2:

@@ -102,7 +102,10 @@ class _Digits(_Spec):
   split: str
 
   name = "digits"
-  output_size = 10
+
+  @property
+  def output_size(self) -> int:
+    return 10
 
   def check_length(self, length: int) -> None:
     if length != _PIXELS:

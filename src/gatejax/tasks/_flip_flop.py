@@ -80,7 +80,10 @@ class _FlipFlop(_Spec):
   p_ignore: float
 
   name = "flip_flop"
-  output_size = 2
+
+  @property
+  def output_size(self) -> int:
+    return 2
 
   def check_length(self, length: int) -> None:
     if length < 2:

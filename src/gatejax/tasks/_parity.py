@@ -72,7 +72,10 @@ class _Parity(_Spec):
   max_length: int
 
   name = "parity"
-  output_size = 2
+
+  @property
+  def output_size(self) -> int:
+    return 2
 
   def draw(self, key: PRNGKeyArray, batch_size: int, length: int | None) -> Batch:
     time = self.max_length if length is None else length
