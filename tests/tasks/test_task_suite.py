@@ -18,7 +18,7 @@ import pytest
 from task_registry import CASES, CLASSIFICATION, NAMES, SOLVABLE, many, tokens_of
 
 from gatejax import tasks
-from gatejax.tasks.base import _draw
+from gatejax.tasks._base import _draw
 
 B = 16  # one batch size for most tests: one compilation per task and length
 

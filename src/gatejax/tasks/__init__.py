@@ -11,24 +11,24 @@ used the sequence at all; for classification, ``metric`` is the accuracy and ``c
 the accuracy of uniform guessing, and :func:`scaled_accuracy` maps chance to 0 and a
 perfect score to 1.
 
-======================  ======  =======  ======  ==============  ============  =============
-task                    input   output   time    scored          chance        baseline
-======================  ======  =======  ======  ==============  ============  =============
-:func:`adding`          2       1        T       last step       (regression)  1/6 (MSE)
-:func:`copy_memory`     S + 2   S + 1    D + 2K  every step      1/S           K log S/(D+2K)
-:func:`digits`          1       10       64      last step       1/10          log 10
-:func:`parity`          2       2        ≤ 40    last step       1/2           log 2
-:func:`modular_arith…`  m + 4   m        ≤ 39    last step       1/m           log m
-:func:`cycle_navig…`    3       m        ≤ 40    last step       1/m           log m
-:func:`flip_flop`       5       2        64      reads (mask)    1/2           log 2
-:func:`mqar`            V       V        64      queries (mask)  1/(V/2)       log(V/2)
-:func:`selective_copy`  V       V        256     last M (mask)   1/(V − 2)     log(V − 2)
-======================  ======  =======  ======  ==============  ============  =============
+=============================  ======  ======  ======  ==============  =========  ==============
+task                           input   output  time    scored          chance     baseline
+=============================  ======  ======  ======  ==============  =========  ==============
+:func:`adding`                 2       1       T       last step       (none)     1/6 (MSE)
+:func:`copy_memory`            S + 2   S + 1   D + 2K  every step      1/S        K log S/(D+2K)
+:func:`digits`                 1       10      64      last step       1/10       log 10
+:func:`parity`                 2       2       ≤ 40    last step       1/2        log 2
+:func:`modular_arithmetic`     m + 4   m       ≤ 39    last step       1/m        log m
+:func:`cycle_navigation`       3       m       ≤ 40    last step       1/m        log m
+:func:`flip_flop`              5       2       64      reads (mask)    1/2        log 2
+:func:`mqar`                   V       V       64      queries (mask)  1/(V/2)    log(V/2)
+:func:`selective_copy`         V       V       256     last M (mask)   1/(V − 2)  log(V − 2)
+=============================  ======  ======  ======  ==============  =========  ==============
 
 (``S`` symbols, delay ``D``, ``K`` symbols to copy; ``m`` the modulus; ``V`` the
 vocabulary, ``M`` the tokens to copy; "≤ 40": training lengths drawn per sequence up to
-``max_length``, right-padded, ``Batch.lengths``. :func:`modular_arithmetic` and
-:func:`cycle_navigation` are abbreviated in the first column.)
+``max_length``, right-padded, ``Batch.lengths``; :func:`adding` is a regression, scored by
+its mean squared error, with no accuracy and no chance.)
 
 Readouts: ``"last"`` tasks are scored on the model's output at each sequence's last
 valid step, predictions of shape ``(batch, output_size)``; ``"all"`` tasks on the
@@ -40,11 +40,20 @@ The state-tracking tasks (:func:`parity`, :func:`modular_arithmetic`,
 :func:`cycle_navigation`) follow ``google-deepmind/neural_networks_chomsky_hierarchy``,
 :func:`flip_flop` Liu et al. 2023, :func:`mqar` Zoology's ``multiquery_ar`` and
 :func:`selective_copy` s4's ``copying.py``; each factory says where it differs.
-:mod:`gatejax.tasks.names` finds a factory by its name; :mod:`gatejax.tasks.base` holds
-the pieces every task shares.
+:mod:`gatejax.tasks.names` finds a factory by its name. The package keeps one file per
+task (``_parity.py``, ...) beside ``_base.py``, the pieces every task shares; they are
+private so that each public name is documented once, here.
 """
 
 from gatejax.tasks._adding import adding
+from gatejax.tasks._base import (
+  Batch,
+  Task,
+  accuracy,
+  cross_entropy,
+  scaled_accuracy,
+  sequence_accuracy,
+)
 from gatejax.tasks._copy_memory import copy_memory
 from gatejax.tasks._cycle_navigation import cycle_navigation
 from gatejax.tasks._digits import digits
@@ -53,14 +62,6 @@ from gatejax.tasks._modular_arithmetic import modular_arithmetic
 from gatejax.tasks._mqar import mqar
 from gatejax.tasks._parity import parity
 from gatejax.tasks._selective_copy import selective_copy
-from gatejax.tasks.base import (
-  Batch,
-  Task,
-  accuracy,
-  cross_entropy,
-  scaled_accuracy,
-  sequence_accuracy,
-)
 
 __all__ = [
   "Batch",

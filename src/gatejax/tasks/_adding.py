@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import optax
 from jaxtyping import Array, PRNGKeyArray
 
-from gatejax.tasks.base import (
+from gatejax.tasks._base import (
   Batch,
   Task,
   _check_int,

@@ -12,7 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, PRNGKeyArray
 
-from gatejax.tasks.base import Batch, Task, _Spec, _task, _uniform_int
+from gatejax.tasks._base import Batch, Task, _Spec, _task, _uniform_int
 
 _PIXELS = 64
 

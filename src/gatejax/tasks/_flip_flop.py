@@ -9,7 +9,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import PRNGKeyArray
 
-from gatejax.tasks.base import Batch, Task, _check_int, _check_probability, _one_hot, _Spec, _task
+from gatejax.tasks._base import Batch, Task, _check_int, _check_probability, _one_hot, _Spec, _task
 
 # One token per instruction, its bit in the same token.
 _W0, _W1, _I0, _I1, _R = 0, 1, 2, 3, 4

@@ -9,7 +9,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, PRNGKeyArray
 
-from gatejax.tasks.base import Batch, Task, _check_int, _Spec, _task, _token_batch, _uniform_int
+from gatejax.tasks._base import Batch, Task, _check_int, _Spec, _task, _token_batch, _uniform_int
 
 # Deletang's OP_BY_CHARACTER: token modulus + k is operator k. The blank "_" is part of the
 # alphabet (input size modulus + 4) but never drawn.

@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import PRNGKeyArray
 
-from gatejax.tasks.base import Batch, Task, _check_int, _choose, _gumbel, _one_hot, _Spec, _task
+from gatejax.tasks._base import Batch, Task, _check_int, _choose, _gumbel, _one_hot, _Spec, _task
 
 # Zoology's default: query gaps follow p(g) ∝ power_a · g^(power_a - 1), g = 1, 2, ...
 _POWER_A = 0.01

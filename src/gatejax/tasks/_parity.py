@@ -9,7 +9,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import PRNGKeyArray
 
-from gatejax.tasks.base import Batch, Task, _check_int, _Spec, _task, _token_batch, _uniform_int
+from gatejax.tasks._base import Batch, Task, _check_int, _Spec, _task, _token_batch, _uniform_int
 
 
 def parity(max_length: int = 40) -> Task:

@@ -9,7 +9,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import PRNGKeyArray
 
-from gatejax.tasks.base import (
+from gatejax.tasks._base import (
   Batch,
   Task,
   _check_int,

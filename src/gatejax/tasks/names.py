@@ -25,7 +25,7 @@ from gatejax.tasks import (
   _parity,
   _selective_copy,
 )
-from gatejax.tasks.base import Task
+from gatejax.tasks._base import Task
 
 __all__ = ["FACTORIES", "make"]
 

@@ -1,4 +1,6 @@
-r"""What every task shares: :class:`Task`, :class:`Batch`, the losses and metrics, scaled accuracy.
+r"""What every task shares: ``Task``, ``Batch``, the losses and metrics, scaled accuracy.
+
+Private: everything here is reached, and documented, through :mod:`gatejax.tasks`.
 
 A task is a pure, hashable value (SPEC §7). Its parameters live in a frozen dataclass, a
 *spec*, and the task's functions (``sample``, ``loss``, ``metric``, ``dataset``) are the
@@ -16,8 +18,6 @@ outputs per step (predictions ``(time, batch, output_size)``, targets ``(time, b
 every step when ``Batch.mask`` is ``None``, else the steps where it is True.
 """
 
-from __future__ import annotations
-
 import dataclasses
 import functools
 from collections.abc import Callable
@@ -28,15 +28,6 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 from jaxtyping import Array, ArrayLike, Bool, Float, Int, PRNGKeyArray
-
-__all__ = [
-  "Batch",
-  "Task",
-  "accuracy",
-  "cross_entropy",
-  "scaled_accuracy",
-  "sequence_accuracy",
-]
 
 
 class Batch(NamedTuple):
@@ -101,6 +92,13 @@ class Task(NamedTuple):
   metric_name: str | None = None
   dataset: Callable[[], Batch] | None = None
   chance: float | None = None
+
+
+# Reached and documented as gatejax.tasks.Task and .Batch (this module is private): the
+# name their signatures and reprs show, and what pickle looks up. The annotations above are
+# objects, not strings (no `from __future__ import annotations` here), so resolving them
+# does not depend on this module name.
+Task.__module__ = Batch.__module__ = "gatejax.tasks"
 
 
 # ---------------------------------------------------------------------------
