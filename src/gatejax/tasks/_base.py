@@ -19,7 +19,6 @@ every step when ``Batch.mask`` is ``None``, else the steps where it is True.
 """
 
 import dataclasses
-import functools
 from collections.abc import Callable
 from typing import Any, ClassVar, Literal, NamedTuple
 
@@ -28,6 +27,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 from jaxtyping import Array, ArrayLike, Bool, Float, Int, PRNGKeyArray
+
+from gatejax._jit import bounded_jit
 
 
 class Batch(NamedTuple):
@@ -284,10 +285,11 @@ class _Spec:
     raise NotImplementedError
 
 
-@functools.partial(jax.jit, static_argnums=(0, 2, 3))
+@bounded_jit(static_argnames=("spec", "batch_size", "length"))
 def _draw(spec: _Spec, key: PRNGKeyArray, batch_size: int, length: int | None) -> Batch:
-  # One jitted function for every task: its cache is keyed by the (hashable) spec, so an
-  # equal task built elsewhere reuses the compilation, one per (batch_size, length).
+  # One jitted function for every task, keyed by the (hashable) spec: an equal task built
+  # elsewhere reuses the compilation, one per (batch_size, length), within the library's
+  # bound on compiled programs.
   return spec.draw(key, batch_size, length)
 
 
@@ -305,7 +307,7 @@ class _Sampler:
     return _draw(self.spec, key, batch_size, length)
 
 
-@functools.partial(jax.jit, static_argnums=(0, 1))
+@bounded_jit(static_argnames=("spec", "method"))
 def _score(spec: _Spec, method: str, predictions: Array, batch: Batch) -> Array:
   # Jitted so that a call outside a training step (an evaluation, a test) compiles one
   # program per shape instead of dispatching each operation; inside a jitted step it
