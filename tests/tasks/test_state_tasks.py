@@ -98,12 +98,3 @@ def test_parity_bits_and_labels():
   bits = tokens_of(batch.xs)
   np.testing.assert_array_equal(batch.targets, bits.sum(axis=0) % 2)
   assert abs(bits.mean() - 0.5) < 5 * math.sqrt(0.25 / bits.size)
-
-
-@pytest.mark.parametrize("make", [tasks.parity, tasks.cycle_navigation, tasks.modular_arithmetic])
-def test_one_task_value_serves_training_and_long_evaluation(make):
-  task = make(4)
-  train = task.sample(jax.random.key(0), 4)
-  test = task.sample(jax.random.key(0), 4, length=101)
-  assert train.xs.shape[0] <= 4 and test.xs.shape[0] == 101
-  assert train.lengths is not None and test.lengths is None

@@ -61,8 +61,6 @@ def adding(time: int, *, variable_length: bool = False, min_length: int | None =
     >>> total = jnp.sum(batch.xs[..., 0] * batch.xs[..., 1], axis=0)
     >>> bool(jnp.allclose(total, batch.targets))
     True
-    >>> task.sample(jax.random.key(0), 4, length=500).xs.shape
-    (500, 4, 2)
   """
   time = _check_int("time", time, 2)
   if not isinstance(variable_length, bool):
