@@ -15,8 +15,8 @@ def test_every_factory_by_its_name():
     and inspect.isfunction(obj)
     and "Task" in str(obj.__annotations__.get("return"))
   }
-  assert dict(names.FACTORIES) == factories
-  assert set(names.FACTORIES) == {
+  assert dict(names.TASKS) == factories
+  assert set(names.TASKS) == {
     "adding", "copy_memory", "digits", "parity", "modular_arithmetic",
     "cycle_navigation", "flip_flop", "mqar", "selective_copy",
   }  # fmt: skip
@@ -24,4 +24,4 @@ def test_every_factory_by_its_name():
 
 def test_make_builds_the_factory_value():
   assert names.make("mqar", length=32, num_pairs=2) == tasks.mqar(32, 2)
-  assert gj.tasks.names.FACTORIES["adding"] is tasks.adding
+  assert gj.tasks.names.TASKS["adding"] is tasks.adding

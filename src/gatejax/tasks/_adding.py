@@ -126,5 +126,5 @@ class _Adding(_Spec):
     return jnp.mean(optax.losses.squared_error(predictions[:, 0], batch.targets))
 
 
-#: The factories of this file, for :mod:`gatejax.tasks.names`.
+#: The factories of this file, collected by :mod:`gatejax.tasks.names`.
 FACTORIES = (adding,)

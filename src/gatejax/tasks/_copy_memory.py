@@ -133,5 +133,5 @@ class _CopyMemory(_Spec):
     return accuracy(predictions[-k:], batch.targets[-k:])
 
 
-#: The factories of this file, for :mod:`gatejax.tasks.names`.
+#: The factories of this file, collected by :mod:`gatejax.tasks.names`.
 FACTORIES = (copy_memory,)

@@ -85,5 +85,5 @@ class _CycleNavigation(_Spec):
     return _token_batch(actions, lengths, 3, targets=targets)
 
 
-#: The factories of this file, for :mod:`gatejax.tasks.names`.
+#: The factories of this file, collected by :mod:`gatejax.tasks.names`.
 FACTORIES = (cycle_navigation,)

@@ -123,5 +123,5 @@ class _Digits(_Spec):
     return _as_batch(jnp.asarray(images), jnp.asarray(labels))
 
 
-#: The factories of this file, for :mod:`gatejax.tasks.names`.
+#: The factories of this file, collected by :mod:`gatejax.tasks.names`.
 FACTORIES = (digits,)

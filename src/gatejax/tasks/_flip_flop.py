@@ -108,5 +108,5 @@ class _FlipFlop(_Spec):
     return Batch(xs=_one_hot(tokens, 5), targets=targets, lengths=None, mask=read)
 
 
-#: The factories of this file, for :mod:`gatejax.tasks.names`.
+#: The factories of this file, collected by :mod:`gatejax.tasks.names`.
 FACTORIES = (flip_flop,)

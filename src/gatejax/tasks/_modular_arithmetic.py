@@ -125,5 +125,5 @@ class _ModularArithmetic(_Spec):
     return _token_batch(tokens, lengths, self.modulus + 4, targets=targets)
 
 
-#: The factories of this file, for :mod:`gatejax.tasks.names`.
+#: The factories of this file, collected by :mod:`gatejax.tasks.names`.
 FACTORIES = (modular_arithmetic,)

@@ -130,5 +130,5 @@ class _Mqar(_Spec):
     return Batch(xs=_one_hot(tokens, self.vocab), targets=targets, lengths=None, mask=mask)
 
 
-#: The factories of this file, for :mod:`gatejax.tasks.names`.
+#: The factories of this file, collected by :mod:`gatejax.tasks.names`.
 FACTORIES = (mqar,)

@@ -87,5 +87,5 @@ class _Parity(_Spec):
     return _token_batch(bits, lengths, 2, targets=jnp.sum(bits, axis=0) % 2)
 
 
-#: The factories of this file, for :mod:`gatejax.tasks.names`.
+#: The factories of this file, collected by :mod:`gatejax.tasks.names`.
 FACTORIES = (parity,)

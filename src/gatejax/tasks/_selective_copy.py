@@ -115,5 +115,5 @@ class _SelectiveCopy(_Spec):
     return Batch(xs=_one_hot(tokens, self.vocab), targets=targets, lengths=None, mask=mask)
 
 
-#: The factories of this file, for :mod:`gatejax.tasks.names`.
+#: The factories of this file, collected by :mod:`gatejax.tasks.names`.
 FACTORIES = (selective_copy,)

@@ -1,10 +1,14 @@
-"""Every task factory by name, gathered from the task files' own lists: for experiments and scripts.
+"""Every task by name, from each task file's own list: a new task is a line here.
+
+Each task file lists its factories as ``FACTORIES``; this module collects them, so
+experiments and the command line look tasks up by name in :data:`TASKS` (as
+``gatejax.cells.names`` does for cells).
 
 Example:
   >>> from gatejax.tasks import names
-  >>> sorted(names.FACTORIES)[:3]
+  >>> sorted(names.TASKS)[:3]
   ['adding', 'copy_memory', 'cycle_navigation']
-  >>> names.make("parity", max_length=8) == names.FACTORIES["parity"](8)
+  >>> names.make("parity", max_length=8) == names.TASKS["parity"](8)
   True
 """
 
@@ -27,7 +31,7 @@ from gatejax.tasks import (
 )
 from gatejax.tasks._base import Task
 
-__all__ = ["FACTORIES", "make"]
+__all__ = ["TASKS", "make"]
 
 _FILES = (
   _adding,
@@ -52,16 +56,16 @@ def _gather() -> Mapping[str, Callable[..., Task]]:
   return MappingProxyType(factories)
 
 
-#: Every task factory of :mod:`gatejax.tasks`, by its name (``"parity"``,
-#: ``"copy_memory"``, ...); read-only.
-FACTORIES: Mapping[str, Callable[..., Task]] = _gather()
+#: name -> factory of every task of :mod:`gatejax.tasks` (``"parity"`` ->
+#: :func:`gatejax.tasks.parity`); read-only.
+TASKS: Mapping[str, Callable[..., Task]] = _gather()
 
 
 def make(name: str, /, **options: Any) -> Task:
-  """The task ``FACTORIES[name](**options)``, with a clear error for an unknown name.
+  """The task ``TASKS[name](**options)``, with a clear error for an unknown name.
 
   Args:
-    name: a factory's name, a key of :data:`FACTORIES`.
+    name: a factory's name, a key of :data:`TASKS`.
     **options: the factory's arguments.
 
   Example:
@@ -71,6 +75,6 @@ def make(name: str, /, **options: Any) -> Task:
   """
   if not isinstance(name, str):
     raise TypeError(f"name must be a str, got {type(name).__name__}")
-  if name not in FACTORIES:
-    raise ValueError(f"name must be one of {sorted(FACTORIES)}, got {name!r}")
-  return FACTORIES[name](**options)
+  if name not in TASKS:
+    raise ValueError(f"name must be one of {sorted(TASKS)}, got {name!r}")
+  return TASKS[name](**options)
