@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from gatejax import _validate
-from gatejax.sequence import ScanOptions
+from gatejax.run.options import ScanOptions
 from gatejax.tasks import Task
 
 

@@ -38,7 +38,7 @@ def describe(cell: Cell, task: Task) -> dict[str, Any]:
     >>> train.describe(gj.gru(8), tasks.adding(20))["cell"]
     {'kind': 'gru', 'hidden_size': 8, 'input_size': 2, 'reset': 'after', 'update_bias': 0.0, 'gate_fn': 'sigmoid', 'activation': 'tanh'}
   """
-  protocol.check(cell)
+  protocol.require(cell)
   if not isinstance(task, Task):
     raise TypeError(f"task must be a gatejax.tasks.Task, got {type(task).__name__}")
   described = protocol.config(cell)
@@ -175,11 +175,7 @@ def optimizer_mismatches(stored: Mapping[str, Any], wanted: Mapping[str, Any]) -
 
 def init_only_of(cell: Any) -> frozenset[str]:
   """The options of ``cell`` that only shape ``init``: a restored state has its own parameters."""
-  names = protocol.init_only(cell)
-  # TODO(lead): drop when cells declare init_only
-  if not names and isinstance(cell, Cell):
-    names = frozenset({"forget_bias", "update_bias"})
-  return names
+  return protocol.init_only(cell)
 
 
 # What the arrays' shapes depend on: checked even with strict=False.

@@ -29,7 +29,7 @@ from jaxtyping import PRNGKeyArray
 import gatejax.train._checks as _checks
 from gatejax import protocol
 from gatejax.cells import Cell
-from gatejax.sequence import ScanOptions
+from gatejax.run.options import ScanOptions
 from gatejax.tasks import Task
 from gatejax.train.checkpoints import Checkpoints, for_fit, resume
 from gatejax.train.history import History

@@ -16,7 +16,7 @@ from jaxtyping import Array, Float, PRNGKeyArray
 
 import gatejax.train._checks as _checks
 from gatejax.cells import Cell
-from gatejax.sequence import ScanOptions, scan
+from gatejax.run import ScanOptions, scan
 from gatejax.tasks import Batch, Task
 
 __all__ = ["ModelParams", "Readout", "init_model", "loss_fn", "predict"]

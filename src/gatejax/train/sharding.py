@@ -203,18 +203,19 @@ def _shard_task(task: Task, mesh: Mesh, axis: str) -> Task:
   # that take the task as a static argument compile once.
   sample = task.sample
 
-  @functools.cache
-  def jitted(batch_size: int) -> Callable[[PRNGKeyArray], Batch]:
+  @functools.lru_cache(maxsize=64)  # bounded: one program per (batch size, length)
+  def jitted(batch_size: int, length: int | None) -> Callable[[PRNGKeyArray], Batch]:
     # The output shardings make every batch come out split, also one drawn outside a
     # training step (the evaluation set): generated in its shards, which across
     # processes is the only way to make it. Inside a jitted step they constrain the batch.
-    shape = jax.eval_shape(lambda key: sample(key, batch_size), jax.random.key(0))
-    return jax.jit(
-      lambda key: sample(key, batch_size), out_shardings=batch_sharding(shape, mesh, axis=axis)
-    )
+    def draw(key: PRNGKeyArray) -> Batch:
+      return sample(key, batch_size, length=length)
 
-  def sharded_sample(key: PRNGKeyArray, batch_size: int) -> Batch:
-    return jitted(batch_size)(key)
+    shape = jax.eval_shape(draw, jax.random.key(0))
+    return jax.jit(draw, out_shardings=batch_sharding(shape, mesh, axis=axis))
+
+  def sharded_sample(key: PRNGKeyArray, batch_size: int, *, length: int | None = None) -> Batch:
+    return jitted(batch_size, length)(key)
 
   return task._replace(sample=sharded_sample)
 

@@ -30,7 +30,7 @@ from jaxtyping import Array, Float, Int, PRNGKeyArray
 import gatejax.train._checks as _checks
 from gatejax._jit import bounded_jit
 from gatejax.cells import Cell
-from gatejax.sequence import ScanOptions
+from gatejax.run.options import ScanOptions
 from gatejax.tasks import Batch, Task
 from gatejax.train.model import ModelParams, init_model, predict
 
