@@ -24,6 +24,8 @@ the ones above it:
 * :mod:`gatejax.train.state`: :class:`~gatejax.train.TrainState` and the pure, jitted
   :func:`~gatejax.train.train_step`, :func:`~gatejax.train.evaluate`;
 * :mod:`gatejax.train.history`: what a run records;
+* :mod:`gatejax.train.lengths`: :func:`~gatejax.train.accuracy_by_length`, a trained model
+  at lengths it was not trained on;
 * :mod:`gatejax.train.descriptions`: what a checkpoint records about its run;
 * :mod:`gatejax.train.checkpoints`: orbax checkpoints, checked against the run;
 * :mod:`gatejax.train.sharding`: data parallelism and seed sweeps over devices;
@@ -35,6 +37,7 @@ from gatejax.train.checkpoints import CheckpointError, Checkpoints, Restored, re
 from gatejax.train.descriptions import describe, describe_optimizer
 from gatejax.train.fitting import TrainResult, fit, train_many_seeds
 from gatejax.train.history import History
+from gatejax.train.lengths import accuracy_by_length
 from gatejax.train.model import ModelParams, Readout, init_model, loss_fn, predict
 from gatejax.train.optimizers import make_optimizer, resolve_optimizer
 from gatejax.train.sharding import (
@@ -72,6 +75,7 @@ __all__ = [
   "StepMetrics",
   "TrainResult",
   "TrainState",
+  "accuracy_by_length",
   "apply_gradients",
   "batch_for_step",
   "batch_sharding",
