@@ -132,8 +132,10 @@ class Lorenz96:
   def dopri5(self, y):
     ks = []
     for row in DOPRI5_A:
-      ks.append(self.field(y + self.dt * sum(a * k for a, k in zip(row, ks)) if row else y))
-    return y + self.dt * sum(b * k for b, k in zip(DOPRI5_B, ks))
+      ks.append(
+        self.field(y + self.dt * sum(a * k for a, k in zip(row, ks, strict=True)) if row else y)
+      )
+    return y + self.dt * sum(b * k for b, k in zip(DOPRI5_B, ks, strict=True))
 
   def step(self, params, y, x):
     new = self.dopri5(y) + params * jnp.sum(x, axis=-1, keepdims=True)

@@ -49,7 +49,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, ArrayLike, Float, Int
 
-from gatejax import fused, loop, protocol
+from gatejax import _validate, fused, loop, protocol
 from gatejax._jit import bounded_jit
 from gatejax.protocol import Recurrence
 from gatejax.sequence import ScanOptions, _prepare, resolve_options, scan_with_gates
@@ -228,6 +228,19 @@ def _check_loss_fn(loss_fn: Any) -> None:
     raise TypeError(f"loss_fn must be callable as loss_fn(ys, final_carry), got {loss_fn!r}")
 
 
+def _check_float_carry(carry: Carry, fn: str) -> None:
+  """Refuse a carry leaf that is not floating point, naming it: an integer leaf (a step
+  counter) has no derivative, and every sweep here differentiates the step by the carry."""
+  for path, leaf in jax.tree_util.tree_flatten_with_path(carry)[0]:
+    if not jnp.issubdtype(leaf.dtype, jnp.inexact):
+      name = _validate.dotted(path) or "(the whole carry)"
+      raise TypeError(
+        f"carry leaf {name} has dtype {leaf.dtype}: {fn} differentiates the step with respect "
+        "to the carry, and an integer leaf has no derivative; hold it as a float (a step "
+        "counter is exact in float32 up to 2**24)"
+      )
+
+
 def step_contributions(
   cell: Any,
   params: Params,
@@ -284,6 +297,7 @@ def step_contributions(
   _check_loss_fn(loss_fn)
   options = resolve_options(options)
   xs, carry, lengths = _prepare(cell, params, xs, carry, lengths, options.unroll)
+  _check_float_carry(carry, "step_contributions")
   return _backward(cell, params, xs, carry, lengths, loss_fn, "contributions", options)
 
 
@@ -322,6 +336,7 @@ def contribution_norms(
   _check_loss_fn(loss_fn)
   options = resolve_options(options)
   xs, carry, lengths = _prepare(cell, params, xs, carry, lengths, options.unroll)
+  _check_float_carry(carry, "contribution_norms")
   return _backward(cell, params, xs, carry, lengths, loss_fn, "norms", options)
 
 
@@ -367,6 +382,9 @@ def carry_gradients(
   _check_loss_fn(loss_fn)
   options = resolve_options(options)
   xs, carry, lengths = _prepare(cell, params, xs, carry, lengths, options.unroll)
+  _check_float_carry(carry, "carry_gradients")
+  if xs.shape[0] == 0:  # no step, no carry after one
+    return jax.tree.map(lambda leaf: jnp.zeros((0, *leaf.shape), leaf.dtype), carry)
   return _backward(cell, params, xs, carry, lengths, loss_fn, "carries", options)
 
 
@@ -555,6 +573,9 @@ def jacobian_norms(
     raise ValueError(f'ord must be 2 (spectral) or "fro" (Frobenius), got {ord!r}')
   options = resolve_options(options)
   xs, carry, lengths = _prepare(cell, params, xs, carry, lengths, options.unroll)
+  _check_float_carry(carry, "jacobian_norms")
+  if math.prod(xs.shape[1:-1]) == 0:  # no sequence
+    return jnp.zeros(xs.shape[:-1], jnp.result_type(*jax.tree.leaves(carry)))
   return _jacobian_sweep(cell, params, xs, carry, lengths, ord, options)
 
 
