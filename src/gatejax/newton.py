@@ -105,8 +105,9 @@ class NewtonInfo(NamedTuple):
       ``linear_recurrence`` (one scan, no sweep).
     residual: :math:`\max_{t,i} |c_{t,i} - \mathrm{step}(c_{t-1}, x_t)_i| / \max(1, |c_{t,i}|)`
       at the returned carries (the flattened carry, components ``i``): absolute where a
-      component is at most 1 in magnitude, relative above; ``inf`` when a carry is not finite.
-    converged: ``residual <= tol`` and every returned carry and output is finite: a
+      component is at most 1 in magnitude, relative above; ``inf`` when a carry, a step's
+      value or an output is not finite (NaN included: it is never maxed away).
+    converged: ``residual <= tol``, so every returned carry and output is finite: a
       sequence reported converged equals :func:`gatejax.scan`'s run to the tolerance.
     overflows: the number of sweeps whose result was not finite somewhere (an overflow of
       the linearised recurrence, or a step that overflows at the new guess). The run does not
