@@ -28,6 +28,10 @@ Every function takes ``(cell, params, xs)`` and ``carry``, ``lengths`` with the 
 :func:`gatejax.scan`: the map starts from the initial carry, and a step past a sequence's
 length is not taken (the carry holds) and not counted. The first ``transient`` steps are run
 but not counted, so the frame can align with the dynamics before the averaging starts.
+Half-precision cells step in their own dtype; the frame, its QR and the averages are kept in
+float32. A carry with an integer leaf (a step counter) is refused, naming the leaf: it has no
+tangent direction, and the exponents of the floating leaves alone would silently describe
+another map.
 """
 
 from __future__ import annotations
@@ -238,7 +242,9 @@ def lyapunov_exponents(
     ``(*batch, k)`` exponents, descending.
 
   Raises:
-    TypeError: ``k`` or ``transient`` is not an int; the other arguments as :func:`gatejax.scan`.
+    TypeError: ``k`` or ``transient`` is not an int; a carry leaf is not floating point (an
+      integer leaf, a step counter, has no tangent; the message names it); the other
+      arguments as :func:`gatejax.scan`.
     ValueError: ``k`` is not in ``[1, n]``, or ``transient`` not in ``[0, time)``.
 
   Example:
