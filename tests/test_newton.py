@@ -428,30 +428,27 @@ def assert_honest(cell, params, xs, carry, c, ys, info, tol):
       assert float(info.residual[b]) > 0
 
 
-@pytest.mark.slow
-def test_lorenz96_is_solved_by_deer_and_never_falsely_converged(x64):
-  """ELK's Lorenz-96 benchmark (D = 5, T = 1,000, float64, one Dopri5 step per time step).
+def test_lorenz96_is_solved_by_deer_past_its_overflows(x64):
+  """ELK's Lorenz-96 (D = 5, float64, one Dopri5 step per time step), here T = 200.
 
-  Before: DEER stopped after an overflowing sweep, and quasi-DEER reported
-  ``converged=True, residual=0`` after 3 sweeps with NaN outputs (XLA:CPU's max over NaN).
-  The reference DEER (clip to ±1e8, NaN → 0) converges in 102 sweeps; Newton's guarantee is
-  at most T.
+  Before: DEER stopped after its second sweep overflowed (converged=False, error 3e42). The
+  reference DEER (clip to ±1e8, NaN → 0, go on) converges (130 sweeps at T = 1,000,
+  BENCHMARKS.md); Newton's guarantee is at most T.
   """
   cell = Lorenz96()
-  xs = jnp.zeros((1000, 1, 1))
+  xs = jnp.zeros((200, 1, 1))
   carry = jnp.asarray(cell.attractor_state())[None]
   params = jnp.zeros(())
-  c, ys, info = gj.parallel_scan(cell, params, xs, carry=carry, method="quasi", max_iter=8)
-  assert_honest(cell, params, xs, carry, c, ys, info, TOL["float64"])
   c, ys, info = gj.parallel_scan(cell, params, xs, carry=carry)
-  assert bool(info.converged.all()) and int(info.iterations[0]) < 1000
-  assert int(info.overflows[0]) >= 1  # the first sweeps overflowed, and the run went on
+  assert bool(info.converged[0]) and int(info.iterations[0]) < 200
+  assert int(info.overflows[0]) >= 1  # sweeps overflowed, and the run went on
   assert_honest(cell, params, xs, carry, c, ys, info, TOL["float64"])
 
 
 def test_the_residual_sees_every_nan():
   """XLA:CPU's max over (1000, 5) values with one NaN returned 0.0: the residual said
-  "converged" where a step's value was NaN (quasi-DEER on Lorenz-96)."""
+  "converged" where a step's value was NaN (quasi-DEER on Lorenz-96 at T = 1,000: 3 sweeps,
+  2,955 of 5,000 outputs NaN; the end-to-end run is in benchmarks/newton_reference.py)."""
   cs = jnp.zeros((1000, 5))
   for bad in (jnp.nan, jnp.inf):
     fs = cs.at[500, 1].set(bad)
@@ -487,7 +484,8 @@ def test_a_non_finite_output_is_never_converged():
 
 def test_deer_keeps_going_after_an_overflowing_sweep():
   """Gain 3 (λ_max ≈ −0.53): the first sweep overflows float32; the reference DEER, which
-  clips and keeps iterating, converges in 60 sweeps; before, gatejax stopped at 1."""
+  clips and keeps iterating, converges (13 sweeps, BENCHMARKS.md); before, gatejax stopped
+  after that first sweep, not converged."""
   cell, params, xs = tanh_rnn(3.0)
   c, ys, info = gj.parallel_scan(cell, params, xs)
   assert bool(info.converged[0]) and int(info.iterations[0]) <= xs.shape[0]
