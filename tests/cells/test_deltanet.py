@@ -121,8 +121,9 @@ def padded_reference(name, params, xs, carry, lengths, reverse):
   return np.stack(finals), ys
 
 
-@pytest.mark.parametrize("reverse", [False, True])
-@pytest.mark.parametrize("name", ["gated", "plain", "negative"])
+@pytest.mark.parametrize(
+  ("name", "reverse"), [("gated", False), ("gated", True), ("plain", True), ("negative", False)]
+)
 def test_scan_with_lengths_equals_the_official_loop_float64(name, reverse, x64):
   cell, params, xs, carry = problem(name, seed=1)
   lengths = np.array([9, 4, 0])
@@ -199,7 +200,7 @@ def test_init_follows_the_official_spec(gated):
 # ---------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", ["gated", "plain", "negative"])
+@pytest.mark.parametrize("name", ["gated", "plain"])
 def test_protocol_check(name, x64):
   cell, params, xs, carry = problem(name, steps=3, seed=5)
   gj.protocol.check(cell, params, xs, carry=carry)
@@ -249,39 +250,40 @@ MASKS = np.array(
 ).T
 
 
-@pytest.mark.parametrize("name", ["gated", "plain_negative"])
-def test_chunkwise_equals_the_step_loop_in_values_and_gradients(name, x64):
-  """Odd T = 11, chunks of 1, 4 (not dividing 11) and 16 (more than T); gradients for params,
-  xs and the initial carry."""
+@pytest.mark.parametrize(("name", "sizes"), [("gated", (4, 1, 16)), ("plain_negative", (4,))])
+def test_chunkwise_equals_the_step_loop_in_values_and_gradients(name, sizes, x64):
+  """Odd T = 11 in chunks of 4 (not dividing 11): values and gradients for params, xs and
+  the initial carry; chunks of 1 and 16 (more than T): values. ``impl="associative"`` (the
+  matrix-form affine) is compared with the step loop, values and gradients, lengths and
+  both directions, for every registered variant in test_sequence.py."""
   cell, params, xs, carry = problem(name, steps=11, batch=5, seed=6)
   rng = np.random.default_rng(7)
   weights = (rng.standard_normal(carry.shape), rng.standard_normal((11, 5, 4)))
   valid = jnp.asarray(MASKS)
-  loop = value_and_grad(lambda p, x, c, v: step_loop(cell, p, x, c, v), weights)
-  want = loop(params, xs, carry, valid)
-  final, _ = step_loop(cell, params, xs, carry, valid)
+  want = value_and_grad(lambda p, x, c, v: step_loop(cell, p, x, c, v), weights)(
+    params, xs, carry, valid
+  )
+  final, ys = step_loop(cell, params, xs, carry, valid)
   np.testing.assert_array_equal(final[3], carry[3])  # the reference holds padded steps exactly
-  for size in (1, 4, 16):
-    chunked = value_and_grad(
-      lambda p, x, c, v, size=size: masked_chunkwise(cell, p, x, c, v, size), weights
-    )
-    chex.assert_trees_all_close(chunked(params, xs, carry, valid), want, rtol=1e-11, atol=1e-11)
-  if name == "gated":
-    # impl="associative" reads the matrix-form affine, padding as the identity matrix (the
-    # generic test_sequence.py runs it both ways for every registered variant).
-    lengths = jnp.asarray(MASKS.sum(0) * MASKS[0])  # the rows padded at the end
-    ends = jnp.arange(11)[:, None] < lengths[None, :]
-    run = lambda p, x, c, v: gj.scan(cell, p, x, carry=c, lengths=lengths, impl="associative")
-    got = value_and_grad(run, weights)(params, xs, carry, ends)
-    chex.assert_trees_all_close(got, loop(params, xs, carry, ends), rtol=1e-11, atol=1e-11)
+  for size in sizes:
+    if size == sizes[0]:
+      chunked = value_and_grad(
+        lambda p, x, c, v, size=size: masked_chunkwise(cell, p, x, c, v, size), weights
+      )
+      got = chunked(params, xs, carry, valid)
+      chex.assert_trees_all_close(got, want, rtol=1e-11, atol=1e-11)
+    else:
+      got = jax.jit(masked_chunkwise, static_argnums=(0, 5))(cell, params, xs, carry, valid, size)
+      chex.assert_trees_all_close(got, (final, ys), rtol=1e-11, atol=1e-11)
 
 
 def test_chunkwise_defaults_and_no_steps(x64):
+  """``valid=None`` (every step valid) and ``chunk_size=None`` (64, more than T here)."""
   cell, params, xs, carry = problem("negative", steps=7, seed=8)
-  run = jax.jit(cell.chunkwise, static_argnames="chunk_size")
-  everywhere = run(params, xs, carry, jnp.ones((7, 3), bool), chunk_size=3)
-  chex.assert_trees_all_close(run(params, xs, carry, None, chunk_size=3), everywhere, rtol=1e-13)
-  chex.assert_trees_all_close(cell.chunkwise(params, xs, carry), everywhere, rtol=1e-12)  # C=64
+  want = official("negative", numpy_params(params), np.asarray(xs), np.asarray(carry))
+  got = jax.jit(cell.chunkwise)(params, xs, carry)
+  np.testing.assert_allclose(got[0], want[0], rtol=1e-12, atol=1e-12)
+  np.testing.assert_allclose(got[1], want[1], rtol=1e-12, atol=1e-12)
   final, ys = cell.chunkwise(params, xs[:0], carry)
   assert ys.shape == (0, 3, 4)
   np.testing.assert_array_equal(final, carry)
@@ -358,9 +360,10 @@ def test_lyapunov_exponents_with_a_fixed_unit_key(name, x64):
   np.testing.assert_allclose(lam, want, rtol=1e-10, atol=1e-10)
 
 
-@pytest.mark.parametrize("reverse", [False, True])
-def test_parallel_scan_is_one_exact_solve(reverse, x64):
+def test_parallel_scan_is_one_exact_solve(x64):
+  """With lengths, reversed (padding first: the padded steps must hold the initial carry)."""
   cell, params, xs, carry = problem("gated", steps=12, seed=11)
+  reverse = True
   lengths = jnp.array([12, 5, 0])
   final, ys, info = gj.parallel_scan(
     cell, params, xs, carry=carry, lengths=lengths, reverse=reverse
