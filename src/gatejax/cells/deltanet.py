@@ -31,6 +31,7 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import jax.scipy.linalg
 from jax.typing import DTypeLike
 from jaxtyping import Array, Float, PRNGKeyArray
 
