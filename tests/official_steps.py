@@ -504,8 +504,8 @@ def lru_official(params, xs, carry=None):
 
 def delta_net_inputs(params, xs, *, negative_eigenvalues: bool = False):
   """SPEC's projections, time-major: ``q, k (T, B, NH, K)`` (l2-normalised), ``v (T, B, NH,
-  V)``, ``beta (T, B, NH)`` and, where the params have a ``w_a`` (not None), ``g (T, B, NH)`` (the gated
-  rule's log-decay from ``naive_gdn_gate``), else ``None``.
+  V)``, ``beta (T, B, NH)`` and, where the params have a ``w_a`` (not None), ``g (T, B, NH)``
+  (the gated rule's log-decay from ``naive_gdn_gate``), else ``None``.
   """
   num_heads = _field(params, "w_beta").shape[-1]
   q = l2norm(_heads(xs @ _field(params, "w_q"), num_heads))
