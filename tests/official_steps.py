@@ -504,8 +504,8 @@ def lru_official(params, xs, carry=None):
 
 def delta_net_inputs(params, xs, *, negative_eigenvalues: bool = False):
   """SPEC's projections, time-major: ``q, k (T, B, NH, K)`` (l2-normalised), ``v (T, B, NH,
-  V)``, ``beta (T, B, NH)`` and, where the params have ``w_a``, ``g (T, B, NH)`` (the gated
-  rule's log-decay from ``naive_gdn_gate``), else ``None``.
+  V)``, ``beta (T, B, NH)`` and, where the params have a ``w_a`` (not None), ``g (T, B, NH)``
+  (the gated rule's log-decay from ``naive_gdn_gate``), else ``None``.
   """
   num_heads = _field(params, "w_beta").shape[-1]
   q = l2norm(_heads(xs @ _field(params, "w_q"), num_heads))
@@ -515,7 +515,9 @@ def delta_net_inputs(params, xs, *, negative_eigenvalues: bool = False):
   if negative_eigenvalues:
     beta = beta * 2.0  # allow_neg_eigval: beta = beta * 2.
   g = None
-  if hasattr(params, "w_a"):
+  # The gated params are those with a w_a (gj.DeltaNetParams leaves the gated fields None
+  # for the ungated cell).
+  if getattr(params, "w_a", None) is not None:
     # naive_gdn_gate(g=a_proj(x), A_log, dt_bias): -A_log.exp() * softplus(g + dt_bias)
     g = -np.exp(_field(params, "a_log")) * softplus(
       xs @ _field(params, "w_a") + _field(params, "dt_bias")

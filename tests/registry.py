@@ -14,6 +14,7 @@ vmap, scan, stacks, the fast paths, analysis, training) covers it, and the entry
   (tests/user_cells.py): one with a dict carry of two leaf shapes, one with an array carry.
 """
 
+import functools
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -22,6 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import gatejax as gj
+import official_steps
 import references
 from references import half_tanh
 from user_cells import Janet, TwoTimescales
@@ -62,11 +64,45 @@ MINIMAL = {
     lambda hidden: gj.min_lstm(hidden, negative_eigenvalues=True), references.min_lstm
   ),
 }
+
+
+def any_batch(sequence_fn):
+  """A transcription of tests/official_steps.py (``xs (T, B, I)``: one batch axis) for any
+  batch shape: the batch axes flattened into one, and restored on the carry and ``ys``.
+  ``functools.wraps`` keeps the signature, whose keywords :func:`references.official` reads."""
+
+  @functools.wraps(sequence_fn)
+  def run(params, xs, carry=None, **options):
+    xs = np.asarray(xs)
+    batch = xs.shape[1:-1]
+    size = int(np.prod(batch, dtype=int))
+    if carry is not None:
+      carry = jax.tree.map(lambda c: np.reshape(c, (size, *np.shape(c)[len(batch) :])), carry)
+    new, ys = sequence_fn(params, xs.reshape(xs.shape[0], size, xs.shape[-1]), carry, **options)
+    new = jax.tree.map(lambda c: np.reshape(c, (*batch, *np.shape(c)[1:])), new)
+    return new, np.reshape(ys, (xs.shape[0], *batch, ys.shape[-1]))
+
+  return run
+
+
 # The modern gated recurrences (SPEC §3d), each against the transcription of its official code.
 MODERN = {
   # xLSTM: sLSTM, mLSTM
   # Griffin, Mamba, LRU: RG-LRU, S6, LRU
   # DeltaNet, gated and not
+  # Two heads where the suite's hidden size is even (heads must divide it), else one.
+  "gated_delta_net": Entry(
+    lambda hidden: gj.delta_net(hidden, num_heads=2 if hidden % 2 == 0 else 1),
+    references.official(any_batch(official_steps.gated_delta_net_official)),
+  ),
+  "delta_net": Entry(
+    lambda hidden: gj.delta_net(hidden, gated=False),
+    references.official(any_batch(official_steps.delta_net_official)),
+  ),
+  "gated_delta_net_negative": Entry(
+    lambda hidden: gj.delta_net(hidden, key_size=3, negative_eigenvalues=True),
+    references.official(any_batch(official_steps.gated_delta_net_official)),
+  ),
 }
 USER = {
   "user_dict": Entry(lambda hidden: TwoTimescales(hidden), references.user),

@@ -89,6 +89,8 @@ class Cell(NamedTuple):
       (:mod:`gatejax.protocol`), else ``None``.
     read: ``read(params, carry, x) -> y`` for a cell whose output is not a leaf of its
       carry, else ``None``.
+    chunkwise: ``chunkwise(params, xs, carry, valid, chunk_size) -> (carry, ys)``, the
+      cell's whole-sequence chunk form (``impl="chunkwise"``), else ``None``.
     init_only: the options that only shape ``init`` (a checkpoint may resume with others).
 
   Every cell is also a cell in the sense of :mod:`gatejax.protocol`: the runners use
@@ -109,6 +111,7 @@ class Cell(NamedTuple):
   keep_write: Callable[[Any], tuple[Array, Array]] | None = None
   affine: Callable[[Params, Array], Any] | None = None
   read: Callable[[Params, Carry, Array], Array] | None = None
+  chunkwise: Callable[..., tuple[Carry, Array]] | None = None
   init_only: tuple[str, ...] = ()
 
   @property
@@ -355,7 +358,7 @@ def build(
   """A built-in :class:`Cell`: ``step`` made from ``project`` and ``recur`` (checked), and a
   zero ``(*batch, hidden_size)`` carry unless another ``initial_carry`` is given; ``extra``
   are the optional members (``split``, ``gate_names``, ``keep_write``, ``affine``, ``read``,
-  ``init_only``)."""
+  ``chunkwise``, ``init_only``)."""
   initial_carry = initial_carry or zeros_carry(hidden_size)
   return Cell(
     hidden_size=hidden_size,

@@ -14,12 +14,14 @@ Example:
 from collections.abc import Callable
 
 import gatejax.cells.classic as classic
+import gatejax.cells.deltanet as deltanet
 import gatejax.cells.minimal as minimal
 from gatejax.cells._kit import Cell
 from gatejax.cells.classic import *  # noqa: F403
+from gatejax.cells.deltanet import *  # noqa: F403
 from gatejax.cells.minimal import *  # noqa: F403
 
-FAMILIES = (classic, minimal)
+FAMILIES = (classic, minimal, deltanet)
 
 #: name -> factory of every built-in cell (``"gru"`` -> :func:`gatejax.gru`).
 CELLS: dict[str, Callable[..., Cell]] = {
@@ -29,3 +31,4 @@ CELLS: dict[str, Callable[..., Cell]] = {
 __all__ = ["CELLS"]
 __all__ += classic.__all__
 __all__ += minimal.__all__
+__all__ += deltanet.__all__
