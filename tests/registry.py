@@ -135,6 +135,8 @@ PATHS = [
 ]
 # Cells affine in their carry (evaluated with an associative scan).
 LINEAR = sorted(n for n in NAMES if getattr(CELLS[n](2), "affine", None) is not None)
+# Cells with a whole-sequence chunk form (impl="chunkwise").
+CHUNKWISE = sorted(n for n in NAMES if getattr(CELLS[n](4), "chunkwise", None) is not None)
 # Cells with the split that the hand-written VJP and bfloat16 matmuls use.
 SPLIT = sorted(n for n in NAMES if getattr(CELLS[n](2), "split", None) is not None)
 

@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given, settings
 
 import gatejax as gj
-from registry import LINEAR, NAMES, PATHS, USER, make, normal, random_params
+from registry import CHUNKWISE, LINEAR, NAMES, PATHS, USER, make, normal, random_params
 
 H, I = 4, 3
 TOL = 1e-6  # float32: scan and the loop do the same arithmetic, in another order at most
@@ -441,6 +441,31 @@ def test_associative_scan_equals_the_sequential_loop(name, reverse, dtype, tol):
     final, ys = gj.scan(cell, params, xs, carry=carry, lengths=lengths, reverse=reverse)
     final_ref, ys_ref = padded_oracle_dtype(cell, params, xs, carry, np.asarray(lengths), reverse)
     assert_close((final, ys), (final_ref, ys_ref), tol)
+
+
+@pytest.mark.parametrize(
+  ("reverse", "dtype", "tol"), [(False, "float64", 1e-12), (True, "float32", 1e-5)]
+)
+@pytest.mark.parametrize("name", CHUNKWISE)
+def test_the_chunkwise_form_equals_the_sequential_loop(name, reverse, dtype, tol):
+  """impl="chunkwise" (chunks of 4 over 10 steps: a ragged last chunk) with lengths: values
+  and gradients as the step loop's, and the padding held as the loop holds it."""
+  with jax.enable_x64(dtype == "float64"):
+    cell = make(name, H)
+    params = random_params(cell, 6, I, dtype=dtype)
+    xs = normal(np.random.default_rng(7), (10, 3, I), dtype)
+    carry = jax.tree.map(lambda a: (0.3 * a).astype(dtype), random_carry(cell, 8, (3,)))
+    lengths = jnp.array([10, 3, 0], jnp.int32)
+    options = {
+      "chunkwise": gj.ScanOptions(impl="chunkwise", chunk_size=4),
+      "autodiff": gj.ScanOptions(impl="autodiff"),
+    }
+    run = lambda impl: loss_of(
+      lambda p, x, c: gj.scan(
+        cell, p, x, carry=c, lengths=lengths, reverse=reverse, options=options[impl]
+      )
+    )(params, xs, carry)
+    chex.assert_trees_all_close(run("chunkwise"), run("autodiff"), rtol=tol, atol=tol)
 
 
 def padded_oracle_dtype(cell, params, xs, carry, lengths, reverse):

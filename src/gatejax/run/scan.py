@@ -85,6 +85,7 @@ def scan(
   remat: int | bool | None = None,
   matmul_dtype: DTypeLike | None = None,
   block: int | None = None,
+  chunk_size: int | None = None,
   options: ScanOptions | None = None,
 ) -> tuple[Carry, Float[Array, "time *batch hidden"]]:
   r"""Run ``cell`` over a time-major sequence; jit-compiled, equal to a loop over ``cell.step``.
@@ -107,8 +108,8 @@ def scan(
       what the padding holds (NaN included) reaches neither the outputs nor any gradient.
     reverse: read each sequence from its last valid step back to its first;
       ``ys[t]`` is still the output at input position ``t``.
-    unroll, impl, remat, matmul_dtype, block: how the sequence is computed; see
-      :class:`ScanOptions`.
+    unroll, impl, remat, matmul_dtype, block, chunk_size: how the sequence is computed;
+      see :class:`~gatejax.ScanOptions`.
     options: all of those in one :class:`ScanOptions` (then leave the keywords out).
 
   Returns:
@@ -139,7 +140,13 @@ def scan(
     True
   """
   options = resolve_options(
-    options, impl=impl, remat=remat, matmul_dtype=matmul_dtype, block=block, unroll=unroll
+    options,
+    impl=impl,
+    remat=remat,
+    matmul_dtype=matmul_dtype,
+    block=block,
+    unroll=unroll,
+    chunk_size=chunk_size,
   )
   carry, ys, _ = _checked_run(cell, params, xs, carry, lengths, False, reverse, options)
   return carry, ys
@@ -158,6 +165,7 @@ def scan_with_gates(
   remat: int | bool | None = None,
   matmul_dtype: DTypeLike | None = None,
   block: int | None = None,
+  chunk_size: int | None = None,
   options: ScanOptions | None = None,
 ) -> tuple[Carry, Float[Array, "time *batch hidden"], Any]:
   """:func:`scan` that also returns every step's gate activations, time first.
@@ -179,7 +187,13 @@ def scan_with_gates(
     (5, 8)
   """
   options = resolve_options(
-    options, impl=impl, remat=remat, matmul_dtype=matmul_dtype, block=block, unroll=unroll
+    options,
+    impl=impl,
+    remat=remat,
+    matmul_dtype=matmul_dtype,
+    block=block,
+    unroll=unroll,
+    chunk_size=chunk_size,
   )
   return _checked_run(cell, params, xs, carry, lengths, True, reverse, options)
 

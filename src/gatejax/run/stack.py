@@ -136,6 +136,7 @@ def scan_stack(
   remat: int | bool | None = None,
   matmul_dtype: DTypeLike | None = None,
   block: int | None = None,
+  chunk_size: int | None = None,
   options: ScanOptions | None = None,
 ) -> tuple[tuple[Carry, ...], Float[Array, "time *batch features"]]:
   """Run a :class:`Stack`: each layer through :func:`scan`, layer ``k + 1`` reading layer ``k``.
@@ -150,7 +151,8 @@ def scan_stack(
     carry: initial carries as ``net.initial_carry`` lays them out, or ``None`` for zeros.
     lengths: as in :func:`scan`.
     reverse: run a unidirectional stack right to left (not allowed when bidirectional).
-    unroll, impl, remat, matmul_dtype, block: as in :func:`scan`, for every layer.
+    unroll, impl, remat, matmul_dtype, block, chunk_size: as in :func:`~gatejax.scan`, for
+      every layer.
     options: all of those in one :class:`ScanOptions`, for every layer.
 
   Returns:
@@ -172,7 +174,13 @@ def scan_stack(
     if not isinstance(carry, tuple) or len(carry) != len(net.layers):
       raise ValueError(f"carry must be a tuple of {len(net.layers)} layer carries")
   options = resolve_options(
-    options, impl=impl, remat=remat, matmul_dtype=matmul_dtype, block=block, unroll=unroll
+    options,
+    impl=impl,
+    remat=remat,
+    matmul_dtype=matmul_dtype,
+    block=block,
+    unroll=unroll,
+    chunk_size=chunk_size,
   )
   run = partial(scan, options=options)
   carries = []
