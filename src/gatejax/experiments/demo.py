@@ -10,13 +10,12 @@ The experiment's four doors: :class:`Sizes` (:data:`FULL`, :data:`QUICK`), :func
 (numbers only), :func:`to_markdown` and :func:`to_json`.
 
 Example:
-  >>> import jax
   >>> from gatejax.experiments import demo
-  >>> result = demo.run(demo.QUICK, key=jax.random.key(0))
-  >>> list(result.profiles)
-  ['rnn (tanh)', 'gru', 'gru, chrono(30)', 'lstm', 'lstm, chrono(30)']
-  >>> print(demo.to_markdown(result).splitlines()[0])
-  | cell | d = 1 | d = 10 | d = 30 |
+  >>> demo.QUICK
+  Sizes(time=30, hidden=8, batch=4, input_size=8)
+
+  The whole demonstration: ``result = demo.run(demo.QUICK, key=jax.random.key(0))``, then
+  ``print(demo.format_table(result))``.
 """
 
 from __future__ import annotations

@@ -22,13 +22,14 @@ The experiment's four doors: :class:`Sizes` (:data:`FULL`, :data:`QUICK`), :func
 :func:`format_table` writes a table for a terminal (``gatejax vanishing``).
 
 Example:
-  >>> import jax
   >>> from gatejax.experiments import vanishing
-  >>> result = vanishing.run(vanishing.QUICK._replace(cells=("rnn",)), key=jax.random.key(0))
-  >>> [r.label for r in result.runs]
-  ['rnn (tanh)']
-  >>> print(vanishing.to_markdown(result).splitlines()[2])
-  | cell | horizon (steps of 30) | share of the last 3 steps | far share (≥ 15 back) | factor per step back |
+  >>> vanishing.QUICK.cells, vanishing.QUICK.time
+  (('rnn', 'lstm', 'min_gru'), 30)
+  >>> list(vanishing.configurations(vanishing.QUICK.cells, 30, 8))
+  ['rnn (tanh)', 'lstm, forget_bias=1', 'lstm, chrono(30)', 'min_gru']
+
+  The whole experiment: ``result = vanishing.run(vanishing.QUICK, key=jax.random.key(0))``,
+  then ``print(vanishing.to_markdown(result))``.
 """
 
 from gatejax.experiments.vanishing import _measure, _write

@@ -1,8 +1,9 @@
 """The ``gatejax`` command: misuse is found before any computation, nothing is overwritten unsaid.
 
-The table of bad arguments is in test_errors.py; here are the checks that need more than
-one call: that they come before the computation, replacing a report, the exit status of the
-process, and that the memory estimates do not underestimate.
+The table of bad arguments is in test_cli_errors.py, ^C in test_cli_interrupt.py; here are
+the checks that need more than one call: that they come before the computation, replacing a
+report or a figure, the exit status of the process, and each command's output. The
+commands' experiments are replaced by canned results where only the command is tested.
 """
 
 import os
@@ -11,11 +12,11 @@ import sys
 import tempfile
 from pathlib import Path
 
-import jax
-import jax.numpy as jnp
 import pytest
 
+import canned
 from gatejax import cli, report
+from gatejax.cli import args as cli_args
 from gatejax.experiments import demo, vanishing
 
 
@@ -47,7 +48,7 @@ def test_report_checks_out_before_computing(tmp_path, monkeypatch, capsys):
 
 
 def test_vanishing_checks_out_before_computing(tmp_path, monkeypatch, capsys):
-  monkeypatch.setattr(vanishing, "run_vanishing", _never)
+  monkeypatch.setattr(vanishing, "run", _never)
   out = _unwritable_directory(tmp_path) / "curves.png"
   assert cli.main(["vanishing", "--time", "5", "--out", str(out)]) == 2
   assert "cannot write in" in capsys.readouterr().err
@@ -76,6 +77,7 @@ def test_report_help_says_an_earlier_report_is_replaced():
   )
   assert result.returncode == 0
   assert "an earlier report there is replaced" in " ".join(result.stdout.split())
+  assert "--quick" in result.stdout
 
 
 def test_the_process_exits_with_status_2_and_one_error_line():
@@ -90,57 +92,79 @@ def test_the_process_exits_with_status_2_and_one_error_line():
   assert "Traceback" not in result.stderr
 
 
-def test_vanishing_says_when_it_replaces_a_figure(tmp_path, capsys):
-  out = tmp_path / "curves.png"
-  argv = ["vanishing", "--cells", "rnn", "--time", "5", "--hidden", "3", "--out", str(out)]
-  assert cli.main(argv) == 0
-  assert capsys.readouterr().out.splitlines()[-1] == f"Figure: {out}"
-  assert cli.main(argv) == 0
-  assert capsys.readouterr().out.splitlines()[-1] == f"Figure: {out} (replaced the existing file)"
+def test_every_command_has_its_help_and_the_demo_is_the_default(monkeypatch, capsys):
+  assert list(cli.COMMANDS) == ["demo", "vanishing", "report"]
+  for name, command in cli.COMMANDS.items():
+    assert cli.main([name, "--help"]) == 0
+    assert command.HELP in capsys.readouterr().out
+  ran = []
+  monkeypatch.setattr(cli.demo, "main", lambda args: ran.append(args.time) or 0)
+  assert cli.main([]) == 0 and ran == [200]
 
 
-def _xla_bytes(fn, *args) -> int | None:
-  analysis = jax.jit(fn).lower(*args).compile().memory_analysis()
-  if analysis is None:
-    return None
-  return analysis.temp_size_in_bytes + analysis.argument_size_in_bytes
+def _fake_demo(sizes, *, key):
+  profiles = {"rnn (tanh)": [1.0] * sizes.time, "gru": [2.0] * sizes.time}
+  return demo.Result(sizes, profiles, {"rnn (tanh)": 0.5, "gru": 0.25})
+
+
+def test_demo_prints_the_table_of_its_sizes(monkeypatch, capsys):
+  monkeypatch.setattr(demo, "run", _fake_demo)
+  assert cli.main(["demo", "--time", "12", "--hidden", "3"]) == 0
+  lines = capsys.readouterr().out.splitlines()
+  assert lines[0] == "‖∂L/∂x_(T-d)‖ for L = ‖y_T‖², T = 12, hidden 3, batch 16"
+  assert lines[1].split() == ["cell", "d=1", "d=10", "time"]
+  assert lines[-1] == "The full argument, with figures: gatejax report"
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("kind", ["rnn", "lstm", "mgu", "min_lstm"])
-def test_the_memory_estimates_cover_what_xla_allocates(kind):
-  # The refusal is only as good as the estimate: it must not fall below XLA's own figure
-  # (a change in the core that stores more per step shows up here).
-  from gatejax import analysis
+def test_vanishing_prints_the_table_and_writes_the_figure(tmp_path, capsys):
+  """The command end to end, with its default cells."""
+  out = tmp_path / "curves.png"
+  argv = ["vanishing", "--time", "12", "--hidden", "4", "--batch", "2", "--out", str(out)]
+  assert cli.main(argv) == 0
+  text = capsys.readouterr().out
+  labels = ["rnn (tanh)", "gru, update_bias=0", "gru, chrono(12)", "lstm, forget_bias=1"]
+  for label in [*labels, "lstm, chrono(12)"]:
+    assert label in text
+  header = next(line for line in text.splitlines() if line.startswith("cell"))
+  assert header.split()[1:5] == ["d=0", "d=1", "d=10", "horizon"]
+  assert text.splitlines()[-1] == f"Figure: {out}"
+  assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+  assert sorted(p.name for p in tmp_path.iterdir()) == ["curves.png"]  # no partial file left
 
-  time, hidden, batch, inputs = 300, 24, 4, 8
-  cells = vanishing.configurations([kind], time, hidden)
-  xs = jax.ShapeDtypeStruct((time, batch, inputs), jnp.float32)
-  for cell in cells.values():
-    params = jax.eval_shape(lambda cell=cell: cell.init(jax.random.key(0), inputs))
-    used = _xla_bytes(
-      lambda p, x, cell=cell: analysis.contribution_norms(
-        cell, p, x, lambda ys, _: jnp.sum(ys[-1] ** 2)
-      ),
-      params,
-      xs,
-    )
-    if used is None:
-      pytest.skip("this backend has no memory analysis")
-    estimate = vanishing._estimated_bytes([kind], time, hidden, batch, inputs)
-    assert used <= estimate <= 2 * used, (used, estimate)
-  if kind not in ("rnn", "lstm"):  # the cells of gatejax demo
-    return
-  cell = {"rnn": demo.gj.rnn, "lstm": demo.gj.lstm}[kind](hidden)
-  params = jax.eval_shape(lambda: cell.init(jax.random.key(0), demo.INPUT_SIZE))
-  xs = jax.ShapeDtypeStruct((time, demo.BATCH, demo.INPUT_SIZE), jnp.float32)
-  used = _xla_bytes(lambda p, x: demo.input_gradient_profile(cell, p, x), params, xs)
-  assert used is not None and used <= demo._estimated_bytes(time, hidden)
+
+def _canned_vanishing(sizes, *, key):
+  return canned.load("vanishing")
+
+
+def test_vanishing_says_when_it_replaces_a_figure_in_the_format_asked(
+  tmp_path, monkeypatch, capsys
+):
+  monkeypatch.setattr(vanishing, "run", _canned_vanishing)
+  out = tmp_path / "curves.svg"
+  argv = ["vanishing", "--cells", "rnn", "--time", "5", "--hidden", "3", "--out", str(out)]
+  assert cli.main(argv) == 0
+  assert capsys.readouterr().out.splitlines()[-1] == f"Figure: {out}"
+  assert out.read_text().lstrip().startswith("<?xml")
+  assert cli.main(argv) == 0
+  assert capsys.readouterr().out.splitlines()[-1] == f"Figure: {out} (replaced the existing file)"
+  assert sorted(p.name for p in tmp_path.iterdir()) == ["curves.svg"]
+
+
+def test_vanishing_without_a_figure_writes_nothing(tmp_path, capsys, monkeypatch):
+  monkeypatch.setattr(vanishing, "run", _canned_vanishing)
+  monkeypatch.chdir(tmp_path)
+  assert cli.main(["vanishing", "--cells", "rnn", "--time", "5", "--out", ""]) == 0
+  assert "rnn (tanh)" in capsys.readouterr().out
+  assert list(tmp_path.iterdir()) == []
 
 
 def test_available_memory_is_read():
-  free, kind = cli.available_memory()
+  free, kind = cli_args.available_memory()
   assert free is None or free > 0
   assert kind
-  if os.path.exists("/proc/meminfo") and jax.default_backend() == "cpu":
-    assert free is not None and kind == "available RAM"
+  if os.path.exists("/proc/meminfo"):
+    import jax
+
+    if jax.default_backend() == "cpu":
+      assert free is not None and kind == "available RAM"
