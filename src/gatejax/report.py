@@ -21,7 +21,7 @@ Lyapunov exponents, the gradient's decay and parallel (Newton) evaluation, befor
 training, and the edge of chaos (:mod:`gatejax.experiments.dynamics`).
 
 The directory is written whole or not at all: the files go into a staging directory beside
-it, which then takes its place (:mod:`gatejax._swap`), so an interrupted run leaves the
+it, which then takes its place (``gatejax._swap``), so an interrupted run leaves the
 earlier report as it was.
 
 Run ``gatejax report`` (a few minutes on two CPU cores) or ``gatejax report --quick``
@@ -62,13 +62,13 @@ __all__ = [
 
 #: The experiment rooms the report runs, in order, by the name of their section in the JSON
 #: and their figures' prefix.
-ROOMS: dict[str, ModuleType] = {
+ROOMS: dict[str, Any] = {
   "vanishing": vanishing,
   "gates": gates,
   "horizon": horizon,
   "dynamics": dynamics,
 }
-#: The sections in order: the rooms, and the verdict on the seed's claims, which reads 1-3.
+#: The sections in order, the rooms and the verdict on the seed's claims (which reads 1-3).
 SECTIONS = ("vanishing", "gates", "horizon", "verdict", "dynamics")
 #: The files besides the figures (``ROOM_ROLE.png``).
 FILES = ("report.md", "report.json")

@@ -27,7 +27,7 @@ __all__ = [
   "writable_file",
 ]
 
-#: The largest seed: without jax_enable_x64 a PRNG seed keeps only its low 32 bits
+#: The largest seed, since without jax_enable_x64 a PRNG seed keeps only its low 32 bits
 #: (``key(2**32)`` is ``key(0)``).
 MAX_SEED = 2**32 - 1
 

@@ -10,7 +10,7 @@ ends the process with ``os._exit(130)`` (130 = 128 + SIGINT, what a shell report
 
 It acts at once even while the main thread is inside XLA (compiling, running), where a
 Python handler would wait until the call returns: the C-level handler writes the signal
-to a pipe (:func:`signal.set_wakeup_fd`) and a thread blocked on it does the exit.
+to a pipe (``signal.set_wakeup_fd``) and a thread blocked on it does the exit.
 
 Only the program uses it (:func:`gatejax.cli.entry`); :func:`gatejax.cli.main`, called
 from Python, leaves the caller's handling of ^C alone.
@@ -28,7 +28,7 @@ from typing import Any
 
 __all__ = ["MESSAGE", "STATUS", "guarded", "on_interrupt"]
 
-#: The exit status after ^C: 128 + SIGINT, as a shell reports a process that SIGINT ended.
+#: The exit status after ^C, 128 + SIGINT, as a shell reports a process that SIGINT ended.
 STATUS = 128 + signal.SIGINT
 #: The one line written to stderr.
 MESSAGE = "gatejax: interrupted"

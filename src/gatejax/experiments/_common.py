@@ -63,7 +63,7 @@ CELLS: dict[str, Callable[..., Any]] = {
 TASKS: dict[str, Callable[..., tasks.Task]] = {"adding": tasks.adding}
 #: A run learned a task when its evaluation loss is below this fraction of the baseline.
 LEARNED_FRACTION = 0.1
-#: The gradient horizon's threshold: steps whose contribution reaches 1% of the peak.
+#: The gradient horizon's threshold, the steps whose contribution reaches 1% of the peak.
 HORIZON_FRACTION = 0.01
 
 

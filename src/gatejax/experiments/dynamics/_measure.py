@@ -20,7 +20,7 @@ from gatejax.experiments import _common
 KINDS = tuple(_common.CELLS)
 #: The Newton methods of :func:`gatejax.parallel_scan` whose sweeps are counted.
 METHODS = ("deer", "quasi")
-#: A cell's two states: at initialisation and trained.
+#: A cell's two states, at initialisation and trained.
 STATES = ("init", "trained")
 
 

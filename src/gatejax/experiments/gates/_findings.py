@@ -32,7 +32,7 @@ def exploded(jac: JacobianSummary) -> bool:
 
 
 def learned(tr: TrainingSummary, baseline: float) -> bool:
-  """Whether the median run learned the task (:func:`gatejax.experiments._common.learned`)."""
+  """Whether the median run learned the task (below a tenth of the baseline, the experiments' one rule)."""
   return _common.learned(median_final(tr), baseline)
 
 

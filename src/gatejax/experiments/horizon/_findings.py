@@ -10,7 +10,7 @@ from gatejax.experiments.horizon._measure import Result, Run
 
 
 def learned(run: Run, baseline: float) -> bool:
-  """Whether the run learned the task (:func:`gatejax.experiments._common.learned`)."""
+  """Whether the run learned the task (below a tenth of the baseline, the experiments' one rule)."""
   return _common.learned(run.final_eval, baseline)
 
 
