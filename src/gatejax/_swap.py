@@ -29,7 +29,7 @@ import stat
 import sys
 from pathlib import Path
 
-__all__ = ["stage", "staging_directory", "swap_in"]
+__all__ = ["abandon", "stage", "staging_directory", "swap_in"]
 
 _PARTIAL = ".partial-"
 
@@ -94,7 +94,26 @@ def swap_in(staging: Path, target: Path) -> None:
   if _exchange(staging, target):
     shutil.rmtree(staging)
     return
-  aside = staging.with_name(staging.name + "-old")
+  aside = _aside(staging)
   os.rename(target, aside)
   os.rename(staging, target)
   shutil.rmtree(aside)
+
+
+def _aside(staging: Path) -> Path:
+  return staging.with_name(staging.name + "-old")
+
+
+def abandon(target: Path) -> None:
+  """Give up this process's staging of ``target``, leaving the old contents in place.
+
+  Safe at any point of :func:`swap_in`: after the one-step exchange the staging directory
+  holds the old contents, which go; between the two renames of the fallback, the old
+  contents are moved back first.
+  """
+  staging = staging_directory(target)
+  aside, target = _aside(staging), Path(target).resolve()
+  if aside.exists() and not target.exists():
+    os.rename(aside, target)
+  shutil.rmtree(staging, ignore_errors=True)
+  shutil.rmtree(aside, ignore_errors=True)

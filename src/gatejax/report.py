@@ -34,7 +34,6 @@ import datetime
 import json
 import os
 import platform
-import shutil
 import sys
 import tempfile
 import time
@@ -53,9 +52,9 @@ __all__ = [
   "FILES",
   "ROOMS",
   "SECTIONS",
+  "abandon",
   "check_output",
   "run_experiments",
-  "staging_directory",
   "verdict",
   "write_report",
 ]
@@ -75,9 +74,10 @@ FILES = ("report.md", "report.json")
 _VERDICT_TITLE = "The seed's claims against the measurements"
 
 
-def staging_directory(out: str | os.PathLike) -> Path:
-  """Where :func:`write_report` stages a new report for ``out`` (this process's)."""
-  return _swap.staging_directory(Path(out))
+def abandon(out: str | os.PathLike) -> None:
+  """Give up a report being written to ``out`` by this process (from a signal handler, as
+  ``gatejax report`` does on ^C): the earlier report stays, or comes back, in place."""
+  _swap.abandon(Path(out))
 
 
 def _figure_name(name: str) -> bool:
@@ -347,6 +347,6 @@ def write_report(
     (staging / "report.json").write_text(json.dumps(document, indent=1, allow_nan=False))
     _swap.swap_in(staging, out)
   except BaseException:
-    shutil.rmtree(staging, ignore_errors=True)
+    _swap.abandon(out)
     raise
   return document

@@ -23,7 +23,7 @@ def test_profile_is_the_input_gradient_of_the_last_output():
       carry, y = cell.step(params, carry, x)
     return jnp.sum(y**2)
 
-  grads = jax.grad(loss)(xs)
+  grads = jax.jit(jax.grad(loss))(xs)
   expected = np.sqrt(np.sum(np.asarray(grads) ** 2, axis=-1)).mean(axis=-1)
   profile = demo.input_gradient_profile(cell, params, xs)
   np.testing.assert_allclose(profile, expected, rtol=1e-5)

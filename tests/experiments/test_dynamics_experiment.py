@@ -1,50 +1,24 @@
-"""The dynamics experiment: one run (structure and the science), and its writing on a canned
-QUICK result (the findings chosen by numbers, tables, JSON, figures).
+"""The dynamics experiment: its sizes and parts, and its writing on a canned QUICK result (the
+findings chosen by numbers, tables, JSON, figures).
 
-The run's sizes are tiny: one nonlinear cell given as already trained (the report's path,
-models reused from the horizon experiment), one linear cell trained here, a two-gain sweep.
+Its one QUICK run is the report's, which hands in the horizon room's LSTM as trained and
+trains minGRU itself: tests/test_report.py checks that run's structure, the one sweep of a
+linear cell, that padding changes no sweep count, and the science (λ_max crosses 0 between
+the gains, log ρ ≈ λ_max).
 """
 
 import json
-import math
 
 import jax
 import numpy as np
 import pytest
 
 import canned
-import gatejax as gj
 from gatejax import plots, tasks, train
 from gatejax.experiments import _common, dynamics
 
-SIZES = dynamics.QUICK._replace(
-  cells=("rnn", "min_gru"),
-  hidden=4,
-  train_time=12,
-  train_batch=4,
-  train_steps=3,
-  probe_batch=2,
-  times=(12, 40),
-  max_iter=40,
-  quasi_max_time=40,
-  longest_cells=("rnn", "min_gru"),
-)
+SIZES = dynamics.QUICK._replace(hidden=4, train_time=12)
 KEY = jax.random.key(0)
-
-
-@pytest.fixture(scope="module")
-def given():
-  """A "trained" RNN handed in, as the report hands in the horizon experiment's models."""
-  cell = _common.cell("rnn", SIZES.hidden)
-  params = dynamics._measure._initial_params(cell, tasks.adding(SIZES.train_time), KEY)
-  params = params._replace(cell=params.cell._replace(w_h=0.5 * params.cell.w_h))
-  return dynamics.Trained(params=params, final_eval=0.125)
-
-
-@pytest.fixture(scope="module")
-def measured(given):
-  """The room's one run."""
-  return dynamics.run(SIZES, key=KEY, trained={"rnn": given})
 
 
 @pytest.fixture(scope="module")
@@ -95,61 +69,6 @@ def test_initial_params_are_where_fit_starts():
   ours = dynamics._measure._initial_params(cell, task, KEY)
   fits = train.fit(cell, task, key=KEY, steps=0, progress=False).params
   assert jax.tree.all(jax.tree.map(lambda a, b: bool((a == b).all()), ours, fits))
-
-
-@pytest.mark.slow
-def test_result_structure(measured, given):
-  result = measured
-  assert list(result.cells) == list(SIZES.cells)
-  rnn, min_gru = result.cells["rnn"], result.cells["min_gru"]
-  assert (rnn.trained_by, rnn.final_eval) == ("horizon", given.final_eval)
-  assert min_gru.trained_by == "dynamics" and math.isfinite(min_gru.final_eval)
-  assert not rnn.linear and min_gru.linear
-  for run in result.cells.values():
-    for m in (run.init, run.trained):
-      assert m.lyapunov.shape == (SIZES.probe_batch,) and np.isfinite(m.lyapunov).all()
-      assert m.contributions.shape == (SIZES.train_time,)
-      assert 1 <= m.horizon <= SIZES.train_time
-      assert m.decay_rate > 0 and math.isfinite(m.log_rho)
-      assert set(m.newton) == set(dynamics.METHODS)
-      for sw in m.newton.values():
-        assert sw.times == SIZES.times and sw.max_iter == SIZES.max_iter
-        assert sw.iterations.shape == sw.converged.shape == (2, SIZES.newton_batch)
-        assert ((sw.iterations >= 1) & (sw.iterations <= SIZES.max_iter)).all()
-  assert [p.gain for p in result.sweep] == list(SIZES.gains)
-  for p in result.sweep:
-    assert p.lyapunov.shape == (SIZES.sweep_batch,) and np.isfinite(p.lyapunov).all()
-    assert p.newton.times == SIZES.times
-
-
-@pytest.mark.slow
-def test_linear_cell_is_one_sweep_and_padding_changes_no_count(measured):
-  result = measured
-  for m in (result.cells["min_gru"].init, result.cells["min_gru"].trained):
-    for sw in m.newton.values():
-      assert (sw.iterations == 1).all() and sw.converged.all()
-  # The T = 12 runs were padded to 40 inside one solve; alone they take the same sweeps.
-  cell = _common.cell("rnn", SIZES.hidden)
-  params = dynamics._measure._initial_params(cell, tasks.adding(SIZES.train_time), KEY).cell
-  k_newton = jax.random.fold_in(KEY, 11)
-  xs = tasks.adding(12).sample(jax.random.fold_in(k_newton, 12), SIZES.newton_batch).xs
-  _, _, info = gj.parallel_scan(cell, params, xs, method="deer", max_iter=SIZES.max_iter)
-  np.testing.assert_array_equal(
-    result.cells["rnn"].init.newton["deer"].iterations[0], info.iterations
-  )
-
-
-@pytest.mark.slow
-def test_the_science_at_tiny_sizes(measured):
-  """Below the edge of chaos λ_max < 0 and DEER converges; above it λ_max > 0; and the
-  gradient's decay per step is the Lyapunov exponent (log ρ ≈ λ_max) where it contracts."""
-  result = measured
-  low, high = result.sweep[0], result.sweep[-1]
-  assert low.lam < 0 < high.lam
-  assert low.newton.converged.all()
-  assert dynamics.crossing(result) is not None and 0.5 < dynamics.crossing(result) < 3.0
-  assert abs(low.log_rho - low.lam) < 0.05
-  assert dynamics.agreement(result)["median_abs_difference"] < 0.1
 
 
 def test_the_canned_result_is_a_quick_run_of_the_report(result):

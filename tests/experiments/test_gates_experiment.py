@@ -1,5 +1,8 @@
-"""The gate experiment: one run (structure and the science), references, and its writing on a
-canned QUICK result."""
+"""The gate experiment: its parts against references, and its writing on a canned QUICK result.
+
+Its one QUICK run is the report's (tests/test_report.py checks that run's structure and the
+science: exact zeros only with ReLU gates, only ReLU gates above 1).
+"""
 
 import json
 import math
@@ -14,14 +17,7 @@ import gatejax as gj
 from gatejax import analysis
 from gatejax.experiments import gates
 
-# One probe and one training configuration, the one the horizon room's LSTM shares.
-SIZES = gates.QUICK._replace(probes=("adding",), trained=("LSTM sigmoid",))
-
-
-@pytest.fixture(scope="module")
-def measured():
-  """The room's one run."""
-  return gates.run(SIZES, key=jax.random.key(0))
+SIZES = gates.QUICK
 
 
 @pytest.fixture(scope="module")
@@ -32,42 +28,6 @@ def result():
 # ---------------------------------------------------------------------------
 # Measuring
 # ---------------------------------------------------------------------------
-
-
-@pytest.mark.slow
-def test_one_run_structure_and_the_science(measured):
-  labels = [gates.label(k, g) for k in gates.KINDS for g in gates.GATE_FUNCTIONS]
-  assert set(measured.activity) == {"adding"} == set(measured.jacobian)
-  acts = measured.activity["adding"]
-  assert list(acts) == labels
-  for name, act in acts.items():
-    assert act.hidden_rms.shape == (SIZES.seeds, SIZES.time)
-    kind = name.split()[0].lower()
-    assert set(act.gates) == {"gru": {"r", "z"}, "lstm": {"i", "f", "o"}}[kind]
-    assert (act.cell_rms is None) == (kind == "gru")
-    for f in act.gates.values():
-      if math.isfinite(f.dead):
-        assert 0 <= f.dead <= f.shut <= 1 and 0 <= f.dead_units <= 1
-    if not name.endswith("relu"):  # only ReLU gates exceed 1
-      assert all(f.above_one == 0 for f in act.gates.values()), name
-  for jac in measured.jacobian["adding"].values():
-    assert jac.norms.shape == (SIZES.seeds, SIZES.time)
-    assert jac.example.shape == (SIZES.time, SIZES.jacobian_batch)
-    assert jac.rate.shape == (SIZES.seeds,)
-  assert list(measured.training) == ["LSTM sigmoid"]
-  tr = measured.training["LSTM sigmoid"]
-  assert tr.losses.shape == (SIZES.seeds, SIZES.train_steps) and tr.diverged.dtype == bool
-  np.testing.assert_array_equal(np.isnan(tr.final), tr.diverged)
-  assert measured.baseline == pytest.approx(1 / 6)
-  # The seed's one-sided suppression: exact zeros only with ReLU gates.
-  for kind in gates.KINDS:
-    sig, relu = acts[gates.label(kind, "sigmoid")], acts[gates.label(kind, "relu")]
-    assert all(f.dead == 0 for f in sig.gates.values())
-    assert all(f.dead > 0 for f in relu.gates.values())
-  # The forget bias of 1 puts a ReLU forget gate at relu(1 + noise), above 1 about half the
-  # time, where a sigmoid gives 0.73.
-  assert acts["LSTM relu"].gates["f"].above_one > 0.2
-  assert acts["LSTM sigmoid"].gates["f"].mean == pytest.approx(1 / (1 + math.exp(-1)), abs=0.1)
 
 
 def test_activity_fractions_match_analysis_gate_statistics():

@@ -1,5 +1,5 @@
-"""Learning changes the horizon: one run, the probe against the training loss, and the
-writing on a canned QUICK result."""
+"""Learning changes the horizon: the probe against the training loss, and the writing on a
+canned QUICK result (its one QUICK run is the report's, checked in tests/test_report.py)."""
 
 import json
 import math
@@ -9,34 +9,15 @@ import jax.numpy as jnp
 import pytest
 
 import canned
-from gatejax import analysis, train
+from gatejax import train
 from gatejax.experiments import _common, horizon
 
-# The LSTM alone: its training step is the gate room's LSTM sigmoid's.
-SIZES = horizon.QUICK._replace(kinds=("lstm",))
+SIZES = horizon.QUICK
 
 
 @pytest.fixture(scope="module")
 def result():
   return canned.load("horizon")
-
-
-@pytest.mark.slow
-def test_one_run_structure():
-  said = []
-  measured = horizon.run(SIZES, key=jax.random.key(0), progress=said.append)
-  T = SIZES.time
-  assert list(measured.runs) == ["LSTM"] and len(said) == 1
-  for run in measured.runs.values():
-    for curve in (run.before, run.after, run.jacobian_before, run.jacobian_after):
-      assert curve.shape == (T,)
-    assert 1 <= run.horizon_before <= T and 1 <= run.horizon_after <= T
-    assert 0 <= run.far_before <= 1 and 0 <= run.far_after <= 1
-    assert len(run.history.loss) == SIZES.steps
-    assert run.final_eval == run.history.eval_loss[-1]
-    # The summaries are the analysis module's, of the stored curve.
-    assert run.horizon_after == int(analysis.gradient_horizon(jnp.asarray(run.after)))
-    assert run.params is not None
 
 
 def test_probe_model_measures_the_training_loss():

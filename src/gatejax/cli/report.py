@@ -9,7 +9,6 @@ whole (:func:`gatejax.report.write_report`), so ^C or a kill leaves the earlier 
 from __future__ import annotations
 
 import argparse
-import shutil
 import sys
 import time
 
@@ -58,7 +57,7 @@ def main(args: argparse.Namespace) -> int:
   say(f"gatejax report{' --quick' if args.quick else ''}: writing {out}/")
   if existing:
     say(f"replacing an earlier report: {', '.join(str(out / name) for name in existing)}")
-  on_interrupt(lambda: shutil.rmtree(writer.staging_directory(out), ignore_errors=True))
+  on_interrupt(lambda: writer.abandon(out))
   writer.write_report(out, quick=args.quick, seed=args.seed, say=say)
   say(f"done: {out / 'report.md'}, {out / 'report.json'}")
   print(out / "report.md")
