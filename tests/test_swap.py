@@ -79,3 +79,20 @@ def test_stage_removes_what_dead_processes_left_and_only_that(tmp_path):
     d.mkdir()
   staging = _swap.stage(tmp_path / "report")
   assert sorted(p.name for p in tmp_path.iterdir()) == sorted([live.name, other.name, staging.name])
+
+
+def test_abandon_leaves_the_old_contents_at_every_point(tmp_path):
+  target = tmp_path / "report"
+  target.mkdir()
+  _fill(target, x="old")
+  # Before the swap: the staging directory goes.
+  staging = _swap.stage(target)
+  _fill(staging, x="new")
+  _swap.abandon(target)
+  assert (target / "x").read_text() == "old" and [p.name for p in tmp_path.iterdir()] == ["report"]
+  # Between the two renames of the fallback: the old contents come back.
+  staging = _swap.stage(target)
+  _fill(staging, x="new")
+  os.rename(target, staging.with_name(staging.name + "-old"))
+  _swap.abandon(target)
+  assert (target / "x").read_text() == "old" and [p.name for p in tmp_path.iterdir()] == ["report"]
