@@ -20,6 +20,8 @@ from typing import Any
 import numpy as np
 
 DATA = Path(__file__).parent / "data"
+#: Values kept of each gate's histogram sample.
+SAMPLES = 64
 
 
 def _type_name(x: Any) -> str:
@@ -95,10 +97,50 @@ def decode(x: Any) -> Any:
   raise ValueError(f"not a canned value: {sorted(x)}")
 
 
+def trim(name: str, result: Any) -> Any:
+  """A room's result as canned: without the horizon room's trained parameters (``Run.params``,
+  for the dynamics room in the same process) and with the first :data:`SAMPLES` values of each
+  gate's histogram sample."""
+  if name == "horizon":
+    return result._replace(runs={n: r._replace(params=None) for n, r in result.runs.items()})
+  if name == "gates":
+
+    def short(activity: Any) -> Any:
+      return activity._replace(samples={g: v[:SAMPLES] for g, v in activity.samples.items()})
+
+    return result._replace(
+      activity={p: {n: short(a) for n, a in acts.items()} for p, acts in result.activity.items()},
+      training={
+        n: t._replace(after=None if t.after is None else short(t.after))
+        for n, t in result.training.items()
+      },
+    )
+  return result
+
+
+def skeleton(x: Any) -> Any:
+  """The shape of a canned value without its numbers: types, field names, keys, array dtypes
+  and ranks (a QUICK run on another machine has other numbers, the same skeleton)."""
+  if isinstance(x, list):
+    return [skeleton(v) for v in x]
+  if not isinstance(x, dict):
+    return type(x).__name__
+  if "array" in x:
+    return ("array", x["dtype"], len(x["shape"]))
+  if "float" in x:
+    return "float"
+  if "fields" in x:
+    return (x.get("namedtuple") or x["dataclass"], {k: skeleton(v) for k, v in x["fields"].items()})
+  if "dict" in x:
+    return {json.dumps(k): skeleton(v) for k, v in x["dict"]}
+  return ("tuple", [skeleton(v) for v in x["tuple"]])
+
+
 def save(name: str, result: Any) -> Path:
-  """Write ``result`` to ``tests/data/<name>_quick.json``."""
+  """Write ``trim(name, result)`` to ``tests/data/<name>_quick.json``."""
   path = DATA / f"{name}_quick.json"
-  path.write_text(json.dumps(encode(result), separators=(",", ":"), allow_nan=False) + "\n")
+  text = json.dumps(encode(trim(name, result)), separators=(",", ":"), allow_nan=False)
+  path.write_text(text + "\n")
   return path
 
 

@@ -241,6 +241,15 @@ def test_dynamics_the_science_at_quick_sizes(quick):
   assert dynamics.agreement(result)["median_abs_difference"] < 0.1
 
 
+@pytest.mark.slow
+def test_the_canned_results_are_quick_runs_of_today(quick, results):
+  """The canned results (tests/data) have the skeleton of today's QUICK runs: when a room's
+  result changes shape, tests/data/make_canned.py writes them again."""
+  for name, result in quick[1].items():
+    fresh = canned.skeleton(canned.encode(canned.trim(name, result)))
+    assert fresh == canned.skeleton(canned.encode(results[name])), name
+
+
 # ---------------------------------------------------------------------------
 # The loop over the rooms, on canned results
 # ---------------------------------------------------------------------------

@@ -71,16 +71,14 @@ def test_report_replaces_an_earlier_report_and_says_so(tmp_path, monkeypatch, ca
   assert "replacing" not in capsys.readouterr().err
 
 
-def test_report_help_says_an_earlier_report_is_replaced():
-  result = subprocess.run(
-    [sys.executable, "-m", "gatejax", "report", "--help"], capture_output=True, text=True
-  )
-  assert result.returncode == 0
-  assert "an earlier report there is replaced" in " ".join(result.stdout.split())
-  assert "--quick" in result.stdout
+def test_report_help_says_an_earlier_report_is_replaced(capsys):
+  assert cli.main(["report", "--help"]) == 0
+  out = capsys.readouterr().out
+  assert "an earlier report there is replaced" in " ".join(out.split()) and "--quick" in out
 
 
 def test_the_process_exits_with_status_2_and_one_error_line():
+  """``python -m gatejax``, the program itself (``gatejax`` is the same ``entry``)."""
   result = subprocess.run(
     [sys.executable, "-m", "gatejax", "demo", "--time", "0"], capture_output=True, text=True
   )

@@ -35,10 +35,9 @@ def _finish(process: subprocess.Popen, seconds: float = 60) -> tuple[str, str]:
     pytest.fail(f"still running {seconds} s after ^C; stderr: {err[-2000:]}")
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("wait", [0.0, 1.5])
-def test_ctrl_c_during_the_report_leaves_the_earlier_one(tmp_path, wait):
-  """^C as the computing starts (compilations), and a moment later."""
+def test_ctrl_c_during_the_report_leaves_the_earlier_one(tmp_path):
+  """^C a second after the computing starts (the first compilations, where XLA's callbacks
+  swallowed it)."""
   out = tmp_path / "report"
   out.mkdir()
   (out / "report.md").write_text("the earlier report")
@@ -46,7 +45,7 @@ def test_ctrl_c_during_the_report_leaves_the_earlier_one(tmp_path, wait):
   process = _gatejax("report", "--quick", "--out", str(out))
   first = process.stderr.readline()  # the first progress line: the computing has begun
   assert "gatejax report --quick: writing" in first, first
-  time.sleep(wait)
+  time.sleep(1.0)
   process.send_signal(signal.SIGINT)
   stdout, stderr = _finish(process)
   assert process.returncode == 130, stderr[-2000:]

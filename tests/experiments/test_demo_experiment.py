@@ -1,6 +1,7 @@
 """The demonstration's room: its profile against a loop over the steps, its writing, its memory."""
 
 import json
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -69,21 +70,45 @@ def test_the_memory_estimate_covers_what_xla_allocates(kind):
   assert used <= demo.estimated_bytes(sizes)
 
 
+def test_the_cells_are_the_classic_ones_with_and_without_chrono():
+  cells = demo._cells(demo.Sizes(time=5, hidden=2))
+  assert cells == {
+    "rnn (tanh)": gj.rnn(2),
+    "gru": gj.gru(2),
+    "gru, chrono(5)": gj.gru(2, update_bias=gj.chrono(5)),
+    "lstm": gj.lstm(2),
+    "lstm, chrono(5)": gj.lstm(2, forget_bias=gj.chrono(5)),
+  }
+
+
+class _Cell(NamedTuple):
+  """A stand-in whose ``init`` records its key: the loop of ``run``, without initialising."""
+
+  hidden_size: int
+
+  def init(self, key, input_size):
+    return (key, input_size)
+
+
 def test_run_profiles_every_cell_on_one_batch(monkeypatch):
   """The loop of ``run`` (the profile itself is checked above, against a loop over steps)."""
+  cells = {"a": _Cell(1), "b": _Cell(2)}
   seen = []
 
   def profile(cell, params, xs):
-    seen.append((cell, xs))
+    seen.append((cell, params, xs))
     return jnp.arange(xs.shape[0], dtype=xs.dtype)
 
+  monkeypatch.setattr(demo, "_cells", lambda sizes: cells)
   monkeypatch.setattr(demo, "input_gradient_profile", profile)
   sizes = demo.Sizes(time=5, hidden=2, batch=3, input_size=4)
   said = []
   result = demo.run(sizes, key=jax.random.key(0), progress=said.append)
-  assert list(result.profiles) == ["rnn (tanh)", "gru", "gru, chrono(5)", "lstm", "lstm, chrono(5)"]
-  assert said == [f"demo: {label}" for label in result.profiles]
-  assert [cell for cell, _ in seen][1] == gj.gru(2)
-  assert all(xs.shape == (5, 3, 4) and xs is seen[0][1] for _, xs in seen)  # one batch
-  np.testing.assert_array_equal(result.profiles["lstm"], np.arange(5))
+  assert list(result.profiles) == ["a", "b"] and said == ["demo: a", "demo: b"]
+  assert [cell for cell, _, _ in seen] == list(cells.values())
+  _, k_params = jax.random.split(jax.random.key(0))
+  for _, (key, input_size), xs in seen:  # one batch, one parameter key, for every cell
+    assert xs.shape == (5, 3, 4) and xs is seen[0][2] and input_size == 4
+    assert (jax.random.key_data(key) == jax.random.key_data(k_params)).all()
+  np.testing.assert_array_equal(result.profiles["b"], np.arange(5))
   assert set(result.seconds) == set(result.profiles)

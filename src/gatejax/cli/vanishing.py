@@ -20,6 +20,7 @@ from gatejax.cli.args import (
   seed,
   writable_file,
 )
+from gatejax.cli.interrupt import on_interrupt
 
 __all__ = ["DEFAULT_CELLS", "HELP", "add_arguments", "main"]
 
@@ -95,6 +96,7 @@ def main(args: argparse.Namespace) -> int:
       title=f"Gradient contribution against distance (T = {args.time}, hidden {args.hidden})",
     )
     partial = out.with_name(f".{out.name}.partial-{os.getpid()}")
+    on_interrupt(lambda: partial.unlink(missing_ok=True))
     try:
       fig.savefig(partial, dpi=120, format=kind)
       os.replace(partial, out)
