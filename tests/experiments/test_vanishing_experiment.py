@@ -119,7 +119,8 @@ def test_the_memory_estimate_covers_what_xla_allocates(kind):
   sizes = vanishing.Sizes(cells=(kind,), time=300, hidden=24, batch=4)
   xs = jax.ShapeDtypeStruct((sizes.time, sizes.batch, sizes.input_size), jnp.float32)
   estimate = vanishing.estimated_bytes(sizes)
-  for cell in vanishing.configurations([kind], sizes.time, sizes.hidden).values():
+  # The first configuration: a chrono bias changes values, not the shapes XLA allocates.
+  for cell in list(vanishing.configurations([kind], sizes.time, sizes.hidden).values())[:1]:
     params = jax.eval_shape(lambda cell=cell: cell.init(jax.random.key(0), sizes.input_size))
     used = _xla_bytes(
       lambda p, x, cell=cell: analysis.contribution_norms(

@@ -140,10 +140,10 @@ def run(
   Example:
     >>> import jax
     >>> from gatejax.experiments import vanishing
-    >>> sizes = vanishing.Sizes(cells=("lstm",), time=40, hidden=8, batch=2)
+    >>> sizes = vanishing.Sizes(cells=("rnn",), time=40, hidden=8, batch=2)
     >>> result = vanishing.run(sizes, key=jax.random.key(0))
     >>> [r.label for r in result.runs], result.runs[0].norms.shape
-    (['lstm, forget_bias=1', 'lstm, chrono(40)'], (40,))
+    (['rnn (tanh)'], (40,))
   """
   sizes = _check(sizes)
   configs = configurations(list(sizes.cells), sizes.time, sizes.hidden)
