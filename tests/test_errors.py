@@ -252,93 +252,9 @@ def test_edge_cases_are_not_errors(ok):
 
 
 # ---------------------------------------------------------------------------
-# Issue 10 (hardening): misuse of the command line (training options: tests/train)
+# Issue 10 (hardening): training options and the command line's misuse are tested beside
+# their modules (tests/train, tests/cli/test_cli_errors.py)
 # ---------------------------------------------------------------------------
-
-
-class CliCase(NamedTuple):
-  id: str
-  argv: list[str]  # "{tmp}" is a fresh directory
-  match: str  # the error line after "gatejax COMMAND: error: "
-
-
-CLI_CASES = [
-  CliCase("demo time negative", ["demo", "--time", "-3"], r"argument --time: must be an int >= 3"),
-  CliCase("demo time zero", ["demo", "--time", "0"], r"argument --time: must be an int >= 3"),
-  CliCase("demo time float", ["demo", "--time", "1e9"], r"argument --time: .*'1e9'"),
-  CliCase("demo hidden zero", ["demo", "--hidden", "0"], r"argument --hidden: must be an int >= 1"),
-  CliCase(
-    "demo seed too large",
-    ["demo", "--seed", str(10**20)],
-    r"argument --seed: must be an int in \[0, 4294967295\] \(larger seeds repeat smaller ones\)",
-  ),
-  CliCase("demo seed 2**32", ["demo", "--seed", str(2**32)], r"argument --seed: must be an int in"),
-  CliCase("demo seed negative", ["demo", "--seed", "-1"], r"argument --seed: must be an int in"),
-  CliCase(
-    "demo out of memory",
-    ["demo", "--time", "1000000000"],
-    r"--time 1000000000 --hidden 32 needs about [\d.]+ TB of memory, more than the .* of ",
-  ),
-  CliCase(
-    "vanishing out of memory",
-    ["vanishing", "--time", "1000000000", "--out", ""],
-    r"--time 1000000000 --hidden 32 --batch 16 needs about [\d.]+ TB of memory, more than",
-  ),
-  CliCase(
-    "vanishing time 2", ["vanishing", "--time", "2"], r"argument --time: must be an int >= 3"
-  ),
-  CliCase("vanishing batch 0", ["vanishing", "--batch", "0"], r"argument --batch: must be an int"),
-  CliCase("vanishing seed", ["vanishing", "--seed", "-5"], r"argument --seed: must be an int in"),
-  CliCase(
-    "vanishing out is a directory",
-    ["vanishing", "--out", "{tmp}"],
-    r"--out '.*' is a directory, not a file name",
-  ),
-  CliCase(
-    "vanishing out in a missing directory",
-    ["vanishing", "--out", "{tmp}/missing/curves.png"],
-    r"--out '.*': the directory '.*missing' does not exist",
-  ),
-  CliCase(
-    "vanishing out of an unknown format",
-    ["vanishing", "--out", "{tmp}/curves.xyz"],
-    r"--out '.*': matplotlib cannot write \.xyz files",
-  ),
-  CliCase(
-    "report out is a file",
-    ["report", "--out", "{tmp}/file"],
-    r"--out '.*file' exists and is not a directory",
-  ),
-  CliCase(
-    "report out below a file",
-    ["report", "--out", "{tmp}/file/report"],
-    r"--out '.*' is not a writable directory: Not a directory",
-  ),
-  CliCase("report seed", ["report", "--seed", "99999999999"], r"argument --seed: must be an int"),
-  CliCase("unknown command", ["fly"], r"argument COMMAND: invalid choice: 'fly'"),
-]
-
-
-@pytest.mark.parametrize("case", CLI_CASES, ids=[c.id for c in CLI_CASES])
-def test_command_line_misuse_is_one_error_line_and_status_2(case, tmp_path, monkeypatch, capsys):
-  import re
-
-  from gatejax import cli
-
-  monkeypatch.chdir(tmp_path)  # a case that were not refused would write its figure here
-  (tmp_path / "file").write_text("not a directory")
-  (tmp_path / "earlier").mkdir()
-  (tmp_path / "earlier" / "report.md").write_text("an earlier report")
-  argv = [arg.replace("{tmp}", str(tmp_path)) for arg in case.argv]
-  assert cli.main(argv) == 2
-  out, err = capsys.readouterr()
-  assert "Traceback" not in err and out == ""
-  last = err.rstrip("\n").splitlines()[-1]
-  command = "gatejax" if case.id == "unknown command" else f"gatejax {argv[0]}"
-  assert re.match(rf"{command}: error: {case.match}", last), last
-  assert sum(": error: " in line for line in err.splitlines()) == 1
-  assert (tmp_path / "earlier" / "report.md").read_text() == "an earlier report"
-  assert sorted(p.name for p in tmp_path.iterdir()) == ["earlier", "file"]
 
 
 # ---------------------------------------------------------------------------
@@ -609,5 +525,5 @@ def test_cells_and_shapes_raise_clear_errors(case):
 
 
 def test_every_case_id_is_unique():
-  ids = [c.id for c in (*CASES, *CLI_CASES, *_CELL_CASES)]
+  ids = [c.id for c in (*CASES, *_CELL_CASES)]
   assert len(set(ids)) == len(ids)

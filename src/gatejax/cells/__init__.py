@@ -14,3 +14,4 @@ from gatejax.cells.names import *  # noqa: F403
 __all__ = ["Activation", "Bias", "Cell", "Chrono", "chrono"]
 __all__ += names.__all__
 __all__.remove("CELLS")
+__all__.remove("DISPLAY_NAMES")

@@ -431,5 +431,7 @@ def _lstm_keep_write(gates: LSTMGates) -> tuple[Array, Array]:
   return gates.f, gates.i
 
 
+#: How tables and sentences print each cell of this family.
+DISPLAY_NAMES = {"rnn": "RNN", "gru": "GRU", "lstm": "LSTM"}
 #: The cells of this family, for :mod:`gatejax.cells.names`.
 FACTORIES = (rnn, gru, lstm)

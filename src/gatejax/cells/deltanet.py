@@ -577,5 +577,7 @@ def delta_net(
   )
 
 
+#: How tables and sentences print each cell of this family.
+DISPLAY_NAMES = {"delta_net": "DeltaNet"}
 #: The cells of this family, for :mod:`gatejax.cells.names`.
 FACTORIES = (delta_net,)

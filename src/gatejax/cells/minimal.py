@@ -544,5 +544,12 @@ def min_lstm(
   )
 
 
+#: How tables and sentences print each cell of this family.
+DISPLAY_NAMES = {
+  "mgu": "MGU",
+  "minimal_rnn": "minimalRNN",
+  "min_gru": "minGRU",
+  "min_lstm": "minLSTM",
+}
 #: The cells of this family, for :mod:`gatejax.cells.names`.
 FACTORIES = (mgu, minimal_rnn, min_gru, min_lstm)

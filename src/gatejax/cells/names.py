@@ -28,7 +28,12 @@ CELLS: dict[str, Callable[..., Cell]] = {
   factory.__name__: factory for family in FAMILIES for factory in family.FACTORIES
 }
 
-__all__ = ["CELLS"]
+#: name -> how tables and sentences print the cell (``"min_gru"`` -> ``"minGRU"``).
+DISPLAY_NAMES: dict[str, str] = {
+  name: shown for family in FAMILIES for name, shown in family.DISPLAY_NAMES.items()
+}
+
+__all__ = ["CELLS", "DISPLAY_NAMES"]
 __all__ += classic.__all__
 __all__ += minimal.__all__
 __all__ += deltanet.__all__

@@ -1,37 +1,34 @@
-"""The ``gatejax`` command (also ``python -m gatejax``).
-
-Subcommands live in their own modules and are imported only when run, so that
-``gatejax --help`` stays fast and ``import gatejax`` never pulls in matplotlib.
-Each such module provides ``add_arguments(parser)`` and ``main(args) -> int``.
+"""What the commands share: the argument types, the checks made before computing, and the error.
 
 Misuse is reported the way argparse reports it, before any computation: a usage line,
-one ``gatejax COMMAND: error: ...`` line on stderr and exit status 2. A subcommand's
-``main`` raises :class:`UsageError` for what only it can check (an output path that cannot
-be written, sizes that cannot fit in memory); the argument types below check the rest
-while parsing.
+one ``gatejax COMMAND: error: ...`` line on stderr and exit status 2. The argument types
+below (:func:`int_at_least`, :func:`seed`) check while parsing; a command's ``main``
+raises :class:`UsageError` for what only it can check (an output path that cannot be
+written, sizes that cannot fit in memory: :func:`writable_directory`,
+:func:`writable_file`, :func:`check_memory`).
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import os
-import sys
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 
-# name -> (module, one-line help)
-COMMANDS: dict[str, tuple[str, str]] = {
-  "demo": ("gatejax.experiments.demo", "a short demonstration of the cells and the runner"),
-  "vanishing": (
-    "gatejax.experiments.vanishing",
-    "gradient contribution against distance for RNN, GRU and LSTM",
-  ),
-  "report": ("gatejax.report", "the whole argument as a report with figures (the main job)"),
-}
+__all__ = [
+  "MAX_SEED",
+  "UsageError",
+  "available_memory",
+  "check_memory",
+  "int_at_least",
+  "seed",
+  "writable_directory",
+  "writable_file",
+]
 
-# Without jax_enable_x64 a PRNG seed keeps only its low 32 bits: key(2**32) is key(0).
+#: The largest seed, since without jax_enable_x64 a PRNG seed keeps only its low 32 bits
+#: (``key(2**32)`` is ``key(0)``).
 MAX_SEED = 2**32 - 1
 
 
@@ -96,12 +93,11 @@ def writable_directory(path: str | os.PathLike, option: str = "--out") -> Path:
   Example:
     >>> import tempfile
     >>> from pathlib import Path
-    >>> from gatejax import cli
     >>> file = Path(tempfile.mkdtemp()) / "file"
     >>> _ = file.write_text("")
-    >>> cli.writable_directory(file / "report")
+    >>> writable_directory(file / "report")
     Traceback (most recent call last):
-    gatejax.cli.UsageError: --out '.../file/report' is not a writable directory: Not a directory
+    gatejax.cli.args.UsageError: --out '.../file/report' is not a writable directory: Not a directory
   """
   out = Path(path)
   try:
@@ -118,10 +114,9 @@ def writable_file(path: str | os.PathLike, option: str = "--out") -> Path:
   """Check that ``path`` can be written (its directory exists and is writable); else :class:`UsageError`.
 
   Example:
-    >>> from gatejax import cli
-    >>> cli.writable_file("/no/such/directory/curves.png")
+    >>> writable_file("/no/such/directory/curves.png")
     Traceback (most recent call last):
-    gatejax.cli.UsageError: --out '/no/such/directory/curves.png': the directory '/no/such/directory' does not exist
+    gatejax.cli.args.UsageError: --out '/no/such/directory/curves.png': the directory '/no/such/directory' does not exist
   """
   out = Path(path)
   if out.is_dir():
@@ -181,11 +176,10 @@ def check_memory(needed: float, what: str, advice: str) -> None:
   """Raise :class:`UsageError` when ``needed`` bytes exceed :func:`available_memory`.
 
   Example:
-    >>> from gatejax import cli
-    >>> cli.check_memory(1e6, "--time 100", "lower --time")   # 1 MB fits
-    >>> cli.check_memory(1e30, "--time 10**25", "lower --time")
+    >>> check_memory(1e6, "--time 100", "lower --time")   # 1 MB fits
+    >>> check_memory(1e30, "--time 10**25", "lower --time")
     Traceback (most recent call last):
-    gatejax.cli.UsageError: --time 10**25 needs about 1e+15 PB of memory, more than the ...; lower --time
+    gatejax.cli.args.UsageError: --time 10**25 needs about 1e+15 PB of memory, more than the ...; lower --time
   """
   free, kind = available_memory()
   if free is not None and needed > free:
@@ -193,54 +187,3 @@ def check_memory(needed: float, what: str, advice: str) -> None:
       f"{what} needs about {_size(needed)} of memory, more than the {_size(free)} of {kind}; "
       f"{advice}"
     )
-
-
-def _parser() -> argparse.ArgumentParser:
-  parser = argparse.ArgumentParser(
-    prog="gatejax",
-    description="Recurrent cells in JAX, and why gates keep long-range gradients alive.",
-  )
-  sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-  for name, (module, help_text) in COMMANDS.items():
-    p = sub.add_parser(name, help=help_text, description=help_text)
-    p.set_defaults(_module=module, _error=p.error)
-    try:
-      importlib.import_module(module).add_arguments(p)
-    except ModuleNotFoundError as e:
-      if e.name != module:
-        raise
-      p.set_defaults(_missing=True)
-  return parser
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-  """Run the command line; returns the exit status (2 for a misuse, after one error line)."""
-  parser = _parser()
-  try:
-    args = parser.parse_args(argv)
-    if args.command is None:
-      args = parser.parse_args(["demo", *(argv or [])])
-    if getattr(args, "_missing", False):
-      parser.error(f"the {args.command!r} command is not available in this version")
-    try:
-      return int(importlib.import_module(args._module).main(args) or 0)
-    except UsageError as e:
-      args._error(str(e))
-  except SystemExit as e:  # argparse's exit, after its message: --help (0) or a misuse (2)
-    return 0 if e.code is None else e.code if isinstance(e.code, int) else 2
-  return 2  # not reached: args._error exits
-
-
-def entry() -> None:
-  """The ``gatejax`` program: :func:`main` on ``sys.argv``, exiting with its status.
-
-  Its figures go to files, never to a window, so it draws with matplotlib's Agg backend
-  unless ``MPLBACKEND`` names another. This is the program's own setting: :func:`main`,
-  called from Python, leaves the caller's backend alone.
-  """
-  os.environ.setdefault("MPLBACKEND", "Agg")
-  sys.exit(main())
-
-
-if __name__ == "__main__":
-  entry()
