@@ -32,8 +32,14 @@ def test_keep_bias_is_the_option_chrono_sets():
 
 
 def test_display_names():
-  names = [_common.display_name(n) for n in _common.CELLS]
-  assert names == ["RNN", "GRU", "LSTM", "MGU", "minimalRNN", "minGRU", "minLSTM"]
+  shown = {n: _common.display_name(n) for n in _common.CELLS}
+  classic = {"rnn": "RNN", "gru": "GRU", "lstm": "LSTM", "minimal_rnn": "minimalRNN"}
+  assert {n: shown[n] for n in classic} == classic
+  assert shown["min_gru"] == "minGRU" and shown["min_lstm"] == "minLSTM"
+  # Every built-in family spells its own cells (no cell falls back to its bare name).
+  from gatejax.cells.names import DISPLAY_NAMES
+
+  assert set(DISPLAY_NAMES) == set(_common.CELLS)
 
 
 def test_tasks_by_name():
