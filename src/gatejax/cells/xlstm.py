@@ -411,14 +411,16 @@ def _mlstm_chunkwise(
   L = min(chunk_size, T)
   steps = -(-T // L) * L
 
+  if valid is not None:
+    keep = jnp.asarray(valid, bool)[..., None]  # (T, *batch, 1)
+    xs = jnp.where(keep, xs, 0.0)  # the runner has done it; a direct call may not have
   q, k, v, a_i, a_f = _mlstm_unpack(s, _mlstm_project(params, xs))
   log_f = jax.nn.log_sigmoid(a_f)
   if valid is not None:
     # A padded step holds the carry through the cell's own gates: forget 1, no write.
-    keep = jnp.asarray(valid, bool)[..., None]  # (T, *batch, 1)
     log_f = jnp.where(keep, log_f, 0.0)
     a_i = jnp.where(keep, a_i, -jnp.inf)
-    q, k, v = (jnp.where(keep[..., None], a, 0.0) for a in (q, k, v))
+    k, v = (jnp.where(keep[..., None], a, 0.0) for a in (k, v))
   # (chunks, *batch, NH, L[, K or V]); the tail past T is padding (forget 1, no write)
   q, k, v = (_chunks(a, L, steps, 0.0, 1) for a in (q, k, v))
   log_f, a_i = _chunks(log_f, L, steps, 0.0, 0), _chunks(a_i, L, steps, -jnp.inf, 0)
