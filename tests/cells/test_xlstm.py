@@ -49,6 +49,15 @@ def draw(name, seed, *, T=9, B=3, dtype=np.float64, scale=1.0):
   return params, xs, carry
 
 
+FULL = jnp.array([9, 9, 9])
+
+
+def run(cell, params, xs, carry, lengths=FULL, reverse=False):
+  """gj.scan as every float64 test here calls it, (9, 3, I) with a carry and lengths, so that
+  the tests share their compiled programs (compilation is what costs on two cores)."""
+  return gj.scan(cell, params, xs, carry=carry, lengths=lengths, reverse=reverse)
+
+
 def take(tree, b):
   return jax.tree.map(lambda a: np.asarray(a)[b : b + 1], tree)
 
@@ -94,7 +103,7 @@ def test_scan_equals_the_official_step_with_lengths(name, reverse, x64):
   """float64, 1e-12: every sequence alone (lengths 9, 4, 0), from a random carry."""
   params, xs, carry = draw(name, 0)
   lengths = jnp.array([9, 4, 0])
-  final, ys = gj.scan(CELLS[name], params, xs, carry=carry, lengths=lengths, reverse=reverse)
+  final, ys = run(CELLS[name], params, xs, carry, lengths, reverse)
   want_final, want_ys = expected_run(name, params, xs, carry, lengths, reverse)
   assert max_rel(ys, want_ys) < 1e-12
   assert max_rel(final, want_final) < 1e-12
@@ -105,7 +114,7 @@ def test_from_the_zero_carry_and_float32_error(name, x64):
   """From the zero carry (sLSTM: the n = 0 branch at step 0); float32 near float64."""
   params, xs, _ = draw(name, 1)
   want_final, want_ys = official(name, params, xs)
-  final, ys = gj.scan(CELLS[name], params, xs)
+  final, ys = run(CELLS[name], params, xs, CELLS[name].initial_carry((3,), jnp.float64))
   assert max_rel((final, ys), (want_final, want_ys)) < 1e-12
   p32, xs32 = jax.tree.map(lambda a: a.astype(jnp.float32), (params, xs))
   want_final, want_ys = official(name, p32, xs32)  # the same float32 numbers, in float64
@@ -150,7 +159,7 @@ def test_nan_past_lengths_reaches_no_output_and_no_gradient(name, x64):
   dirty = jnp.where(t >= lengths[None, :, None], jnp.nan, xs)
 
   def loss(params, xs):
-    final, ys = gj.scan(CELLS[name], params, xs, carry=carry, lengths=lengths)
+    final, ys = run(CELLS[name], params, xs, carry, lengths)
     return jnp.sum(ys**2) + sum(jnp.sum(jnp.tanh(leaf)) for leaf in jax.tree.leaves(final))
 
   clean, g_clean = jax.value_and_grad(loss, (0, 1))(params, xs)
@@ -193,7 +202,9 @@ def test_slstm_official_init(hidden, num_heads, x64):
 def test_mlstm_official_init(hidden, num_heads, key_size, x64):
   input_size = 40
   cell = gj.mlstm(hidden, num_heads=num_heads, key_size=key_size)
-  spec = official_steps.mlstm_official_init(input_size, hidden, num_heads=num_heads, key_size=key_size)
+  spec = official_steps.mlstm_official_init(
+    input_size, hidden, num_heads=num_heads, key_size=key_size
+  )
   for dtype in (jnp.float32, jnp.float64):
     params = cell.init(jax.random.key(0), input_size, dtype=dtype)
     assert all(a.dtype == dtype for a in params)
@@ -211,26 +222,26 @@ def test_mlstm_official_init(hidden, num_heads, key_size, x64):
 # ---------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", sorted(CELLS))
+@pytest.mark.parametrize("name", ["slstm", "mlstm"])
 def test_protocol_check(name, x64):
-  params, xs, carry = draw(name, 3, T=4, B=2)
-  gj.protocol.check(CELLS[name], params, xs, carry=carry)
-  gj.protocol.check(CELLS[name], params, xs)
+  params, xs, carry = draw(name, 3)
+  gj.protocol.check(CELLS[name], params, xs[:4], carry=carry)
+  gj.protocol.check(CELLS[name], params, xs[:2])
 
 
-def test_mlstm_read_is_not_a_carry_leaf_and_has_its_own_shape():
-  params, xs, _ = draw("mlstm", 3, T=1, B=2, dtype=np.float32)
-  carry, y = MLSTM.step(params, MLSTM.initial_carry((2,)), xs[0])
-  assert y.shape == (2, H) and carry.c.shape == (2, 2, 3, 2)
+def test_mlstm_read_is_not_a_carry_leaf_and_has_its_own_shape(x64):
+  params, xs, carry = draw("mlstm", 3)
+  carry, y = MLSTM.step(params, carry, xs[0])
+  assert y.shape == (3, H) and carry.c.shape == (3, 2, 3, 2)
   np.testing.assert_array_equal(MLSTM.read(params, carry, xs[0]), y)
 
 
 def test_slstm_n_zero_branch_is_elementwise(x64):
   """Rows with an empty memory (c = n = 0) take m = ĩ; the others the max (SPEC), row by row."""
-  params, xs, carry = draw("slstm", 4, T=3)
+  params, xs, carry = draw("slstm", 4)
   empty = jnp.array([True, False, True])[:, None]
   carry = carry._replace(c=jnp.where(empty, 0.0, carry.c), n=jnp.where(empty, 0.0, carry.n))
-  final, ys = gj.scan(SLSTM, params, xs, carry=carry)
+  final, ys = run(SLSTM, params, xs, carry)
   want_final, want_ys = official_steps.slstm_official(params, xs, carry, elementwise_n_zero=True)
   assert max_rel((final, ys), (want_final, want_ys)) < 1e-12
   a_i = (np.asarray(SLSTM.project(params, xs[0])) + np.asarray(SLSTM.split.mix(params, carry.y)))[
@@ -243,21 +254,21 @@ def test_slstm_n_zero_branch_is_elementwise(x64):
   assert max_rel(ys, vanilla_ys) < 1e-12
 
 
-def test_slstm_large_negative_input_gate_from_the_zero_carry_stays_finite():
-  """f' = exp(logσ(f̃) − ĩ) overflows float32 at ĩ < −88: the guard keeps f'·0 = 0."""
-  params = SLSTM.init(jax.random.key(0), I)
-  params = params._replace(b=params.b.at[:H].set(-200.0))
-  xs = jnp.ones((3, 2, I))
+def test_slstm_large_negative_input_gate_from_the_zero_carry_stays_finite(x64):
+  """f' = exp(logσ(f̃) − ĩ) overflows float64 at ĩ < −709: the guard keeps f'·0 = 0."""
+  params, xs, _ = draw("slstm", 16)
+  params = params._replace(b=params.b.at[:H].set(-1000.0))
+  zero = SLSTM.initial_carry((3,), jnp.float64)
 
   def loss(params):
-    final, ys = gj.scan(SLSTM, params, xs)
-    return jnp.sum(ys) + jnp.sum(final.c)
+    final, ys = run(SLSTM, params, xs, zero)
+    return jnp.sum(ys) + jnp.sum(final.c), ys
 
-  value, grad = jax.value_and_grad(loss)(params)
-  _, want_ys = official_steps.slstm_official(params, xs)  # official: clamped to 1
-  _, ys = gj.scan(SLSTM, params, xs)
+  (value, ys), grad = jax.value_and_grad(loss, has_aux=True)(params)
+  with np.errstate(over="ignore"):  # official: exp overflows to inf, then clamped to 1
+    _, want_ys = official_steps.slstm_official(params, xs)
   assert np.isfinite(float(value)) and all(bool(jnp.all(jnp.isfinite(g))) for g in grad)
-  assert max_rel(ys, want_ys) < 1e-5
+  assert max_rel(ys, want_ys) < 1e-12
 
 
 @pytest.mark.parametrize("name", ["slstm", "mlstm_eps0"])
@@ -272,12 +283,12 @@ def test_output_does_not_depend_on_the_frame(name, x64):
     moved = carry._replace(
       c=carry.c * scale[..., None, None], n=carry.n * scale[..., None], m=carry.m + delta
     )
-  _, ys = gj.scan(CELLS[name], params, xs, carry=carry)
-  _, ys_moved = gj.scan(CELLS[name], params, xs, carry=moved)
+  _, ys = run(CELLS[name], params, xs, carry)
+  _, ys_moved = run(CELLS[name], params, xs, moved)
   assert max_rel(ys_moved, np.asarray(ys)) < 1e-12
   if name == "mlstm_eps0":  # with the official eps the output moves with the frame
-    _, a = gj.scan(MLSTM, params, xs, carry=carry)
-    _, b = gj.scan(MLSTM, params, xs, carry=moved)
+    _, a = run(MLSTM, params, xs, carry)
+    _, b = run(MLSTM, params, xs, moved)
     assert max_err(a, b) > 1e-9
 
 
@@ -317,7 +328,7 @@ def test_slstm_gradients_equal_the_vanilla_autograd(zero_carry, x64):
   weights = np.random.default_rng(6).standard_normal((9, 3, H))
 
   def loss(params, carry):
-    final, ys = gj.scan(SLSTM, params, xs, carry=carry)
+    final, ys = run(SLSTM, params, xs, carry)
     return jnp.sum(ys * weights) + sum(jnp.sum(jnp.sin(leaf)) for leaf in final)
 
   grads = jax.grad(loss, (0, 1))(params, carry)
@@ -344,18 +355,21 @@ def test_directional_derivatives_equal_central_differences(name, x64):
     return float(np.sum(ys * weights) + sum(np.sum(np.sin(leaf)) for leaf in final))
 
   def loss(p, x, c):
-    final, ys = gj.scan(CELLS[name], p, x, carry=c)
+    final, ys = run(CELLS[name], p, x, c)
     return jnp.sum(ys * weights) + sum(jnp.sum(jnp.sin(leaf)) for leaf in final)
 
-  g = jax.grad(loss, (0, 1, 2))(params, xs, carry)
+  args = (params, xs, carry)
+  g = jax.grad(loss, (0, 1, 2))(*args)
+  eps = 1e-6
   for k in range(3):
-    eps = 1e-6
-    plus = [jax.tree.map(lambda a, d: a + eps * d, v, w) for v, w in zip((params, xs, carry), u)]
-    minus = [jax.tree.map(lambda a, d: a - eps * d, v, w) for v, w in zip((params, xs, carry), u)]
-    args_p = [plus[j] if j == k else (params, xs, carry)[j] for j in range(3)]
-    args_m = [minus[j] if j == k else (params, xs, carry)[j] for j in range(3)]
-    fd = (loss_np(*args_p) - loss_np(*args_m)) / (2 * eps)
-    exact = sum(float(jnp.sum(a * d)) for a, d in zip(jax.tree.leaves(g[k]), jax.tree.leaves(u[k])))
+    plus, minus = list(args), list(args)
+    plus[k] = jax.tree.map(lambda a, d: a + eps * d, args[k], u[k])
+    minus[k] = jax.tree.map(lambda a, d: a - eps * d, args[k], u[k])
+    fd = (loss_np(*plus) - loss_np(*minus)) / (2 * eps)
+    exact = sum(
+      float(jnp.sum(a * d))
+      for a, d in zip(jax.tree.leaves(g[k]), jax.tree.leaves(u[k]), strict=True)
+    )
     assert abs(fd - exact) < 1e-6 * max(1.0, abs(exact)), (k, fd, exact)
 
 
@@ -441,26 +455,22 @@ def test_chunkwise_without_valid_and_in_float32():
 
 
 def test_chunkwise_memory_is_linear_in_time():
-  """Temp memory of the chunkwise gradient grows as T (T · chunk), not T²; no (T, T) array."""
-  cell = MLSTM
-  params = cell.init(jax.random.key(0), I)
-  sizes = {}
+  """No (T, T) array anywhere in the chunkwise gradient, and its largest array grows as T
+  (it is T · chunk: the within-chunk decay matrices), not T²."""
+  params = MLSTM.init(jax.random.key(0), I)
+  largest = {}
   for T in (128, 256):
-    xs = jnp.ones((T, 2, I))
-    carry = cell.initial_carry((2,))
+    carry = MLSTM.initial_carry((2,))
 
     def loss(params, xs, carry=carry):
-      return jnp.sum(cell.chunkwise(params, xs, carry, None, 8)[1])
+      return jnp.sum(MLSTM.chunkwise(params, xs, carry, None, 8)[1])
 
-    grad = jax.jit(jax.grad(loss))
-    sizes[T] = grad.lower(params, xs).compile().memory_analysis().temp_size_in_bytes
-    shapes = [
-      v.aval.shape
-      for eqn in jax.make_jaxpr(jax.grad(loss))(params, xs).jaxpr.eqns
-      for v in eqn.outvars
-    ]
+    jaxpr = jax.make_jaxpr(jax.grad(loss))(params, jnp.ones((T, 2, I))).jaxpr
+    shapes = [v.aval.shape for eqn in jaxpr.eqns for v in eqn.outvars]
     assert not any(sum(d >= T for d in shape) >= 2 for shape in shapes)
-  assert sizes[256] < 2.5 * sizes[128]
+    largest[T] = max(int(np.prod(shape)) for shape in shapes)
+  assert largest[256] == 2 * largest[128]
+  assert largest[256] <= 256 * 8 * 2 * 2 * 4  # T · chunk · batch · heads, times a few
 
 
 # ---------------------------------------------------------------------------
@@ -476,7 +486,7 @@ def test_slstm_parallel_scan_converges_to_scan(method, reverse, x64):
   final, ys, info = gj.parallel_scan(
     SLSTM, params, xs, method=method, carry=carry, lengths=lengths, reverse=reverse
   )
-  want = gj.scan(SLSTM, params, xs, carry=carry, lengths=lengths, reverse=reverse)
+  want = run(SLSTM, params, xs, carry, lengths, reverse)
   assert bool(jnp.all(info.converged))
   assert max_err((final, ys), want) < 1e-8
   if method == "deer":  # quadratic: fewer sweeps than steps on a nonlinear (r != 0) cell
@@ -494,9 +504,7 @@ def test_contributions_sum_to_the_gradient(name, x64):
   contrib = gj.analysis.step_contributions(
     CELLS[name], params, xs, loss_fn, carry=carry, lengths=lengths
   )
-  grad = jax.grad(lambda p: loss_fn(*gj.scan(CELLS[name], p, xs, carry=carry, lengths=lengths)[::-1]))(
-    params
-  )
+  grad = jax.grad(lambda p: loss_fn(*run(CELLS[name], p, xs, carry, lengths)[::-1]))(params)
   assert max_rel(jax.tree.map(lambda a: a.sum(0), contrib), grad) < 1e-12
 
 
@@ -510,9 +518,9 @@ def test_jacobian_norms_equal_jacrev(name, x64):
 
   @jax.jit
   def step_jacobian(flat, x):
-    return jax.jacrev(lambda c: jax.flatten_util.ravel_pytree(cell.step(params, unravel(c), x)[0])[0])(
-      flat
-    )
+    return jax.jacrev(
+      lambda c: jax.flatten_util.ravel_pytree(cell.step(params, unravel(c), x)[0])[0]
+    )(flat)
 
   steps = []
   for x in xs:
@@ -559,9 +567,10 @@ def test_slstm_lyapunov_exponents_at_the_official_init(x64):
     np.testing.assert_allclose(lam[b], want, rtol=0, atol=1e-12)
 
 
-@pytest.mark.parametrize("name", ["slstm", "mlstm"])
-def test_a_tiny_training_run(name):
-  cell = CELLS[name]
+def test_a_tiny_training_run():
+  """mLSTM (its output read from the carry by read); the sLSTM's training path is the LSTM's
+  (a NamedTuple carry with a split), which the generic suite trains."""
+  cell = MLSTM
   task = gj.tasks.adding(6, variable_length=True, min_length=3)
   key = jax.random.key(0)
   result = gj.train.fit(cell, task, key=key, steps=2, batch_size=4, eval_every=0, progress=False)
