@@ -1,10 +1,10 @@
 """Data-parallel scaling of gatejax training over 1, 2, 4, ... devices.
 
-Times :func:`gatejax.parallel.train_step` (the batch split over a mesh, the parameters
-replicated) on meshes of the first 1, 2, 4, ... devices, with the global batch fixed
+Times :func:`gatejax.train.train_step` (the batch split over a mesh by
+:func:`gatejax.train.shard_task`, the parameters replicated) on meshes of the first 1, 2, 4, ... devices, with the global batch fixed
 (strong scaling: the same work split more ways) and, with ``--weak``, with the batch per
 device fixed (weak scaling: more work, ideally in the same time). It also times
-:func:`gatejax.parallel.train_many_seeds`, whose seeds are split over the devices and
+:func:`gatejax.train.train_many_seeds`, whose seeds are split over the devices and
 never communicate. Each configuration is compiled and warmed up first; a time is the
 median over rounds of ``--steps`` steps.
 
@@ -88,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
   import jax
 
   import gatejax as gj
-  from gatejax import parallel, tasks, train
+  from gatejax import tasks, train
 
   available = jax.device_count()
   counts = [n for n in args.device_counts if n <= available]
@@ -102,12 +102,12 @@ def main(argv: list[str] | None = None) -> int:
   )
 
   def time_steps(mesh, batch_size: int) -> float:
+    sharded = train.shard_task(task, mesh)
+
     def run():
-      state = start
+      state = train.replicate(start, mesh)
       for _ in range(args.steps):
-        state, metrics = parallel.train_step(
-          cell, task, opt, state, mesh=mesh, batch_size=batch_size
-        )
+        state, metrics = train.train_step(cell, sharded, opt, state, batch_size=batch_size)
       jax.block_until_ready(metrics)
 
     run()  # compile and warm up
@@ -163,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
       batch_size = batch_of(n)
       if batch_size % n:
         continue
-      seconds = time_steps(parallel.data_mesh(n), batch_size)
+      seconds = time_steps(train.data_mesh(n), batch_size)
       add(f"train_step ({mode})", n, batch_size, seconds, batch_size, base)
 
   keys = jax.random.split(jax.random.key(1), args.seeds)
@@ -172,10 +172,10 @@ def main(argv: list[str] | None = None) -> int:
   for n in [] if args.no_sweep else counts:
     if args.seeds % n:
       continue
-    mesh = parallel.data_mesh(n)
+    mesh = train.data_mesh(n)
 
     def sweep(mesh=mesh):
-      _, metrics = parallel.train_many_seeds(
+      _, metrics = train.train_many_seeds(
         cell, task, keys, steps=args.steps, batch_size=sweep_batch, optimizer=opt, mesh=mesh
       )
       jax.block_until_ready(metrics)

@@ -37,7 +37,7 @@ def run(args: argparse.Namespace) -> None:
   import numpy as np
 
   import gatejax as gj
-  from gatejax import parallel, tasks, train
+  from gatejax import tasks, train
 
   def crash(state: train.TrainState, history: train.History) -> None:
     # A stand-in for a lost host, for the test: this process dies without cleaning up.
@@ -51,7 +51,7 @@ def run(args: argparse.Namespace) -> None:
     steps=args.steps,
     batch_size=32,  # split over every device of every process
     eval_batch_size=64,
-    mesh=parallel.data_mesh(),  # every device of every process
+    mesh=train.data_mesh(),  # every device of every process
     checkpoints=args.checkpoints,  # resumes from the latest checkpoint there
     callback=crash if args.crash_at is not None else None,
     progress=False,

@@ -25,7 +25,7 @@ def modules_after(code: str) -> set[str]:
 
 def test_import_gatejax_is_light():
   loaded = modules_after("import gatejax as gj; gj.gru(4); gj.scan")
-  assert {"gatejax", "gatejax.cells", "gatejax.sequence", "jax"} <= loaded  # the probe sees
+  assert {"gatejax", "gatejax.cells", "gatejax.run.scan", "jax"} <= loaded  # the probe sees
   heavy = sorted(m for m in loaded if any(m == h or m.startswith(h + ".") for h in HEAVY))
   assert not heavy, f"import gatejax loaded {heavy}"
 

@@ -3,7 +3,7 @@
 The reference is JAX's autodiff of the plain scan (``impl="autodiff"`` with one block of
 the whole sequence: the projection hoisted, no remat), itself checked against a Python
 loop over ``cell.step`` by the core tests. Every fast path (the hand-written VJP of
-:mod:`gatejax.fused`, blocks, remat segments, the generic path for cells without a
+:mod:`gatejax.run.fused`, blocks, remat segments, the generic path for cells without a
 split, the gates' gradient) must give the same forward values and the same gradients
 with respect to the parameters, the inputs and the initial carry, with ``lengths`` and
 ``reverse``: float64 to 1e-12, float32 to 1e-5.

@@ -15,7 +15,8 @@ import numpy as np
 import pytest
 
 import gatejax as gj
-from gatejax import _jit, newton
+from gatejax import _jit
+from gatejax.run import newton
 from registry import make, normal, random_params
 
 H, I, T = 3, 2, 8

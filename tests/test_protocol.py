@@ -70,22 +70,18 @@ def test_a_user_cell_in_the_nnx_layer():
 
 
 def test_a_user_cell_checkpoints_and_refuses_another(tmp_path):
-  from gatejax import checkpoint
-
   cell, task = Janet(H), tasks.adding(5)
   opt = train.make_optimizer()
   state = train.init_state(cell, task, jax.random.key(0), opt)
-  with checkpoint.Checkpoints(tmp_path, cell=cell, task=task, optimizer=opt) as ckpts:
+  with train.Checkpoints(tmp_path, cell=cell, task=task, optimizer=opt) as ckpts:
     ckpts.save(state)
     restored = ckpts.restore()
   chex.assert_trees_all_equal(restored.state.params, state.params)
   stored = restored.metadata["cell"]
   assert stored["type"] == "user_cells.Janet" and stored["beta"] == 1.0
   with (
-    checkpoint.Checkpoints(tmp_path, cell=Janet(H, beta=2.0), task=task, optimizer=opt) as other,
-    pytest.raises(
-      checkpoint.CheckpointError, match=r"cell\.beta: checkpoint has 1\.0, expected 2\.0"
-    ),
+    train.Checkpoints(tmp_path, cell=Janet(H, beta=2.0), task=task, optimizer=opt) as other,
+    pytest.raises(train.CheckpointError, match=r"cell\.beta: checkpoint has 1\.0, expected 2\.0"),
   ):
     other.restore()
 

@@ -15,7 +15,7 @@ import jax
 import jax.numpy as jnp
 
 import gatejax as gj
-from gatejax import fused
+from gatejax.run import fused
 
 B, T, I, H = 32, 256, 128, 256
 BLOCKS = (None, 8, 32, 256)

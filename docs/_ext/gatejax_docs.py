@@ -2,12 +2,15 @@
 
 * every public name has a docstring, or the build warns (and ``-W`` fails it): autodoc
   alone skips an undocumented name in silence;
-* ``gatejax.scan`` and the other top-level re-exports resolve as cross-references to the
-  object where it is defined and documented (``gatejax.sequence.scan``), and so do the
-  type aliases a module names locally in its signatures (``Params``, ``Carry``);
+* ``gatejax.scan`` and the other re-exports of a package (``gatejax.train.fit``) resolve
+  as cross-references to the object where it is defined and documented
+  (``gatejax.run.scan.scan``, ``gatejax.train.fitting.fit``), and so do the type aliases
+  a module names locally in its signatures (``Params``, ``Carry``);
 * a NamedTuple's fields are documented once, by its ``Attributes`` section, not again as
   the "Alias for field number N" members Python generates;
-* ``gatejax-reexports``: the table of the top-level names, read from ``gatejax.__all__``;
+* ``gatejax-reexports [PACKAGE]``: the table of a package's names, read from its
+  ``__all__``, each linked to the module that documents it; a package's page is that
+  table (the templates' ``packages`` lists the packages);
 * ``gatejax-notebook-link NAME``: a link to ``notebooks/NAME.ipynb`` once it exists;
 * the API index lists every public module of the package (each gets a generated page);
 * the landing page's figure is taken from a committed notebook output (no second copy of
@@ -17,11 +20,13 @@
 from __future__ import annotations
 
 import base64
+import functools
 import importlib
 import importlib.resources
 import inspect
 import json
 import pkgutil
+import re
 import shutil
 from pathlib import Path
 from typing import Any
@@ -83,7 +88,7 @@ def check_docstrings(app: Sphinx) -> None:
     attribute_docs = ModuleAnalyzer.for_module(name).find_attr_docs()
     for member in exported:
       obj = getattr(module, member)
-      if inspect.ismodule(obj) or getattr(obj, "__module__", name) != name:
+      if inspect.ismodule(obj) or _home(name, member, obj) != name:
         continue  # documented in its own module
       if inspect.isclass(obj) or inspect.isroutine(obj):
         if not _own_docstring(obj):
@@ -96,13 +101,96 @@ def check_docstrings(app: Sphinx) -> None:
         )
 
 
+def _home(module: str, name: str, obj: Any) -> str:
+  """The module that documents ``module.name``: where a class or function is defined; for a
+  constant of a package, the public submodule that documents it (``#:``), else ``module``."""
+  if inspect.isclass(obj) or inspect.isroutine(obj):
+    return getattr(obj, "__module__", module)
+  package = importlib.import_module(module)
+  for info in pkgutil.iter_modules(getattr(package, "__path__", []), f"{module}."):
+    if info.name.rpartition(".")[2].startswith("_"):
+      continue
+    room = importlib.import_module(info.name)
+    if getattr(room, name, None) is obj and ("", name) in _attr_docs(info.name):
+      return info.name
+  return module
+
+
+@functools.cache
+def _attr_docs(module: str) -> dict[tuple[str, str], Any]:
+  return ModuleAnalyzer.for_module(module).find_attr_docs()
+
+
+def _scopes(obj: Any) -> list[str]:
+  """Where a reference in ``obj``'s docstring is looked up: its class, then its module."""
+  module = getattr(obj, "__module__", None)
+  if module is None:
+    return []
+  return [f"{module}.{obj.__qualname__}", module] if inspect.isclass(obj) else [module]
+
+
+def _qualified(summary: str, scopes: list[str]) -> str:
+  """``summary`` (a docstring's first line) with its cross-references made absolute.
+
+  A reexport table shows it on another page than the object's, where ``:func:`fit``` or
+  ``:meth:`to_dict``` would no longer resolve: each target is looked up in ``scopes`` (the
+  object's class and module), as on its own page.
+  """
+
+  def absolute(match: re.Match) -> str:
+    role, tilde, target = match.group(1), match.group(2), match.group(3)
+    if target.startswith("gatejax.") or "<" in target:
+      return match.group(0)
+    for scope in scopes:
+      if _resolves(f"{scope}.{target}"):
+        return f":{role}:`{tilde or '~'}{scope}.{target}`"
+    return match.group(0)
+
+  return re.sub(r":([\w:]+):`(~?)([^`]+)`", absolute, summary)
+
+
+def _resolves(dotted: str) -> bool:
+  parts = dotted.split(".")
+  for cut in range(len(parts), 0, -1):
+    try:
+      obj: Any = importlib.import_module(".".join(parts[:cut]))
+    except ImportError:
+      continue
+    try:
+      for part in parts[cut:]:
+        obj = getattr(obj, part)
+    except AttributeError:
+      return False
+    return True
+  return False
+
+
+def public_packages() -> list[str]:
+  """The public modules that are packages: each one's page is the table of its names."""
+  return [n for n in public_modules() if hasattr(importlib.import_module(n), "__path__")]
+
+
+def _reexports(package: str) -> list[tuple[str, Any]]:
+  """``(name, object)`` for each name of ``package.__all__`` defined in another module."""
+  module = importlib.import_module(package)
+  out = []
+  for name in getattr(module, "__all__", ()):
+    obj = getattr(module, name)
+    if inspect.ismodule(obj) or _home(package, name, obj) != package:
+      out.append((name, obj))
+  return out
+
+
+@functools.cache
 def _aliases() -> dict[str, str]:
-  """``gatejax.<name>`` -> the name's defining module and name, for the re-exports."""
+  """``<package>.<name>`` -> the name's defining module and name, for the re-exports."""
   out = {}
-  for name in gatejax.__all__:
-    obj = getattr(gatejax, name)
-    if not inspect.ismodule(obj) and getattr(obj, "__module__", None):
-      out[f"gatejax.{name}"] = f"{obj.__module__}.{getattr(obj, '__qualname__', name)}"
+  for package in public_packages():
+    for name, obj in _reexports(package):
+      if not inspect.ismodule(obj):
+        out[f"{package}.{name}"] = (
+          f"{_home(package, name, obj)}.{getattr(obj, '__qualname__', name)}"
+        )
   return out
 
 
@@ -149,23 +237,36 @@ def skip_field_aliases(app: Sphinx, what: str, name: str, obj: Any, skip: bool, 
 
 
 class Reexports(Directive):
-  """A table of ``gatejax``'s top-level names, each linked to where it is documented."""
+  """A table of a package's names (default ``gatejax``), each linked to where it is documented."""
 
   has_content = False
+  optional_arguments = 1
 
   def run(self) -> list[nodes.Node]:
-    lines = [".. list-table::", "   :header-rows: 1", "   :widths: 30 70", ""]
+    package = self.arguments[0] if self.arguments else "gatejax"
+    names = _reexports(package)
+    if not names:
+      return []
+    shown = "gj" + package[len("gatejax") :]
+    if package == "gatejax":
+      lines = ["The top-level names, each documented in the module that defines it:", ""]
+    else:
+      lines = [f"The names of ``{package}``, each documented in the module that defines it:", ""]
+    lines += [".. list-table::", "   :header-rows: 1", "   :widths: 30 70", ""]
     lines += ["   * - name", "     - what it is"]
-    for name in gatejax.__all__:
-      obj = getattr(gatejax, name)
+    for name, obj in names:
       if inspect.ismodule(obj):
         role, target, summary = "mod", obj.__name__, _own_docstring(obj)
-      else:
+      elif inspect.isclass(obj) or inspect.isroutine(obj):
         role = "class" if inspect.isclass(obj) else "func"
         target = f"{obj.__module__}.{obj.__qualname__}"
-        summary = _own_docstring(obj)
+        summary = _qualified(_own_docstring(obj), _scopes(obj))
+      else:  # a constant, documented by its #: comment where it is defined
+        home = _home(package, name, obj)
+        role, target = "data", f"{home}.{name}"
+        summary = _qualified("\n".join(_attr_docs(home).get(("", name), [])), [home])
       first = summary.strip().splitlines()[0] if summary else ""
-      lines += [f"   * - :py:{role}:`gj.{name} <{target}>`", f"     - {first}"]
+      lines += [f"   * - :py:{role}:`{shown}.{name} <{target}>`", f"     - {first}"]
     return _parse(self, lines)
 
 
@@ -244,7 +345,13 @@ def copy_mathjax(app: Sphinx, exception: BaseException | None) -> None:
       shutil.copy2(path, target / part)
 
 
+def template_context(app: Sphinx, config: Any) -> None:
+  """Tell the API page template which modules are packages (their page is a table of names)."""
+  config.autosummary_context = {**config.autosummary_context, "packages": public_packages()}
+
+
 def setup(app: Sphinx) -> dict[str, Any]:
+  app.connect("config-inited", template_context)
   app.connect("builder-inited", check_docstrings)
   app.connect("builder-inited", check_api_index)
   app.connect("builder-inited", extract_figure)

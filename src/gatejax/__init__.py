@@ -12,15 +12,16 @@ Example:
 import importlib
 from typing import Any
 
-from gatejax import affine, cells, protocol, sequence
+from gatejax import affine, cells, protocol, run
 from gatejax.affine import Affine
 from gatejax.cells import *  # noqa: F403  (every family's cells, params and states)
-from gatejax.newton import parallel_scan
 from gatejax.protocol import CellLike
-from gatejax.sequence import (
+from gatejax.run import (
   Bidirectional,
+  NewtonInfo,
   ScanOptions,
   Stack,
+  parallel_scan,
   scan,
   scan_stack,
   scan_with_gates,
@@ -33,12 +34,10 @@ __version__ = "0.1.0"
 # light: it never imports torch, matplotlib, orbax or flax.nnx.
 _LAZY_SUBMODULES = (
   "analysis",
-  "checkpoint",
   "dynamics",
   "experiments",
   "interop",
   "nnx",
-  "parallel",
   "plots",
   "tasks",
   "train",
@@ -59,16 +58,17 @@ __all__ = [
   "Affine",
   "Bidirectional",
   "CellLike",
+  "NewtonInfo",
   "ScanOptions",
   "Stack",
   "affine",
   "cells",
   "parallel_scan",
   "protocol",
+  "run",
   "scan",
   "scan_stack",
   "scan_with_gates",
-  "sequence",
   "stack",
 ]
 __all__ += cells.__all__

@@ -255,13 +255,3 @@ def unroll(value: Any) -> None:
     return
   if not isinstance(value, int) or value < 1:
     raise ValueError(f"unroll must be an int >= 1 or a bool, got {value!r}")
-
-
-def pair(name: str, layer: int, value: Any) -> None:
-  from gatejax.sequence import Bidirectional
-
-  if not isinstance(value, Bidirectional):
-    raise TypeError(
-      f"{name}[{layer}] of a bidirectional stack must be gj.Bidirectional(forward, backward), "
-      f"got {type(value).__name__}"
-    )

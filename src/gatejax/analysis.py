@@ -42,17 +42,19 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import Any, Literal, NamedTuple
+from typing import Any, Literal, NamedTuple, cast
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, ArrayLike, Float, Int
 
-from gatejax import affine, fused, loop, protocol
+from gatejax import affine, protocol
 from gatejax._jit import bounded_jit
 from gatejax.protocol import Recurrence
-from gatejax.sequence import ScanOptions, _prepare, resolve_options, scan_with_gates
+from gatejax.run import fused, loop, prepare
+from gatejax.run.options import ScanOptions, resolve_options
+from gatejax.run.scan import scan_with_gates
 
 __all__ = [
   "GateStatistics",
@@ -101,7 +103,7 @@ def _forward(
 ) -> tuple[Carry, Carry, Array]:
   """Run the sequence as :func:`gatejax.scan`; also return every step's input carry ``c_t``.
 
-  The masked loop of :mod:`gatejax.loop`, over the cell's own recurrence.
+  The masked loop of :mod:`gatejax.run.loop`, over the cell's own recurrence.
   """
 
   def fn(c: Carry, px: Array) -> tuple[Carry, Array, Carry]:
@@ -175,12 +177,6 @@ def _global_norm(tree: Any) -> Array:
   return _scaled_norm(leaves) if leaves else jnp.zeros(())
 
 
-def _sweep_inputs(xs: Array, lengths: Array | None) -> tuple[Array, Array | None]:
-  """int32 lengths and inputs whose padding never enters a derivative (:mod:`gatejax.loop`)."""
-  lengths = loop.int32(lengths)
-  return loop.clean_inputs(xs, lengths), lengths
-
-
 @bounded_jit(static_argnames=("cell", "loss_fn", "emit", "options"))
 def _backward(
   cell: Any,
@@ -193,8 +189,8 @@ def _backward(
   options: ScanOptions,
 ) -> Any:
   """One forward and one reverse sweep; per step emit ``g_t``, ``‖g_t‖`` or ``∂L/∂c_{t+1}``."""
-  xs, lengths = _sweep_inputs(xs, lengths)
-  parts = fused._parts(cell, options.matmul_dtype)
+  xs = prepare.clean(xs, lengths)
+  parts = fused.recurrence(cell, options.matmul_dtype)
   final, before, ys = _forward(parts, params, xs, carry, lengths, options.unroll)
   g_ys, g_final = _loss_cotangents(loss_fn, ys, final)
   read = protocol.reader(cell, params, carry, xs[0]) if emit == "carries" else None
@@ -215,7 +211,8 @@ def _backward(
       return g_before, g_after
     # y_t is read from c_{t+1}: the carry's adjoint includes the loss's use of y_t.
     g_y = loop.zero_past(t < lengths, g_y) if lengths is not None else g_y
-    _, read_vjp = jax.vjp(lambda c1: read(params, c1, x), new)
+    read_fn = cast(Callable[..., Array], read)
+    _, read_vjp = jax.vjp(lambda c1: read_fn(params, c1, x), new)
     (read_t,) = read_vjp(g_y)
     return g_before, jax.tree.map(jnp.add, g_after, read_t)
 
@@ -286,7 +283,9 @@ def step_contributions(
   """
   _check_loss_fn(loss_fn)
   options = resolve_options(options)
-  xs, carry, lengths = _prepare(cell, params, xs, carry, lengths, options.unroll)
+  xs, carry, lengths, _, _ = prepare.prepare(
+    cell, params, xs, carry, lengths, unroll=options.unroll
+  )
   return _backward(cell, params, xs, carry, lengths, loss_fn, "contributions", options)
 
 
@@ -324,7 +323,9 @@ def contribution_norms(
   """
   _check_loss_fn(loss_fn)
   options = resolve_options(options)
-  xs, carry, lengths = _prepare(cell, params, xs, carry, lengths, options.unroll)
+  xs, carry, lengths, _, _ = prepare.prepare(
+    cell, params, xs, carry, lengths, unroll=options.unroll
+  )
   return _backward(cell, params, xs, carry, lengths, loss_fn, "norms", options)
 
 
@@ -369,7 +370,9 @@ def carry_gradients(
   """
   _check_loss_fn(loss_fn)
   options = resolve_options(options)
-  xs, carry, lengths = _prepare(cell, params, xs, carry, lengths, options.unroll)
+  xs, carry, lengths, _, _ = prepare.prepare(
+    cell, params, xs, carry, lengths, unroll=options.unroll
+  )
   return _backward(cell, params, xs, carry, lengths, loss_fn, "carries", options)
 
 
@@ -426,11 +429,11 @@ def _jacobian_sweep(
   ord: int | str,
   options: ScanOptions,
 ) -> Array:
-  xs, lengths = _sweep_inputs(xs, lengths)
+  xs = prepare.clean(xs, lengths)
   batch_ndim = xs.ndim - 2
   if _diagonal(cell, options) is not None:
     return _diagonal_norms(cell, params, xs, carry, lengths, ord)
-  parts = fused._parts(cell, options.matmul_dtype)
+  parts = fused.recurrence(cell, options.matmul_dtype)
   final, before, _ = _forward(parts, params, xs, carry, lengths, options.unroll)
   rows, _ = _identity_cotangents(final, batch_ndim)
   step = loop.masked_step(_step_fn(parts, params), lengths)
@@ -485,8 +488,8 @@ def _diagonal_norms(
   product over steps is a reverse cumulative product, with no sweep; a padded step is the
   identity.
   """
-  aff = protocol.affine_of(cell)(params, xs)
-  aff = affine.check(aff, carry, xs.shape[0], f"{protocol.describe(cell)}.affine")
+  affine_fn = cast(Callable[..., Any], protocol.affine_of(cell))  # _diagonal found it
+  aff = affine.check(affine_fn(params, xs), carry, xs.shape[0], f"{protocol.describe(cell)}.affine")
   valid = None if lengths is None else loop.valid_steps(xs.shape[0], lengths)
   products = affine.suffix_products(affine.mask(aff, valid))
   batch_ndim = xs.ndim - 2
@@ -585,7 +588,9 @@ def jacobian_norms(
   if isinstance(ord, bool) or ord not in (2, "fro"):
     raise ValueError(f'ord must be 2 (spectral) or "fro" (Frobenius), got {ord!r}')
   options = resolve_options(options)
-  xs, carry, lengths = _prepare(cell, params, xs, carry, lengths, options.unroll)
+  xs, carry, lengths, _, _ = prepare.prepare(
+    cell, params, xs, carry, lengths, unroll=options.unroll
+  )
   return _jacobian_sweep(cell, params, xs, carry, lengths, ord, options)
 
 

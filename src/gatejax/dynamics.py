@@ -40,7 +40,7 @@ import numpy as np
 from jaxtyping import Array, Float, Int
 
 from gatejax._jit import bounded_jit
-from gatejax.newton import _flat_step, _flatten, _per_sequence, _prepare, _unflattener
+from gatejax.run.newton import _flat_step, _flatten, _per_sequence, _prepare, _unflattener
 
 __all__ = ["largest_lyapunov_exponent", "lyapunov_exponents"]
 

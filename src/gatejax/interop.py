@@ -16,8 +16,8 @@ LSTM carry             ``(h_n, c_n)``, layer-major          ``(c, h)``: note the
 The GRU keeps two biases because its ``reset="after"`` candidate
 :math:`\phi(x W_{xn} + b_{xn} + r \odot (h W_{hn} + b_{hn}))` reads ``b_hn`` inside the reset
 product; the ``r`` and ``z`` biases only ever appear summed. A multi-layer or bidirectional
-PyTorch module becomes a :class:`~gatejax.sequence.Stack` run by
-:func:`~gatejax.sequence.scan_stack`, with a :class:`~gatejax.sequence.Bidirectional`
+PyTorch module becomes a :class:`~gatejax.run.stack.Stack` run by
+:func:`~gatejax.scan_stack`, with a :class:`~gatejax.run.stack.Bidirectional`
 ``(forward, backward)`` pair per layer.
 
 gatejax is time-major (``(time, *batch, input)``); a ``batch_first=True`` module converts
@@ -47,7 +47,7 @@ from jaxtyping import Array
 
 from gatejax.cells import Cell, GRUParams, LSTMParams, LSTMState, RNNParams, gru, lstm, rnn
 from gatejax.cells.minimal import MGUParams, mgu
-from gatejax.sequence import Bidirectional, Stack, stack
+from gatejax.run.stack import Bidirectional, Stack, stack
 
 __all__ = [
   "carry_from_flax_linen",
@@ -144,10 +144,10 @@ def from_torch(module: Any) -> tuple[Cell | Stack, Params]:
 
   Returns:
     ``(cell, params)`` for a one-layer, one-direction module, to run with
-    :func:`~gatejax.sequence.scan`; otherwise ``(net, params)`` with ``net`` a
-    :class:`~gatejax.sequence.Stack` and ``params`` a tuple over layers
-    (:class:`~gatejax.sequence.Bidirectional` pairs if bidirectional), to run with
-    :func:`~gatejax.sequence.scan_stack`. The parameters keep the module's dtype.
+    :func:`~gatejax.scan`; otherwise ``(net, params)`` with ``net`` a
+    :class:`~gatejax.run.stack.Stack` and ``params`` a tuple over layers
+    (:class:`~gatejax.run.stack.Bidirectional` pairs if bidirectional), to run with
+    :func:`~gatejax.scan_stack`. The parameters keep the module's dtype.
 
   Raises:
     TypeError: ``module`` is not one of the three PyTorch recurrent modules.
@@ -224,7 +224,7 @@ def to_torch(net: Cell | Stack, params: Params) -> Any:
   time-major (``batch_first=False``), in the dtype of the parameters.
 
   Args:
-    net: a :class:`~gatejax.cells.Cell` or a :class:`~gatejax.sequence.Stack` whose layers
+    net: a :class:`~gatejax.cells.Cell` or a :class:`~gatejax.run.stack.Stack` whose layers
       are all of one kind and hidden size, with PyTorch's nonlinearities (sigmoid gates,
       tanh; ``jax.nn.relu`` also for the RNN) and ``reset="after"`` for the GRU.
     params: the parameters of ``net`` (for a stack, the tuple over layers).
@@ -305,8 +305,8 @@ def carry_from_torch(net: Cell | Stack, hx: Any) -> Carry:
       ``(h_0, c_0)`` for an LSTM; torch tensors or arrays.
 
   Returns:
-    The carry :func:`~gatejax.sequence.scan` (for a cell) or
-    :func:`~gatejax.sequence.scan_stack` (for a stack) takes.
+    The carry :func:`~gatejax.scan` (for a cell) or
+    :func:`~gatejax.scan_stack` (for a stack) takes.
   """
   if isinstance(net, Cell):
     net_ = stack(net)
@@ -346,8 +346,8 @@ def carry_from_torch(net: Cell | Stack, hx: Any) -> Carry:
 def carry_to_torch(net: Cell | Stack, carry: Carry) -> Any:
   """A gatejax carry as PyTorch's state: ``h_n``, or ``(h_n, c_n)`` for an LSTM (torch tensors).
 
-  The inverse of :func:`carry_from_torch`; ``carry`` is what :func:`~gatejax.sequence.scan`
-  or :func:`~gatejax.sequence.scan_stack` returns for ``net``.
+  The inverse of :func:`carry_from_torch`; ``carry`` is what :func:`~gatejax.scan`
+  or :func:`~gatejax.scan_stack` returns for ``net``.
   """
   import torch
 

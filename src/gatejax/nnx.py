@@ -39,7 +39,7 @@ from jax.typing import DTypeLike
 from jaxtyping import Array, Float, Int
 
 from gatejax import _validate, protocol
-from gatejax.sequence import ScanOptions, Stack, scan, scan_stack, stack
+from gatejax.run import ScanOptions, Stack, scan, scan_stack, stack
 
 __all__ = ["Recurrent", "check_params"]
 
@@ -59,7 +59,7 @@ def check_params(net: Any, params: Params, input_size: int, *, name: str = "para
   error instead of a silent reshape or a trace-time error deep inside the scan.
 
   Args:
-    net: a cell (:mod:`gatejax.protocol`) or a :class:`~gatejax.sequence.Stack`.
+    net: a cell (:mod:`gatejax.protocol`) or a :class:`~gatejax.run.stack.Stack`.
     params: the parameters to check.
     input_size: the number of input features the parameters should read.
     name: how to call ``params`` in the message.
@@ -120,7 +120,7 @@ class Recurrent(nnx.Module):
   .. math:: (c_T, y_{1..T}) = \mathrm{scan}(\text{cell}, \theta, x_{1..T})
 
   Args:
-    net: a cell (any cell of :mod:`gatejax.protocol`), or a :class:`~gatejax.sequence.Stack`
+    net: a cell (any cell of :mod:`gatejax.protocol`), or a :class:`~gatejax.run.stack.Stack`
       from :func:`gatejax.stack` (layers, bidirectional).
     input_size: features per step of the input.
     rngs: the ``nnx.Rngs`` whose ``params`` stream draws the initialisation key;

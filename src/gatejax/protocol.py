@@ -183,7 +183,10 @@ def config(cell: Any) -> dict[str, Any]:
   """A JSON description of ``cell``: what a checkpoint records and checks on restore.
 
   The cell's own ``config()`` where it has one (the built-in cells: their kind and
-  options); else its type, its hidden size and its dataclass or NamedTuple fields.
+  options); else its type, its hidden size and its dataclass or NamedTuple fields, or,
+  for a plain class, every public attribute the instance holds (``vars`` and
+  ``__slots__``, names without a leading ``_``). A value without a stable description (an
+  object whose repr is its address) is recorded by its type.
 
   Example:
     >>> import dataclasses, gatejax as gj
@@ -202,12 +205,28 @@ def config(cell: Any) -> dict[str, Any]:
   elif hasattr(value, "_asdict"):
     fields = dict(value._asdict())
   else:
-    fields = {}
+    # A plain class keeps its options as attributes: record them all, or a checkpoint of a
+    # leak=0.1 run would resume into leak=0.9 without a word.
+    names = [n for n in getattr(value, "__dict__", {}) if not n.startswith("_")]
+    for klass in type(value).__mro__:
+      slots = getattr(klass, "__slots__", ())
+      for n in (slots,) if isinstance(slots, str) else slots:
+        if not n.startswith("_") and n not in names and hasattr(value, n):
+          names.append(n)
+    fields = {n: getattr(value, n) for n in sorted(names) if n != "hidden_size"}
+
+  def stable(v: Any) -> Any:
+    # An address differs from process to process: it would make every resume a mismatch.
+    described = json_value(v)
+    if isinstance(described, str) and " at 0x" in described:
+      return f"<{type(v).__qualname__}>"
+    return described
+
   kind = type(value)
   return {
     "type": f"{kind.__module__}.{kind.__qualname__}",
     "hidden_size": hidden_size,
-    **{k: json_value(v) for k, v in fields.items()},
+    **{k: stable(v) for k, v in fields.items()},
   }
 
 

@@ -46,7 +46,7 @@ import jax.numpy as jnp
 from jax.typing import DTypeLike
 from jaxtyping import Array, Float, PRNGKeyArray
 
-from gatejax.cells import _kit
+import gatejax.cells._kit as _kit
 from gatejax.cells._kit import Activation, Bias, Cell, Chrono
 from gatejax.protocol import RecurSplit
 

@@ -31,8 +31,8 @@ import jax.numpy as jnp
 from jax.typing import DTypeLike
 from jaxtyping import Array, Float, PRNGKeyArray
 
+import gatejax.cells._kit as _kit
 from gatejax.affine import Affine
-from gatejax.cells import _kit
 from gatejax.cells._kit import Activation, Bias, Cell
 from gatejax.protocol import RecurSplit
 

@@ -13,7 +13,9 @@ Example:
 
 from collections.abc import Callable
 
-from gatejax.cells import classic, minimal, xlstm
+import gatejax.cells.classic as classic
+import gatejax.cells.minimal as minimal
+import gatejax.cells.xlstm as xlstm
 from gatejax.cells._kit import Cell
 from gatejax.cells.classic import *  # noqa: F403
 from gatejax.cells.minimal import *  # noqa: F403

@@ -60,9 +60,10 @@ import numpy as np
 from jaxtyping import Array, Float
 
 import gatejax as gj
-from gatejax import _format, analysis, loop, protocol, tasks
+from gatejax import _format, analysis, protocol, tasks
 from gatejax._jit import bounded_jit
 from gatejax.cells import Cell
+from gatejax.run import loop
 
 __all__ = [
   "DEFAULT_SIZES",

@@ -19,7 +19,7 @@ import time
 import numpy as np
 import pytest
 
-ROOT = pathlib.Path(__file__).parent.parent
+ROOT = pathlib.Path(__file__).parent.parent.parent
 SCRIPT = ROOT / "examples" / "distributed.py"
 STEPS = 12  # checkpoints every max(1, 12 // 10) = 1 step
 CRASH_AT = 7

@@ -1,4 +1,4 @@
-"""gatejax.parallel: sharded equals single-device (4 forced host devices, in a subprocess).
+"""gatejax.train.sharding: sharded equals single-device (4 forced host devices, in a subprocess).
 
 The main test process keeps JAX's one CPU device (other test files assume it), so every
 check that needs several devices runs in ONE subprocess started with
@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 import gatejax as gj
-from gatejax import parallel, tasks, train
+from gatejax import tasks, train
 
 # Relative disagreement allowed between a sharded and a single-device computation: the
 # sums over the batch run in another order, so the results differ by float32 rounding
@@ -32,7 +32,7 @@ _SCRIPT = textwrap.dedent(
   jax.config.update("jax_numpy_rank_promotion", "raise")
   jax.config.update("jax_numpy_dtype_promotion", "strict")
   import gatejax as gj
-  from gatejax import analysis, parallel, tasks, train
+  from gatejax import analysis, tasks, train
 
   def rel(a, b):
     a = np.concatenate([np.ravel(np.asarray(x, np.float64)) for x in jax.tree.leaves(a)])
@@ -43,7 +43,7 @@ _SCRIPT = textwrap.dedent(
     return sorted({str(x.sharding.spec) for x in jax.tree.leaves(tree)})
 
   out = {"devices": jax.device_count()}
-  mesh = parallel.data_mesh()
+  mesh = train.data_mesh()
   # Variable lengths, so the per-sequence lengths are sharded too.
   cell, task = gj.lstm(6), tasks.adding(8, variable_length=True)
   opt = train.make_optimizer(learning_rate=1e-2)
@@ -53,21 +53,21 @@ _SCRIPT = textwrap.dedent(
   batch = train.batch_for_step(task, state, 8)
   value_and_grad = jax.jit(jax.value_and_grad(lambda p, b: train.loss_fn(cell, task, p, b)))
   loss_1, grads_1 = value_and_grad(state.params, batch)
-  sharded = parallel.shard_batch(batch, mesh)
-  out["batch_specs"] = [str(x.sharding.spec) for x in sharded]
+  sharded = train.shard_batch(batch, mesh)
+  out["batch_specs"] = [str(x.sharding.spec) for x in sharded if x is not None]
   out["shards_per_array"] = len(sharded.xs.addressable_shards)
-  loss_4, grads_4 = value_and_grad(parallel.replicate(state.params, mesh), sharded)
+  loss_4, grads_4 = value_and_grad(train.replicate(state.params, mesh), sharded)
   out["loss"] = rel(loss_4, loss_1)
   out["grads"] = rel(grads_4, grads_1)
   # each device differentiates its own sequences; the compiler sums the gradients across them
-  hlo = value_and_grad.lower(parallel.replicate(state.params, mesh), sharded).compile().as_text()
+  hlo = value_and_grad.lower(train.replicate(state.params, mesh), sharded).compile().as_text()
   out["all_reduce"] = "all-reduce" in hlo
 
-  # training: parallel.fit on the mesh vs train.fit on one device (same key, same batches)
+  # training: train.fit on the mesh vs on one device (same key, same batches)
   run = dict(key=jax.random.key(2), steps=2, batch_size=8, optimizer=opt, eval_every=1,
              eval_batch_size=8, progress=False)
   single = train.fit(cell, task, **run)
-  data_parallel = parallel.fit(cell, task, mesh=mesh, **run)
+  data_parallel = train.fit(cell, task, mesh=mesh, **run)
   out["fit_loss"] = rel(data_parallel.history.loss, single.history.loss)
   out["fit_eval_loss"] = rel(data_parallel.history.eval_loss, single.history.eval_loss)
   out["fit_params"] = rel(data_parallel.state.params, single.state.params)
@@ -77,10 +77,9 @@ _SCRIPT = textwrap.dedent(
   # a replicated state saved from the mesh and restored onto it, bit for bit
   import tempfile
   from jax.sharding import NamedSharding, PartitionSpec
-  from gatejax import checkpoint
   with tempfile.TemporaryDirectory() as directory:
-    checkpoint.save(directory, data_parallel.state, cell=cell, task=task, optimizer=opt)
-    restored = checkpoint.restore(
+    train.save(directory, data_parallel.state, cell=cell, task=task, optimizer=opt)
+    restored = train.restore(
       directory, cell=cell, task=task, optimizer=opt,
       sharding=NamedSharding(mesh, PartitionSpec()),
     ).state
@@ -99,7 +98,7 @@ _SCRIPT = textwrap.dedent(
       raise RuntimeError("crash")
 
   with tempfile.TemporaryDirectory() as directory:
-    with checkpoint.Checkpoints(directory, cell=cell, task=task, optimizer=opt, every=2) as ckpts:
+    with train.Checkpoints(directory, cell=cell, task=task, optimizer=opt, every=2) as ckpts:
       try:
         train.fit(cell, task, mesh=mesh, checkpoints=ckpts, callback=crash, **long)
       except RuntimeError:
@@ -113,9 +112,11 @@ _SCRIPT = textwrap.dedent(
                     jax.tree.leaves((whole.state.params, whole.state.opt_state)))
   ) and resumed.history.loss == whole.history.loss
   out["resume_specs"] = specs(resumed.state)
-  # one step of parallel.train_step vs train.train_step
+  # one train_step on the sharded task and the replicated state vs on one device
   s_1, m_1 = train.train_step(cell, task, opt, state, batch_size=8)
-  s_4, m_4 = parallel.train_step(cell, task, opt, state, mesh=mesh, batch_size=8)
+  s_4, m_4 = train.train_step(
+    cell, train.shard_task(task, mesh), opt, train.replicate(state, mesh), batch_size=8
+  )
   out["step_loss"] = rel(m_4.loss, m_1.loss)
   out["step_params"] = rel(s_4.params, s_1.params)
   out["step_state_specs"] = specs(s_4)
@@ -123,8 +124,8 @@ _SCRIPT = textwrap.dedent(
   # analysis on a sharded batch
   params = state.params.cell
   xs, lengths = batch.xs, batch.lengths
-  xs_4, lengths_4 = parallel.shard(xs, mesh, dim=1), parallel.shard(lengths, mesh, dim=0)
-  params_4 = parallel.replicate(params, mesh)
+  xs_4, lengths_4 = train.shard(xs, mesh, dim=1), train.shard(lengths, mesh, dim=0)
+  params_4 = train.replicate(params, mesh)
   loss_fn = lambda ys, carry: jnp.sum(ys[-1] ** 2)
   norms_1 = analysis.contribution_norms(cell, params, xs, loss_fn, lengths=lengths)
   norms_4 = analysis.contribution_norms(cell, params_4, xs_4, loss_fn, lengths=lengths_4)
@@ -136,7 +137,7 @@ _SCRIPT = textwrap.dedent(
 
   # the seed sweep, seeds split over the 4 devices, vs a loop over seeds on one device
   keys = jax.random.split(jax.random.key(1), 4)
-  states, metrics = parallel.train_many_seeds(
+  states, metrics = train.train_many_seeds(
     cell, task, keys, steps=2, batch_size=8, optimizer=opt, mesh=mesh
   )
   out["sweep_specs"] = specs(metrics.loss)
@@ -253,9 +254,9 @@ def test_sharded_seed_sweep_equals_a_loop_over_seeds(four_devices, what):
 
 
 def test_batch_sharding_layout():
-  mesh = parallel.data_mesh(1)
+  mesh = train.data_mesh(1)
   batch = tasks.copy_memory(2, n_symbols=3, copy_length=2).sample(jax.random.key(0), 4)
-  spec = parallel.batch_sharding(batch, mesh)
+  spec = train.batch_sharding(batch, mesh)
   assert spec.xs.spec == jax.sharding.PartitionSpec(None, "data", None)
   assert spec.targets.spec == jax.sharding.PartitionSpec(None, "data")  # a label per step
   assert spec.lengths is None
@@ -267,7 +268,7 @@ def test_sweep_pads_to_the_device_count_and_drops_the_padding():
   def experiment(key):
     return {"x": jax.random.normal(key, (2,)), "n": jnp.sum(jax.random.uniform(key, (5,)))}
 
-  out = parallel.sweep(experiment, keys)
+  out = train.sweep(experiment, keys)
   loop = [experiment(k) for k in keys]
   for i, want in enumerate(loop):
     np.testing.assert_allclose(out["x"][i], want["x"], rtol=1e-6)
@@ -275,15 +276,17 @@ def test_sweep_pads_to_the_device_count_and_drops_the_padding():
 
 
 def test_sweep_and_mesh_errors():
-  mesh = parallel.data_mesh(1)
+  mesh = train.data_mesh(1)
   with pytest.raises(ValueError, match="only 1 devices"):
-    parallel.data_mesh(jax.device_count() + 1)
+    train.data_mesh(jax.device_count() + 1)
   with pytest.raises(ValueError, match=r"axis 'seeds' is not an axis"):
-    parallel.sweep(lambda k: k, jax.random.split(jax.random.key(0), 2), mesh=mesh, axis="seeds")
+    train.sweep(lambda k: k, jax.random.split(jax.random.key(0), 2), mesh=mesh, axis="seeds")
   with pytest.raises(TypeError, match="fn must be callable"):
-    parallel.sweep(None, jax.random.split(jax.random.key(0), 2))  # type: ignore[arg-type]
+    train.sweep(None, jax.random.split(jax.random.key(0), 2))  # type: ignore[arg-type]
   with pytest.raises(TypeError, match=r"mesh must be a jax\.sharding\.Mesh"):
-    parallel.shard(jnp.zeros((2, 2)), "cpu", dim=0)  # type: ignore[arg-type]
-  cell, task, opt = gj.rnn(2), tasks.adding(3), train.make_optimizer()
-  with pytest.raises(ValueError, match="batch_size must be an int"):
-    parallel.train_step(cell, task, opt, None, mesh=mesh, batch_size=0)  # type: ignore[arg-type]
+    train.shard(jnp.zeros((2, 2)), "cpu", dim=0)  # type: ignore[arg-type]
+  cell, task = gj.rnn(2), tasks.adding(3)
+  with pytest.raises(ValueError, match=r"axis 'seeds' is not an axis"):
+    train.fit(cell, task, key=jax.random.key(0), steps=1, mesh=mesh, axis="seeds")
+  with pytest.raises(TypeError, match=r"mesh must be a jax\.sharding\.Mesh"):
+    train.fit(cell, task, key=jax.random.key(0), steps=1, mesh="cpu")  # type: ignore[arg-type]

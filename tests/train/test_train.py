@@ -322,3 +322,27 @@ def test_history_round_trips_non_finite_values():
   assert back.diverged and back.diverged_at == 1
   with pytest.raises(ValueError, match="unknown_field"):
     train.History.from_dict({"unknown_field": 1})
+
+
+def test_a_metric_of_nan_predictions_is_nan():
+  """Issue 20 item 5: ``argmax`` calls NaN scores class 0, so NaN predictions counted as right."""
+  cell, task = SMALL["rnn_tanh"], COPY
+  params = train.init_model(cell, task, jax.random.key(0))
+  batch = task.sample(jax.random.key(1), 4)
+  zeros = batch._replace(targets=jnp.zeros_like(batch.targets))  # every label is class 0
+  clean = train.evaluate(cell, task, params, zeros)
+  reference = task.metric(train.predict(cell, task, params, zeros), zeros)
+  assert float(clean.metric) == float(reference)  # finite predictions: the task's own metric
+  nan = jnp.full_like(params.readout.b, jnp.nan)
+  broken = params._replace(readout=params.readout._replace(b=nan))
+  # What the bare metric says of all-NaN predictions against labels 0: all right.
+  assert float(task.metric(train.predict(cell, task, broken, zeros), zeros)) == 1.0
+  result = train.evaluate(cell, task, broken, zeros)
+  assert math.isnan(float(result.loss)) and math.isnan(float(result.metric))
+  # One NaN sequence among finite ones is enough, and the training step says the same.
+  one = zeros._replace(xs=zeros.xs.at[:, 0].set(jnp.nan))
+  assert math.isnan(float(train.evaluate(cell, task, params, one).metric))
+  opt = train.make_optimizer()
+  state = train.init_state(cell, task, jax.random.key(0), opt)._replace(params=broken)
+  _, metrics = train.step_on_batch(cell, task, opt, state, zeros)
+  assert math.isnan(float(metrics.metric))

@@ -1,8 +1,9 @@
-"""Task generators: shapes, dtypes, hand-checked targets, determinism, baselines, errors.
+"""The adding, copy-memory and digits tasks: their layouts, splits, baselines and lengths.
 
-The references here are independent of the generators: NumPy loops that read a batch
-back (where are the marks, which symbols came first) and the trivial predictors
-whose losses the baselines claim.
+What every task shares (shapes, determinism, chance, solvers, retracing) is in
+test_task_suite.py. The references here are independent of the generators: NumPy loops
+that read a batch back (where are the marks, which symbols came first) and the trivial
+predictors whose losses the baselines claim.
 """
 
 import math
@@ -15,52 +16,6 @@ import numpy as np
 import pytest
 
 from gatejax import tasks
-
-TASKS = {
-  "adding": lambda: tasks.adding(12),
-  "adding_variable": lambda: tasks.adding(12, variable_length=True, min_length=4),
-  "copy": lambda: tasks.copy_memory(7, n_symbols=5, copy_length=4),
-  "digits": lambda: tasks.digits(),
-}
-
-
-@pytest.mark.parametrize("name", sorted(TASKS))
-def test_shapes_and_dtypes(name):
-  task = TASKS[name]()
-  batch = task.sample(jax.random.key(0), 16)
-  chex.assert_shape(batch.xs, (task.time, 16, task.input_size))
-  assert batch.xs.dtype == jnp.float32
-  if task.kind == "regression":
-    chex.assert_shape(batch.targets, (16,))
-    assert batch.targets.dtype == jnp.float32
-  elif task.readout == "all":
-    chex.assert_shape(batch.targets, (task.time, 16))
-    assert batch.targets.dtype == jnp.int32
-  else:
-    chex.assert_shape(batch.targets, (16,))
-    assert batch.targets.dtype == jnp.int32
-  if name == "adding_variable":
-    chex.assert_shape(batch.lengths, (16,))
-    assert batch.lengths.dtype == jnp.int32
-  else:
-    assert batch.lengths is None
-  hash(task)  # a static jit argument
-
-
-@pytest.mark.parametrize("name", sorted(TASKS))
-def test_deterministic_per_key(name):
-  task = TASKS[name]()
-  a = task.sample(jax.random.key(3), 16)
-  b = task.sample(jax.random.key(3), 16)
-  c = task.sample(jax.random.key(4), 16)
-  chex.assert_trees_all_equal(a, b)
-  assert not np.array_equal(a.xs, c.xs)
-
-
-def test_factories_are_cached():
-  assert tasks.adding(12) is tasks.adding(12)
-  assert tasks.copy_memory(5) is tasks.copy_memory(5, n_symbols=8, copy_length=10)
-  assert tasks.adding(12) != tasks.adding(13)
 
 
 def _read_adding(batch):
@@ -174,22 +129,13 @@ def test_digits_samples_come_from_the_split():
 
 
 def test_digits_without_sklearn(monkeypatch):
-  tasks._digits.cache_clear()
+  tasks._digits._load_digits.cache_clear()
   monkeypatch.setitem(sys.modules, "sklearn.datasets", None)
   try:
     with pytest.raises(ImportError, match=r"scikit-learn.*gatejax\[test\]"):
       tasks.digits()
   finally:
-    tasks._digits.cache_clear()
-
-
-def test_adding_baseline():
-  task = tasks.adding(30)
-  batch = task.sample(jax.random.key(0), 40_000)
-  loss = task.loss(jnp.ones((40_000, 1), jnp.float32), batch)
-  # Var of a sum of two U(0, 1) is 1/6; the standard error of the estimate is ~0.001.
-  assert abs(float(loss) - 1 / 6) < 0.006
-  assert task.baseline == pytest.approx(1 / 6)
+    tasks._digits._load_digits.cache_clear()
 
 
 def test_copy_baseline():
@@ -218,47 +164,10 @@ def test_digits_baseline_and_metric():
   assert float(task.metric(perfect, data)) == 1.0
 
 
-def test_copy_metric_reads_only_the_copy():
-  task = tasks.copy_memory(4, n_symbols=3, copy_length=2)
-  batch = task.sample(jax.random.key(0), 8)
-  assert task.metric is not None
-  right = jax.nn.one_hot(batch.targets, 4, dtype=jnp.float32)
-  wrong_blanks = right.at[:6].set(jax.nn.one_hot(jnp.full((6, 8), 1), 4, dtype=jnp.float32))
-  assert float(task.metric(right, batch)) == 1.0
-  assert float(task.metric(wrong_blanks, batch)) == 1.0
-  assert float(task.metric(right.at[-1].set(wrong_blanks[0]), batch)) < 1.0
-
-
 def test_sampling_under_jit():
   task = tasks.adding(8, variable_length=True)
   sample = jax.jit(task.sample, static_argnums=1)
   chex.assert_trees_all_equal(sample(jax.random.key(5), 4), task.sample(jax.random.key(5), 4))
-
-
-@pytest.mark.parametrize(
-  "make, error",
-  [
-    (lambda: tasks.adding(1), ValueError),
-    (lambda: tasks.adding(10.0), TypeError),
-    (lambda: tasks.adding(10, min_length=3), ValueError),
-    (lambda: tasks.adding(10, variable_length=True, min_length=11), ValueError),
-    (lambda: tasks.copy_memory(0), ValueError),
-    (lambda: tasks.copy_memory(5, n_symbols=1), ValueError),
-    (lambda: tasks.copy_memory(5, copy_length=0), ValueError),
-    (lambda: tasks.digits(split="valid"), ValueError),
-    (lambda: tasks.adding(5).sample(jax.random.key(0), 0), ValueError),
-  ],
-)
-def test_bad_arguments(make, error):
-  with pytest.raises(error):
-    make()
-
-
-def test_loss_checks_prediction_shape():
-  task = tasks.adding(5)
-  batch = task.sample(jax.random.key(0), 4)
-  with pytest.raises(ValueError, match="predictions"):
-    task.loss(jnp.zeros((4,), jnp.float32), batch)
 
 
 def _np_log_softmax(logits):
@@ -266,18 +175,46 @@ def _np_log_softmax(logits):
   return shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
 
 
-@pytest.mark.parametrize("name", ["adding", "copy", "digits"])
-def test_losses_equal_a_numpy_transcription(name):
-  """optax's losses against the formulas in float64: equal to float32 rounding."""
-  task = TASKS[name]()
+def test_adding_loss_equals_a_numpy_transcription():
+  """optax's squared error against the formula in float64: equal to float32 rounding."""
+  task = tasks.adding(12)
   batch = task.sample(jax.random.key(0), 16)
-  shape = (
-    (16, task.output_size) if task.readout == "last" else (*batch.targets.shape, task.output_size)
-  )
-  predictions = 3 * jax.random.normal(jax.random.key(1), shape, jnp.float32)
-  p, t = np.asarray(predictions, np.float64), np.asarray(batch.targets)
-  if task.kind == "regression":
-    expected = np.mean((p[:, 0] - t) ** 2)  # mean squared error
-  else:
-    expected = -np.mean(np.take_along_axis(_np_log_softmax(p), t[..., None], axis=-1))
+  predictions = jnp.asarray(np.random.default_rng(1).normal(size=(16, 1)), jnp.float32)
+  p, t = np.asarray(predictions, np.float64), np.asarray(batch.targets, np.float64)
+  expected = np.mean((p[:, 0] - t) ** 2)
   assert float(task.loss(predictions, batch)) == pytest.approx(expected, rel=4e-7)
+
+
+def test_adding_at_its_own_length_draws_what_a_fixed_task_draws():
+  fixed = tasks.adding(12)
+  variable = tasks.adding(12, variable_length=True)
+  key = jax.random.key(4)
+  chex.assert_trees_all_equal(fixed.sample(key, 8, length=12), fixed.sample(key, 8))
+  chex.assert_trees_all_equal(variable.sample(key, 8, length=12), fixed.sample(key, 8))
+
+
+def test_adding_at_other_lengths():
+  batch = tasks.adding(12, variable_length=True).sample(jax.random.key(1), 64, length=31)
+  assert batch.lengths is None and batch.xs.shape == (31, 64, 2)
+  for b, (marks, total, length) in enumerate(_read_adding(batch)):
+    assert length == 31 and 0 <= marks[0] < 15 <= marks[1] < 31
+    np.testing.assert_allclose(batch.targets[b], total, rtol=1e-6)
+
+
+def test_copy_at_other_lengths():
+  k, symbols = 3, 4
+  task = tasks.copy_memory(5, n_symbols=symbols, copy_length=k)
+  for n in (2 * k + 1, 40):
+    batch = task.sample(jax.random.key(0), 8, length=n)
+    inputs, targets = np.asarray(batch.xs).argmax(-1), np.asarray(batch.targets)
+    delay = n - 2 * k
+    assert (inputs[k + delay - 1] == symbols + 1).all()  # the delimiter after the delay
+    assert (np.delete(inputs[k:], delay - 1, axis=0) == 0).all()
+    np.testing.assert_array_equal(targets[-k:], inputs[:k])
+    assert (targets[:-k] == 0).all()
+
+
+def test_digits_has_one_length():
+  task = tasks.digits(split="test")
+  key = jax.random.key(2)
+  chex.assert_trees_all_equal(task.sample(key, 4, length=64), task.sample(key, 4))

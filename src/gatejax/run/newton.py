@@ -59,7 +59,8 @@ import numpy as np
 from jax.flatten_util import ravel_pytree
 from jaxtyping import Array, Float, Int
 
-from gatejax import affine, protocol, sequence
+import gatejax.run.prepare as prepare
+from gatejax import affine, protocol
 from gatejax._jit import bounded_jit
 
 __all__ = ["METHODS", "NewtonInfo", "default_tol", "parallel_scan"]
@@ -130,7 +131,8 @@ def _prepare(
   ``init``, the carry against ``initial_carry``, and ``step`` against both, which Newton's
   method needs (a step that maps a carry to one of the same structure, shapes and dtype).
   """
-  return sequence._prepare(cell, params, xs, carry, lengths, 1)
+  call = prepare.prepare(cell, params, xs, carry, lengths)
+  return call.xs, call.carry, call.lengths
 
 
 def _check_method(method: Any) -> str:
@@ -555,7 +557,7 @@ def parallel_scan(
   and solves the linear recurrence for the correction with ``jax.lax.associative_scan``,
   until the residual :math:`\max_t \lVert c_t - \mathrm{step}(\theta, c_{t-1}, x_t)
   \rVert_\infty` (relative where a component exceeds 1, see :class:`NewtonInfo`) is at most
-  ``tol`` (see :mod:`gatejax.newton` for the methods and references). The first guess is the
+  ``tol`` (see :mod:`gatejax.run.newton` for the methods and references). The first guess is the
   initial carry at every step. Batch elements are solved independently, each with its own
   sweep count. Measured at initialisation (H = 16, T = 100 and 1000, float32/float64): GRU
   and LSTM take 4–6 DEER sweeps, 13–70 quasi-DEER sweeps, 4–14 ELK sweeps.
@@ -585,7 +587,7 @@ def parallel_scan(
     max_iter: the most sweeps per sequence; default ``T`` for ``"deer"`` and ``"quasi"``,
       ``2T`` for the damped methods. ``"deer"`` and ``"quasi"`` are exact after ``T``
       sweeps in exact arithmetic (each sweep fixes at least one more step from the start, as
-      argued in :mod:`gatejax.newton`), so a run that needs ``T`` is no faster than
+      argued in :mod:`gatejax.run.newton`), so a run that needs ``T`` is no faster than
       :func:`gatejax.scan`; ELK's damped sweeps have no such bound.
     damping: ELK's :math:`\lambda` (only for ``"elk"``/``"quasi-elk"``); default ``1e-3``.
       Larger is steadier and slower; :math:`\lambda \to 0` is DEER.

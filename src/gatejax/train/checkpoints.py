@@ -4,31 +4,45 @@ A checkpoint directory holds one sub-directory per saved step, written by an orb
 ``CheckpointManager``::
 
   run/
+    .gatejax-lock  names the process that has the directory open (see "One run")
     120/
       state/     the TrainState arrays: step, params, optimizer state, data key
-      history/   the train.History, JSON
-      gatejax/   what the state belongs to, JSON: cell kind, hidden and input size,
-                 options, task, PRNG implementation, and the caller's run description
+      history/   the History, JSON
+      gatejax/   what the state belongs to, JSON: the cell's configuration
+                 (protocol.config), input size, task, PRNG implementation, the optimizer's
+                 description and the caller's run description
 
 Because a training step draws its batch from ``fold_in(state.key, state.step)``, the
 :class:`~gatejax.train.TrainState` is all a run depends on: restoring it and calling
 :func:`gatejax.train.fit` again gives the uninterrupted run's parameters, optimizer state
-and history bit for bit (only ``history.seconds`` differs). :func:`fit` does exactly that
-in one call: it resumes from the latest checkpoint if there is one and saves every
-``every`` steps.
+and history bit for bit (only ``history.seconds`` differs). ``fit(..., checkpoints=)``
+does exactly that in one call: it resumes from the latest checkpoint if there is one and
+saves every ``every`` steps.
 
 Safety:
 
 * **Mismatches fail loudly.** Restoring checks the stored description against the cell
-  and task given (kind, hidden size, input size, GRU convention, activation names, task
-  name, length and sizes), the optimizer (see below), then every stored array's shape and
-  dtype against the state they must fill, and names what differs. Nothing is reshaped,
-  padded or truncated.
+  and task given (the cell's type or kind, hidden size, input size and every option it
+  records, :func:`gatejax.protocol.config`; task name, length and sizes), the optimizer
+  (see below), then every stored array's shape and dtype against the state they must
+  fill, and names what differs. Nothing is reshaped, padded or truncated. Options that
+  only shape ``init`` (``gatejax.protocol.init_only``, e.g. ``forget_bias``) may
+  differ: a restored state has its own parameters.
+* **One run per directory.** Opening a directory takes its lock file ``.gatejax-lock``
+  (an advisory ``flock`` held until :meth:`Checkpoints.close`, the file naming the host,
+  process and command); a second process that opens it, to save or to restore, gets a
+  :class:`CheckpointError` naming the first. Two runs saving into one directory would
+  delete each other's unfinished saves. The lock dies with its process, so the lock file
+  a killed run leaves is taken over; a clean close deletes it. The processes of one
+  multi-process run share the directory: process 0 takes the lock. (Without ``fcntl``,
+  on Windows, nothing is locked.)
 * **Interrupted saves never restore.** orbax writes a step into
   ``<step>.orbax-checkpoint-tmp`` and renames it to ``<step>`` only once every item is on
   disk (on object stores without an atomic rename, it writes ``commit_success.txt`` last).
   Restoring takes only finalized steps, and also refuses a step directory that lacks
-  any of its items.
+  any of its items. Opening a directory deletes the unfinished saves (orbax's cleanup);
+  when they are all it holds, a ``UserWarning`` names them first, since a run that
+  resumes there starts from step 0.
 * **A re-save never loses the step it replaces.** Saving a step that is already saved
   writes the replacement in full under ``.gatejax-staging/`` first, then swaps it in by
   two renames; a process killed between them leaves the old step as
@@ -36,12 +50,12 @@ Safety:
   instant a finalized checkpoint of the step is on disk.
 * **Damage is named.** A checkpoint whose files are missing, truncated or renamed raises
   :class:`CheckpointError` naming the step and the item (``state``, ``history`` or
-  ``gatejax``), never an orbax internal error.
+  ``gatejax``), never an orbax internal error; so does a directory that is a file.
 
 What the optimizer check detects: a checkpoint stores a description of the optax
-transformation, read from its closures (:func:`describe_optimizer`): the qualified name of
-every function it is built from (``scale_by_adam``, ``clip_by_global_norm``, schedules, a
-user's own functions) and every number, string, flag and small array they close over or
+transformation, read from its closures (:func:`~gatejax.train.describe_optimizer`): the
+qualified name of every function it is built from (``scale_by_adam``,
+``clip_by_global_norm``, schedules, a user's own functions) and every number, string, flag and small array they close over or
 take as defaults (learning rates, ``b1``, ``b2``, ``eps``, weight decay, clipping norms,
 schedule constants, ``optax.inject_hyperparams`` values). Restoring with another
 transformation, or the same one with other hyperparameters, fails and names the values
@@ -56,20 +70,13 @@ light.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import dataclasses
-import functools
-import hashlib
 import json
-import math
 import os
 import shutil
-import threading
-import types
-from collections.abc import Callable, Coroutine, Iterator, Mapping
+import warnings
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, NamedTuple, TypeVar
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -78,111 +85,47 @@ import optax
 from jaxtyping import PRNGKeyArray
 
 import gatejax
-from gatejax import _validate, protocol, train
+import gatejax.train._lock as _lock_room
+from gatejax import _validate
 from gatejax.cells import Cell
 from gatejax.tasks import Task
+from gatejax.train._orbax import first_line, manager, settled
+from gatejax.train._orbax import load as load_orbax
+from gatejax.train.descriptions import (
+  describe,
+  describe_optimizer,
+  init_only_of,
+  mismatches,
+  optimizer_mismatches,
+  run_description,
+)
+from gatejax.train.history import History
+from gatejax.train.state import TrainState, init_state
 
-__all__ = [
-  "CheckpointError",
-  "Checkpoints",
-  "Restored",
-  "describe",
-  "describe_optimizer",
-  "fit",
-  "restore",
-  "save",
-]
+__all__ = ["CheckpointError", "Checkpoints", "Restored", "restore", "save"]
 
 FORMAT = "gatejax.checkpoint/1"
 # Where a re-save writes its replacement before swapping it in (see the module docstring).
 _STAGING = ".gatejax-staging"
 _ASIDE = ".replaced"
-# How long a failed orbax call may wait for its other reads and writes to finish.
-_SETTLE_SECONDS = 60.0
-
-_T = TypeVar("_T")
-
-
-def _orbax() -> Any:
-  try:
-    import orbax.checkpoint as ocp
-  except ImportError as e:
-    raise ImportError(
-      "gatejax.checkpoint needs orbax-checkpoint, an optional dependency: "
-      "pip install 'gatejax[checkpoint]'"
-    ) from e
-  return ocp
-
-
-def _run_and_settle(coro: Coroutine[Any, Any, _T]) -> _T:
-  """orbax's ``_run_sync_via_new_loop``, but the loop finishes its other tasks before closing.
-
-  orbax runs each read or write in a fresh event loop and closes it as soon as the main
-  coroutine returns. When one array's read fails (a damaged checkpoint), the gather raises
-  while the other arrays' tensorstore reads are still in flight; they complete later into
-  the closed loop, and tensorstore prints one ``RuntimeError: Event loop is closed``
-  traceback per array (and asyncio logs "exception was never retrieved"). Waiting for them
-  here, and taking their secondary errors, closes the loop with nothing left to call it.
-  """
-  loop = asyncio.new_event_loop()
-  try:
-    asyncio.set_event_loop(loop)
-    return loop.run_until_complete(coro)
-  finally:
-    try:
-      pending = asyncio.all_tasks(loop)
-      if pending:
-        done, _ = loop.run_until_complete(asyncio.wait(pending, timeout=_SETTLE_SECONDS))
-        for task in done:
-          if not task.cancelled():
-            task.exception()  # the first failure is the one raised
-    finally:
-      asyncio.set_event_loop(None)
-      loop.close()
-
-
-@contextlib.contextmanager
-def _settled() -> Iterator[None]:
-  """Run orbax's synchronous calls through :func:`_run_and_settle` inside this block.
-
-  Scoped to gatejax's own orbax calls, and a no-op on an orbax without the hook (the
-  tracebacks then come back, nothing else changes). When the block fails, it also waits
-  for the threads orbax started in it (a save's commit threads write on after one of its
-  items failed), so that cleaning up after a failed save does not race with them.
-  """
-  before = set(threading.enumerate())
-  asyncio_utils: Any = None
-  with contextlib.suppress(ImportError):
-    from orbax.checkpoint._src import asyncio_utils
-  original = getattr(asyncio_utils, "_run_sync_via_new_loop", None)
-  patch = original is not None and original is not _run_and_settle
-  if patch:
-    asyncio_utils._run_sync_via_new_loop = _run_and_settle
-  try:
-    yield
-  except BaseException:
-    for thread in set(threading.enumerate()) - before:
-      if type(thread).__module__.startswith("orbax."):
-        thread.join(timeout=_SETTLE_SECONDS)
-    raise
-  finally:
-    if patch:
-      asyncio_utils._run_sync_via_new_loop = original
+# What orbax names an unfinished save.
+_UNFINISHED = ".orbax-checkpoint-tmp"
 
 
 class CheckpointError(ValueError):
-  """A checkpoint does not fit what it is restored into, is incomplete or is damaged."""
+  """A checkpoint that does not fit its run, is incomplete or damaged, or an unusable directory.
+
+  Unusable: a file, or a directory in use by another process.
+  """
+
+
+class _NotFound(CheckpointError, FileNotFoundError):
+  """No finalized checkpoint (of a step): a :class:`CheckpointError` and a ``FileNotFoundError``."""
 
 
 def _where(path: Path, item: str) -> str:
   """How a message names a checkpoint's step and item."""
   return f"checkpoint step {path.name} in {path.parent}, item {item!r}"
-
-
-def _first_line(error: BaseException) -> str:
-  # tensorstore's messages go on with the whole JSON spec of the store.
-  text = str(error).strip().partition("\n")[0].partition(" [tensorstore_spec=")[0]
-  return f"{type(error).__name__}: {text}"[:500]
 
 
 class Restored(NamedTuple):
@@ -191,179 +134,16 @@ class Restored(NamedTuple):
   Attributes:
     state: the :class:`~gatejax.train.TrainState`.
     history: the :class:`~gatejax.train.History` saved with it, or ``None``.
-    metadata: the stored description (see :func:`describe`), plus ``"step"`` and ``"run"``.
+    metadata: the stored description (see :func:`~gatejax.train.describe`), plus ``"step"``
+      and ``"run"``.
   """
 
-  state: train.TrainState
-  history: train.History | None
+  state: TrainState
+  history: History | None
   metadata: dict[str, Any]
 
 
-def describe(cell: Cell, task: Task) -> dict[str, Any]:
-  """The JSON description of a run's model and task that a checkpoint stores and checks.
-
-  Example:
-    >>> import gatejax as gj
-    >>> from gatejax import checkpoint, tasks
-    >>> checkpoint.describe(gj.gru(8), tasks.adding(20))["cell"]
-    {'kind': 'gru', 'hidden_size': 8, 'input_size': 2, 'reset': 'after', 'update_bias': 0.0, 'gate_fn': 'sigmoid', 'activation': 'tanh'}
-  """
-  protocol.require(cell)
-  if not isinstance(task, Task):
-    raise TypeError(f"task must be a gatejax.tasks.Task, got {type(task).__name__}")
-  described = protocol.config(cell)
-  return {
-    "cell": {
-      **{k: described[k] for k in ("kind", "type") if k in described},
-      "hidden_size": cell.hidden_size,
-      "input_size": task.input_size,
-      **{k: v for k, v in described.items() if k not in ("kind", "type", "hidden_size")},
-    },
-    "task": {
-      "name": task.name,
-      "time": task.time,
-      "input_size": task.input_size,
-      "output_size": task.output_size,
-      "readout": task.readout,
-      "kind": task.kind,
-    },
-  }
-
-
-_MAX_ENTRIES = 2000
-_MAX_DEPTH = 24
-
-
-def _describe_value(value: Any, path: str, out: dict[str, Any], seen: frozenset[int]) -> None:
-  """Add ``path: description`` entries for ``value`` and what it closes over to ``out``."""
-  if len(out) >= _MAX_ENTRIES:
-    out["..."] = "truncated"
-    return
-  if value is None or isinstance(value, bool | int | str):
-    out[path] = value
-    return
-  if isinstance(value, float):
-    out[path] = value if math.isfinite(value) else repr(value)  # strict JSON
-    return
-  if isinstance(value, np.ndarray | np.generic | jax.Array):
-    a = np.asarray(jax.device_get(value))
-    text = repr(a.tolist()) if a.size <= 16 else hashlib.sha256(a.tobytes()).hexdigest()[:16]
-    out[path] = f"{a.dtype}{list(a.shape)} {text}"
-    return
-  if isinstance(value, type | np.dtype):
-    out[path] = str(getattr(value, "__qualname__", value))
-    return
-  if id(value) in seen or path.count(".") > _MAX_DEPTH:
-    out[path] = "<recursion>"
-    return
-  seen = seen | {id(value)}
-  if isinstance(value, functools.partial):
-    _describe_value(value.func, f"{path}.func", out, seen)
-    for i, arg in enumerate(value.args):
-      _describe_value(arg, f"{path}.args[{i}]", out, seen)
-    for name, arg in sorted(value.keywords.items()):
-      _describe_value(arg, f"{path}.{name}", out, seen)
-  elif isinstance(value, types.MethodType):
-    _describe_value(value.__func__, path, out, seen)
-  elif isinstance(value, types.FunctionType):
-    # The name, not the module: a run resumed from a notebook or a script is the same run.
-    out[f"{path}.fn"] = value.__qualname__
-    for name, cell in zip(value.__code__.co_freevars, value.__closure__ or (), strict=True):
-      try:
-        content = cell.cell_contents
-      except ValueError:  # a closure variable not yet assigned
-        continue
-      _describe_value(content, f"{path}.{name}", out, seen)
-    for i, default in enumerate(value.__defaults__ or ()):
-      _describe_value(default, f"{path}.defaults[{i}]", out, seen)
-    for name, default in sorted((value.__kwdefaults__ or {}).items()):
-      _describe_value(default, f"{path}.{name}", out, seen)
-  elif isinstance(value, tuple) and hasattr(value, "_fields"):
-    named: Any = value
-    out[f"{path}.type"] = type(value).__qualname__
-    for name in named._fields:
-      _describe_value(getattr(value, name), f"{path}.{name}", out, seen)
-  elif dataclasses.is_dataclass(value) and not isinstance(value, type):
-    out[f"{path}.type"] = type(value).__qualname__
-    for field in dataclasses.fields(value):
-      _describe_value(getattr(value, field.name), f"{path}.{field.name}", out, seen)
-  elif isinstance(value, list | tuple):
-    for i, item in enumerate(value):
-      _describe_value(item, f"{path}[{i}]", out, seen)
-  elif isinstance(value, dict):
-    for key in sorted(value, key=str):
-      _describe_value(value[key], f"{path}[{str(key)!r}]", out, seen)
-  else:
-    # Opaque (a jitted function, a C object): its type only; its repr may hold an address.
-    name = getattr(value, "__qualname__", None) or getattr(value, "__name__", None)
-    out[path] = f"<{type(value).__qualname__}{' ' + name if isinstance(name, str) else ''}>"
-
-
-def describe_optimizer(optimizer: optax.GradientTransformation) -> dict[str, Any]:
-  """A JSON description of an optax transformation that two equal transformations share.
-
-  Read from the closures of ``optimizer.init`` and ``optimizer.update``: each function by
-  its qualified name, each number, string, flag and small array it closes over or takes
-  as a default by its value (larger arrays by a hash). Checkpoints store it and restoring
-  compares it, so resuming with another optimizer, or the same with other
-  hyperparameters, is refused. The module docstring says what it cannot see.
-
-  Example:
-    >>> import optax
-    >>> from gatejax import checkpoint
-    >>> a = checkpoint.describe_optimizer(optax.adam(1e-3))
-    >>> b = checkpoint.describe_optimizer(optax.adam(1e-2))
-    >>> {k: (a[k], b[k]) for k in a if a[k] != b[k]}
-    {'update.update_fns[1].tx.update.step_size': (-0.001, -0.01)}
-  """
-  if not isinstance(optimizer, optax.GradientTransformation):
-    raise TypeError(f"optimizer must be an optax.GradientTransformation, got {optimizer!r:.80}")
-  out: dict[str, Any] = {"type": type(optimizer).__qualname__}
-  for name in ("init", "update"):
-    _describe_value(getattr(optimizer, name), name, out, frozenset())
-  return out
-
-
-def _optimizer_mismatches(stored: Mapping[str, Any], wanted: Mapping[str, Any]) -> list[str]:
-  absent = object()
-
-  def show(value: Any) -> str:
-    return "nothing" if value is absent else repr(value)
-
-  keys = sorted(set(stored) | set(wanted))
-  differ = [k for k in keys if stored.get(k, absent) != wanted.get(k, absent)]
-  out = [
-    f"optimizer {k}: checkpoint has {show(stored.get(k, absent))}, "
-    f"expected {show(wanted.get(k, absent))}"
-    for k in differ[:10]
-  ]
-  if len(differ) > 10:
-    out.append(f"optimizer: {len(differ) - 10} more differences")
-  return out
-
-
-# Initial values only (init writes them into the parameters); a restored state has its own.
-_INIT_ONLY = frozenset({"forget_bias", "update_bias"})
-# What the arrays' shapes depend on: checked even with strict=False.
-_SHAPE_FIELDS = {
-  "cell": ("kind", "type", "hidden_size", "input_size"),
-  "task": ("input_size", "output_size"),
-}
-
-
-def _mismatches(stored: Mapping[str, Any], wanted: Mapping[str, Any], strict: bool) -> list[str]:
-  out = []
-  for part in ("cell", "task"):
-    have, want = stored.get(part, {}), wanted[part]
-    for field, value in want.items():
-      if field in _INIT_ONLY or (not strict and field not in _SHAPE_FIELDS[part]):
-        continue
-      if have.get(field) != value:
-        out.append(f"{part}.{field}: checkpoint has {have.get(field)!r}, expected {value!r}")
-  return out
-
-
-def _storable(state: train.TrainState) -> tuple[train.TrainState, str | None]:
+def _storable(state: TrainState) -> tuple[TrainState, str | None]:
   """The state with its key as raw key data (what orbax stores), and the key's PRNG implementation."""
   key = state.key
   if jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
@@ -373,12 +153,12 @@ def _storable(state: train.TrainState) -> tuple[train.TrainState, str | None]:
 
 def _abstract_state(
   cell: Cell, task: Task, optimizer: optax.GradientTransformation, impl: str | None
-) -> train.TrainState:
+) -> TrainState:
   """Shapes and dtypes of the storable state of a fresh run (no arrays are computed)."""
 
-  def fresh() -> train.TrainState:
+  def fresh() -> TrainState:
     key = jax.random.key(0) if impl is None else jax.random.key(0, impl=impl)
-    state = train.init_state(cell, task, key, optimizer)
+    state = init_state(cell, task, key, optimizer)
     if impl is None:
       state = state._replace(key=jax.random.key_data(state.key))
     return _storable(state)[0]
@@ -388,7 +168,7 @@ def _abstract_state(
 
 def _check_tree(stored: Any, abstract: Any, where: str) -> None:
   """Every array the state needs is stored with its shape and dtype, and nothing else is stored."""
-  ocp = _orbax()
+  ocp = load_orbax()
   # orbax describes each stored array by an ArrayMetadata (shape, dtype, and more).
   stored = jax.tree.map(
     lambda m: jax.ShapeDtypeStruct(tuple(m.shape), m.dtype),
@@ -435,12 +215,57 @@ def _on_primary(action: Callable[[], None], name: str) -> None:
     multihost_utils.sync_global_devices(name)
 
 
+def _lock(directory: Path) -> None:
+  holder = _lock_room.acquire(directory)
+  if holder is not None:
+    raise CheckpointError(
+      f"checkpoint directory {directory} is in use by {holder}: two runs saving into one "
+      "directory delete each other's unfinished saves. Wait for that run to end, or use "
+      f"another directory (the lock, {directory / _lock_room.NAME}, is released when that "
+      "process exits)"
+    )
+
+
+def _directory(directory: str | os.PathLike) -> Path:
+  """``directory`` as an absolute path, created if missing; a clear error where it is a file."""
+  path = Path(directory).absolute()
+  if path.exists() and not path.is_dir():
+    raise CheckpointError(f"checkpoint directory {path} is a file, not a directory")
+  try:
+    path.mkdir(parents=True, exist_ok=True)
+  except (FileExistsError, NotADirectoryError):
+    file = next((p for p in path.parents if p.exists() and not p.is_dir()), "a parent")
+    raise CheckpointError(
+      f"checkpoint directory {path} cannot be created: {file} is a file"
+    ) from None
+  return path
+
+
+def _warn_if_only_unfinished(directory: Path) -> None:
+  """Name the unfinished saves of a directory that holds nothing else, before orbax deletes them."""
+  names = sorted(p.name for p in directory.iterdir())
+  unfinished = [n for n in names if _UNFINISHED in n]
+  if unfinished and not any(n.isdigit() for n in names):
+    shown = ", ".join(unfinished[:5]) + (", ..." if len(unfinished) > 5 else "")
+    warnings.warn(
+      f"checkpoint directory {directory} holds no finalized checkpoint, only "
+      f"{len(unfinished)} unfinished save(s) ({shown}): saves interrupted before orbax "
+      "finalized them, which cannot be restored. They are deleted now; a run resumed "
+      "here starts from step 0",
+      UserWarning,
+      stacklevel=5,
+    )
+
+
 class Checkpoints:
   """The checkpoints of one training run in ``directory``, one per saved step.
 
-  A thin layer over an orbax ``CheckpointManager`` (synchronous saves). Use it as the
-  ``callback`` of :func:`gatejax.train.fit` to save every ``every`` steps, and
-  :meth:`restore` to continue.
+  A thin layer over an orbax ``CheckpointManager`` (synchronous saves). Pass it as
+  ``checkpoints=`` to :func:`gatejax.train.fit` to save every ``every`` steps and resume
+  from the latest, or use :meth:`save` and :meth:`restore` directly.
+
+  Opening takes the directory's lock (see the module docstring) until :meth:`close`, or
+  the end of a ``with`` block: no other process can open the directory meanwhile.
 
   Args:
     directory: where the run's checkpoints live (created if missing).
@@ -454,10 +279,10 @@ class Checkpoints:
 
   Example:
     >>> import tempfile, jax, gatejax as gj
-    >>> from gatejax import checkpoint, tasks, train
+    >>> from gatejax import tasks, train
     >>> cell, task, opt = gj.gru(4), tasks.adding(5), train.make_optimizer()
     >>> state = train.init_state(cell, task, jax.random.key(0), opt)
-    >>> with checkpoint.Checkpoints(tempfile.mkdtemp(), cell=cell, task=task, optimizer=opt) as ckpts:
+    >>> with train.Checkpoints(tempfile.mkdtemp(), cell=cell, task=task, optimizer=opt) as ckpts:
     ...   _ = ckpts.save(state)
     ...   restored = ckpts.restore()
     >>> bool((restored.state.params.cell.w_h == state.params.cell.w_h).all())
@@ -482,9 +307,30 @@ class Checkpoints:
         raise ValueError(f"{name} must be an int >= 1 or None, got {value!r}")
     self.cell, self.task, self.optimizer = cell, task, optimizer
     self.every, self.run = every, None if run is None else json.loads(json.dumps(run))
-    self.directory = Path(directory).absolute()
-    _on_primary(self._recover, "gatejax.checkpoint.recover")
-    self._manager = _manager(self.directory, keep)
+    self.directory = _directory(directory)
+    self._locked = False
+    _on_primary(self._open, "gatejax.checkpoint.recover")
+    try:
+      self._manager = manager(self.directory, keep)
+    except BaseException:
+      self._release()
+      raise
+
+  def _open(self) -> None:
+    """Lock the directory, then look at it and repair it (process 0 of a run does this)."""
+    _lock(self.directory)
+    self._locked = True
+    try:
+      self._recover()
+      _warn_if_only_unfinished(self.directory)
+    except BaseException:
+      self._release()
+      raise
+
+  def _release(self) -> None:
+    if self._locked:
+      self._locked = False
+      _lock_room.release(self.directory)
 
   def _recover(self) -> None:
     """Finish or undo a re-save that a killed process left half done (see :meth:`save`)."""
@@ -503,8 +349,11 @@ class Checkpoints:
   # -- lifecycle ---------------------------------------------------------------------
 
   def close(self) -> None:
-    """Release orbax's resources (also done on leaving a ``with`` block)."""
-    self._manager.close()
+    """Release orbax's resources and the directory's lock (also on leaving a ``with`` block)."""
+    try:
+      self._manager.close()
+    finally:
+      self._release()
 
   def __enter__(self) -> Checkpoints:
     return self
@@ -526,7 +375,7 @@ class Checkpoints:
 
   # -- saving ------------------------------------------------------------------------
 
-  def save(self, state: train.TrainState, history: train.History | None = None) -> Path:
+  def save(self, state: TrainState, history: History | None = None) -> Path:
     """Save ``state`` (and ``history``) as the checkpoint of step ``state.step``; return its path.
 
     A step that is already saved is replaced without ever being absent: the replacement
@@ -534,12 +383,12 @@ class Checkpoints:
     step is renamed aside, the new one into place, the old one deleted). A failed or
     interrupted save leaves the previous checkpoint of the step as it was.
     """
-    ocp = _orbax()
+    ocp = load_orbax()
 
-    if not isinstance(state, train.TrainState):
-      raise TypeError(f"state must be a train.TrainState, got {type(state).__name__}")
-    if history is not None and not isinstance(history, train.History):
-      raise TypeError(f"history must be a train.History or None, got {type(history).__name__}")
+    if not isinstance(state, TrainState):
+      raise TypeError(f"state must be a TrainState, got {type(state).__name__}")
+    if history is not None and not isinstance(history, History):
+      raise TypeError(f"history must be a History or None, got {type(history).__name__}")
     step = int(jax.device_get(state.step))
     path = self.directory / str(step)
     tree, impl = _storable(state)
@@ -566,7 +415,7 @@ class Checkpoints:
       items["history"] = ocp.args.JsonSave(history.to_dict())
     args = ocp.args.Composite(**items)
     if step not in self.steps():
-      with _settled():
+      with settled():
         self._manager.save(step, args=args, force=True)
         self._manager.wait_until_finished()
       return path
@@ -589,9 +438,9 @@ class Checkpoints:
         raise
 
     try:
-      staged = _manager(staging, None)
+      staged = manager(staging, None)
       try:
-        with _settled():
+        with settled():
           staged.save(step, args=args, force=True)
           staged.wait_until_finished()
       finally:
@@ -603,7 +452,7 @@ class Checkpoints:
       )
       self._manager.reload()
 
-  def __call__(self, state: train.TrainState, history: train.History) -> bool:
+  def __call__(self, state: TrainState, history: History) -> bool:
     """The :func:`gatejax.train.fit` callback: save when ``state.step`` is a multiple of ``every``."""
     if self.every is None:
       raise ValueError("set every= to use Checkpoints as a fit callback")
@@ -621,10 +470,10 @@ class Checkpoints:
     steps = self.steps()
     if step is None:
       if not steps:
-        raise FileNotFoundError(f"no finalized checkpoint in {self.directory}")
+        raise _NotFound(f"no finalized checkpoint in {self.directory}")
       step = steps[-1]
     elif step not in steps:
-      raise FileNotFoundError(
+      raise _NotFound(
         f"no finalized checkpoint of step {step} in {self.directory} (finalized: {steps})"
       )
     return self.directory / str(step)
@@ -669,17 +518,17 @@ class Checkpoints:
         restore replicated over a mesh; default: this process's first device.
 
     Raises:
-      FileNotFoundError: no finalized checkpoint (of that step).
       CheckpointError: the checkpoint belongs to another cell, task, optimizer or run, or
         is incomplete or damaged; the message names the step, the item and every
-        difference.
+        difference. Where there is no finalized checkpoint (of that step), the error is
+        also a ``FileNotFoundError``.
     """
-    ocp = _orbax()
+    ocp = load_orbax()
 
     path = self._step_path(step)
     step = int(path.name)
     meta = self._read_metadata(path)
-    problems = _mismatches(meta, self.description, strict)
+    problems = mismatches(meta, self.description, strict, init_only_of(self.cell))
     if strict and self.run is not None and meta.get("run") != self.run:
       problems.append(f"run: checkpoint has {meta.get('run')!r}, expected {self.run!r}")
     _refuse(path, problems)
@@ -688,7 +537,7 @@ class Checkpoints:
     # The arrays first: another optimizer's state layout is the plainer message.
     _check_tree(self._state_metadata(path), abstract, _where(path, "state"))
     if strict and "optimizer" in meta:  # older checkpoints have no description to compare
-      _refuse(path, _optimizer_mismatches(meta["optimizer"], self.optimizer_description))
+      _refuse(path, optimizer_mismatches(meta["optimizer"], self.optimizer_description))
     history = self._read_history(path, meta)
     target = (
       sharding
@@ -699,12 +548,12 @@ class Checkpoints:
       lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=target), abstract
     )
     try:
-      with _settled():
+      with settled():
         out = self._manager.restore(
           step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract))
         )
     except Exception as e:
-      raise CheckpointError(f"{_where(path, 'state')}: cannot be read: {_first_line(e)}") from e
+      raise CheckpointError(f"{_where(path, 'state')}: cannot be read: {first_line(e)}") from e
     state = out["state"]
     if int(jax.device_get(state.step)) != step:
       raise CheckpointError(
@@ -720,16 +569,16 @@ class Checkpoints:
     if not (path / "state" / "_METADATA").is_file():
       raise CheckpointError(f"{where}: its _METADATA file, the list of stored arrays, is missing")
     try:
-      with _settled():
+      with settled():
         found = self._manager.item_metadata(int(path.name))
     except Exception as e:
-      raise CheckpointError(f"{where}: its metadata cannot be read: {_first_line(e)}") from e
+      raise CheckpointError(f"{where}: its metadata cannot be read: {first_line(e)}") from e
     tree = getattr(found.get("state") if found is not None else None, "tree", None)
     if tree is None:
       raise CheckpointError(f"{where}: its metadata cannot be read")
     return tree
 
-  def _read_history(self, path: Path, meta: Mapping[str, Any]) -> train.History | None:
+  def _read_history(self, path: Path, meta: Mapping[str, Any]) -> History | None:
     items = meta.get("items")
     if items is None:
       # Written before the items were recorded: a lost history looks like none saved.
@@ -739,9 +588,9 @@ class Checkpoints:
       return None
     data = _read_json(path, "history")
     try:
-      return train.History.from_dict(data)
+      return History.from_dict(data)
     except (AttributeError, TypeError, ValueError) as e:
-      raise CheckpointError(f"{_where(path, 'history')}: not a train.History: {e}") from e
+      raise CheckpointError(f"{_where(path, 'history')}: not a History: {e}") from e
 
 
 def _refuse(path: Path, problems: list[str]) -> None:
@@ -763,31 +612,14 @@ def _read_json(path: Path, item: str) -> Any:
     raise CheckpointError(f"{_where(path, item)}: its file {file.name} is damaged: {e}") from e
 
 
-def _manager(directory: Path, keep: int | None) -> Any:
-  ocp = _orbax()
-  options = ocp.CheckpointManagerOptions(
-    max_to_keep=keep,
-    enable_async_checkpointing=False,
-    # Leftovers of interrupted saves are never restorable; clear them so a step can be redone.
-    cleanup_tmp_directories=True,
-    create=True,
-  )
-  handlers = {
-    "state": ocp.StandardCheckpointHandler(),
-    "history": ocp.JsonCheckpointHandler(),
-    "gatejax": ocp.JsonCheckpointHandler(),
-  }
-  return ocp.CheckpointManager(directory, options=options, item_handlers=handlers)
-
-
 def save(
   directory: str | os.PathLike,
-  state: train.TrainState,
+  state: TrainState,
   *,
   cell: Cell,
   task: Task,
   optimizer: optax.GradientTransformation,
-  history: train.History | None = None,
+  history: History | None = None,
 ) -> Path:
   """Save one checkpoint of ``state`` into ``directory``; see :class:`Checkpoints`."""
   with Checkpoints(directory, cell=cell, task=task, optimizer=optimizer) as ckpts:
@@ -809,14 +641,7 @@ def restore(
     return ckpts.restore(step, strict=strict, sharding=sharding)
 
 
-def _run_description(key: PRNGKeyArray, batch_size: int) -> dict[str, Any]:
-  """What a run started from a directory records beyond its model: its key and batch size."""
-  typed = jnp.issubdtype(key.dtype, jax.dtypes.prng_key)
-  key_data = np.asarray(jax.random.key_data(key) if typed else key).tolist()
-  return {"key": key_data, "batch_size": batch_size}
-
-
-def _for_fit(
+def for_fit(
   checkpoints: Checkpoints | str | os.PathLike,
   *,
   cell: Cell,
@@ -828,8 +653,10 @@ def _for_fit(
 ) -> Checkpoints:
   """The :class:`Checkpoints` of :func:`gatejax.train.fit`'s ``checkpoints`` argument."""
   if isinstance(checkpoints, Checkpoints):
-    problems = _mismatches(checkpoints.description, describe(cell, task), strict=True)
-    problems += _optimizer_mismatches(
+    problems = mismatches(
+      checkpoints.description, describe(cell, task), strict=True, init_only=init_only_of(cell)
+    )
+    problems += optimizer_mismatches(
       checkpoints.optimizer_description, describe_optimizer(optimizer)
     )
     if problems:
@@ -845,16 +672,16 @@ def _for_fit(
       task=task,
       optimizer=optimizer,
       every=max(1, steps // 10),
-      run=_run_description(key, batch_size),
+      run=run_description(key, batch_size),
     )
   raise TypeError(
-    f"checkpoints must be a gatejax.checkpoint.Checkpoints or a directory, got {checkpoints!r:.80}"
+    f"checkpoints must be a gatejax.train.Checkpoints or a directory, got {checkpoints!r:.80}"
   )
 
 
-def _resume(
+def resume(
   checkpoints: Checkpoints, steps: int, *, sharding: jax.sharding.Sharding | None
-) -> tuple[train.TrainState | None, train.History | None]:
+) -> tuple[TrainState | None, History | None]:
   """The state and history of the latest checkpoint, or ``(None, None)`` for a new run."""
   latest = checkpoints.latest_step()
   if latest is None:
@@ -867,68 +694,3 @@ def _resume(
     )
   state, history, _ = checkpoints.restore(sharding=sharding)
   return state, history
-
-
-def fit(
-  cell: Cell,
-  task: Task,
-  *,
-  directory: str | os.PathLike,
-  key: PRNGKeyArray,
-  steps: int,
-  every: int,
-  keep: int | None = None,
-  batch_size: int = 64,
-  learning_rate: float | optax.Schedule = 1e-3,
-  clip_norm: float | None = 1.0,
-  optimizer: str | optax.GradientTransformation | None = None,
-  **fit_kwargs: Any,
-) -> train.TrainResult:
-  """:func:`gatejax.train.fit` that resumes from ``directory`` and saves every ``every`` steps.
-
-  A thin wrapper over ``train.fit(..., checkpoints=Checkpoints(directory, ..., every=every,
-  keep=keep))``: start a run, or continue it after an interruption with the same call; the
-  result equals an uninterrupted run's bit for bit. The final state is saved too. The key
-  and batch size are stored as the run's description (the optimizer is described in every
-  checkpoint anyway), so resuming with other ones fails instead of silently mixing two runs.
-
-  Args:
-    cell, task, key, steps, batch_size, learning_rate, clip_norm, optimizer:
-      as in :func:`gatejax.train.fit`.
-    directory: the run's checkpoint directory.
-    every: save every this many steps.
-    keep: keep only the latest ``keep`` checkpoints.
-    **fit_kwargs: passed on to :func:`gatejax.train.fit` (``eval_every``, ``progress``,
-      ``mesh``, ``callback``, ...).
-
-  Example:
-    >>> import tempfile, jax, gatejax as gj
-    >>> from gatejax import checkpoint, tasks
-    >>> run = tempfile.mkdtemp()
-    >>> first = checkpoint.fit(gj.gru(4), tasks.adding(5), directory=run, key=jax.random.key(0),
-    ...                        steps=4, every=2, batch_size=8, progress=False)
-    >>> longer = checkpoint.fit(gj.gru(4), tasks.adding(5), directory=run, key=jax.random.key(0),
-    ...                         steps=6, every=2, batch_size=8, progress=False)
-    >>> longer.history.step     # steps 0-3 restored, 4-5 trained
-    [0, 1, 2, 3, 4, 5]
-  """
-  opt = train.resolve_optimizer(optimizer, learning_rate=learning_rate, clip_norm=clip_norm)
-  with Checkpoints(
-    directory,
-    cell=cell,
-    task=task,
-    optimizer=opt,
-    every=every,
-    keep=keep,
-    run=_run_description(key, batch_size),
-  ) as ckpts:
-    return train.fit(
-      cell,
-      task,
-      key=key,
-      steps=steps,
-      batch_size=batch_size,
-      optimizer=opt,
-      checkpoints=ckpts,
-      **fit_kwargs,
-    )

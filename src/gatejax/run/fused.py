@@ -39,7 +39,7 @@ their transposes in the backward pass, with bfloat16 operands and float32 result
 (accumulation); the carry, the gates, the biases and every elementwise operation stay
 in the compute dtype.
 
-Time runs in blocks (``Config.block``): one step per block on a CPU, where what stays in
+Time runs in blocks (``Plan.block``, :mod:`gatejax.run.options`): one step per block on a CPU, where what stays in
 cache decides the speed (a measured choice, see BENCHMARKS.md), one block of the whole
 sequence elsewhere (the largest matmuls). Each block projects its inputs with one matmul;
 the backward pass recomputes that projection rather than saving it.
@@ -52,52 +52,22 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from functools import partial
-from typing import Any, NamedTuple, cast
+from typing import Any, cast
 
 import jax
 import jax.numpy as jnp
 from jax.extend import core as jax_core
 from jaxtyping import Array
 
-from gatejax import loop, protocol
+import gatejax.run.loop as loop
+from gatejax import protocol
 from gatejax.protocol import Recurrence, RecurSplit
+from gatejax.run.options import Plan
 
-__all__ = ["Config", "default_block", "run", "run_autodiff"]
+__all__ = ["recurrence", "run", "run_autodiff"]
 
 Params = Any
 Carry = Any
-
-
-class Config(NamedTuple):
-  """Static options of one run (hashable: they key the jit cache).
-
-  Attributes:
-    reverse: run from the last valid step back to the first.
-    unroll: ``jax.lax.scan``'s ``unroll`` for every loop over time.
-    with_gates: also return the gate activations.
-    remat: segment length for checkpointing, or ``None`` to keep every step's residuals.
-    matmul_dtype: dtype name of the matmul operands (``"bfloat16"``), or ``None``.
-    block: steps per block (projection and weight-gradient matmuls); see :func:`default_block`.
-    single_block: set by the runner when one block holds the whole sequence.
-  """
-
-  reverse: bool
-  unroll: int | bool
-  with_gates: bool
-  remat: int | None
-  matmul_dtype: str | None
-  block: int = 1
-  single_block: bool = False
-
-
-def default_block(steps: int) -> int:
-  """Steps per block when the caller names none: 1 on a CPU, the whole sequence elsewhere.
-
-  Measured on a two-core CPU (BENCHMARKS.md): the smallest block is fastest there, since
-  every array of a step stays in cache; a GPU pays per kernel launch, so it wants the
-  largest matmuls, which one block of the whole sequence gives.
-  """
-  return 1 if jax.default_backend() == "cpu" else max(steps, 1)
 
 
 # ---------------------------------------------------------------------------
@@ -201,7 +171,7 @@ def _matmul_bwd(dtype: str, saved: tuple[Array, Array], ct: Array) -> tuple[Arra
 _matmul.defvjp(_matmul_fwd, _matmul_bwd)
 
 
-def _parts(cell: Any, matmul_dtype: str | None) -> Recurrence:
+def recurrence(cell: Any, matmul_dtype: str | None) -> Recurrence:
   """The cell's recurrence (:func:`gatejax.protocol.recurrence`), its matmuls in ``matmul_dtype``."""
   parts = protocol.recurrence(cell)
   if matmul_dtype is None:
@@ -219,7 +189,7 @@ def _parts(cell: Any, matmul_dtype: str | None) -> Recurrence:
 # Time in blocks
 # ---------------------------------------------------------------------------
 #
-# Time is cut into blocks of ``cfg.block`` steps. A block projects its inputs at once
+# Time is cut into blocks of ``plan.block`` steps. A block projects its inputs at once
 # (one matmul of block·batch rows) and runs its steps as an unrolled loop; in the
 # backward pass it turns its stacked cotangents into weight gradients with one matmul of
 # block·batch rows. On a CPU a small block keeps every per-block array in cache: there
@@ -244,20 +214,20 @@ def _unblock(a: Any) -> Any:
   return jax.tree.map(lambda x: x.reshape((x.shape[0] * x.shape[1], *x.shape[2:])), a)
 
 
-def _inner_unroll(cfg: Config) -> int | bool:
+def _inner_unroll(plan: Plan) -> int | bool:
   # A short block of a longer sequence runs unrolled: a nested loop's per-iteration cost
   # is what blocks avoid. A single block is the plain loop, unrolled as asked.
-  return True if cfg.block <= 16 and not cfg.single_block else cfg.unroll
+  return True if plan.block <= 16 and not plan.single_block else plan.unroll
 
 
-def _outer_unroll(cfg: Config) -> int | bool:
+def _outer_unroll(plan: Plan) -> int | bool:
   # With one step per block the loop over blocks is the loop over steps.
-  return cfg.unroll if cfg.block == 1 and not cfg.single_block else 1
+  return plan.unroll if plan.block == 1 and not plan.single_block else 1
 
 
 def _block_forward(
   parts: Recurrence,
-  cfg: Config,
+  plan: Plan,
   params: Params,
   carry: Carry,
   xs: Array,
@@ -277,7 +247,7 @@ def _block_forward(
       new, y, gates = split.combine(c, px, hh)
     else:
       new, y, gates = parts.recur(params, c, px)
-    return new, y, (gates if cfg.with_gates else (), c if save else (), hh)
+    return new, y, (gates if plan.with_gates else (), c if save else (), hh)
 
   carry, (ys, (gates, before, hhs)) = loop.scan(
     step,
@@ -285,8 +255,8 @@ def _block_forward(
     pxs,
     time=time,
     lengths=lengths,
-    reverse=cfg.reverse,
-    unroll=_inner_unroll(cfg),
+    reverse=plan.reverse,
+    unroll=_inner_unroll(plan),
   )
   return carry, ys, gates, (before, pxs, hhs) if save else ()
 
@@ -297,7 +267,7 @@ def _mix_carry(split: RecurSplit, params: Params, carry: Carry) -> Array:
 
 def _block_backward(
   parts: Recurrence,
-  cfg: Config,
+  plan: Plan,
   params: Params,
   xs: Array,
   time: Array,
@@ -313,7 +283,7 @@ def _block_backward(
 
   def outputs(fn: Callable) -> Callable:
     # The gates' cotangent only exists when the run returns them.
-    return fn if cfg.with_gates else (lambda *a: fn(*a)[:2])
+    return fn if plan.with_gates else (lambda *a: fn(*a)[:2])
 
   # For cells whose combine reads px + hh, the pulled-back dpx and dhh are one array:
   # stacking it once halves the writes (found while tracing the body, which runs once).
@@ -328,7 +298,7 @@ def _block_backward(
       zeros = _zeros_like(dc)
       dy = loop.zero_past(valid, dy)
       dc, held = loop.hold(valid, dc, zeros), loop.hold(valid, zeros, dc)
-    cts = (dc, dy, dg) if cfg.with_gates else (dc, dy)
+    cts = (dc, dy, dg) if plan.with_gates else (dc, dy)
     if split is not None:
       _, pull = jax.vjp(outputs(split.combine), c, px, hh)
       dc_prev, dpx, dhh = pull(cts)
@@ -348,7 +318,7 @@ def _block_backward(
 
   inputs = (time, before, pxs, hhs, d_ys, d_gates)
   d_carry0, (dpxs, per_step) = jax.lax.scan(
-    body, d_carry, inputs, reverse=not cfg.reverse, unroll=_inner_unroll(cfg)
+    body, d_carry, inputs, reverse=not plan.reverse, unroll=_inner_unroll(plan)
   )
   if shared:
     dpxs = per_step
@@ -367,7 +337,7 @@ def _block_backward(
 
 def _span_forward(
   parts: Recurrence,
-  cfg: Config,
+  plan: Plan,
   params: Params,
   carry: Carry,
   xs: Array,
@@ -380,7 +350,7 @@ def _span_forward(
 
   def block(c: Carry, inputs: tuple[Array, Array]) -> tuple[Carry, Any]:
     t, x = inputs
-    c_end, ys, gates, residuals = _block_forward(parts, cfg, params, c, x, t, lengths, save=save)
+    c_end, ys, gates, residuals = _block_forward(parts, plan, params, c, x, t, lengths, save=save)
     if save:
       # The projection is recomputed per block in the backward pass: one cache-sized
       # matmul costs less than writing and reading back (block, batch, G·hidden).
@@ -388,20 +358,20 @@ def _span_forward(
       return c_end, (ys, gates, (before, hhs))
     return c_end, (ys, gates, ())
 
-  size = cfg.block
+  size = plan.block
   carry, (ys, gates, kept) = jax.lax.scan(
     block,
     carry,
     (_blocks(time, size), _blocks(xs, size)),
-    reverse=cfg.reverse,
-    unroll=_outer_unroll(cfg),
+    reverse=plan.reverse,
+    unroll=_outer_unroll(plan),
   )
   return carry, _unblock(ys), _unblock(gates), kept
 
 
 def _span_backward(
   parts: Recurrence,
-  cfg: Config,
+  plan: Plan,
   params: Params,
   xs: Array,
   time: Array,
@@ -417,10 +387,10 @@ def _span_backward(
     dc, dp = acc
     t, x, (before, hhs), dy, dg = inputs
     residuals = (before, parts.project(params, x), hhs)
-    dc, dp_b, dx = _block_backward(parts, cfg, params, x, t, lengths, residuals, dc, dy, dg)
+    dc, dp_b, dx = _block_backward(parts, plan, params, x, t, lengths, residuals, dc, dy, dg)
     return (dc, _add(dp, dp_b)), dx
 
-  size = cfg.block
+  size = plan.block
   inputs = (
     _blocks(time, size),
     _blocks(xs, size),
@@ -432,8 +402,8 @@ def _span_backward(
     block,
     (d_carry, _zeros_like(params)),
     inputs,
-    reverse=not cfg.reverse,
-    unroll=_outer_unroll(cfg),
+    reverse=not plan.reverse,
+    unroll=_outer_unroll(plan),
   )
   return d_carry0, d_params, _unblock(d_xs)
 
@@ -445,54 +415,54 @@ def _span_backward(
 
 @partial(jax.custom_vjp, nondiff_argnums=(0, 1))
 def _sequence(
-  cell: Any, cfg: Config, params: Params, xs: Array, carry: Carry, lengths: Array | None
+  cell: Any, plan: Plan, params: Params, xs: Array, carry: Carry, lengths: Array | None
 ) -> tuple[Carry, Array, Any]:
-  parts = _parts(cell, cfg.matmul_dtype)
+  parts = recurrence(cell, plan.matmul_dtype)
   time = loop.time(xs.shape[0])
-  carry, ys, gates, _ = _span_forward(parts, cfg, params, carry, xs, time, lengths, save=False)
+  carry, ys, gates, _ = _span_forward(parts, plan, params, carry, xs, time, lengths, save=False)
   return carry, ys, gates
 
 
 def _sequence_fwd(
-  cell: Any, cfg: Config, params: Params, xs: Array, carry: Carry, lengths: Array | None
+  cell: Any, plan: Plan, params: Params, xs: Array, carry: Carry, lengths: Array | None
 ) -> tuple[tuple[Carry, Array, Any], Any]:
-  parts = _parts(cell, cfg.matmul_dtype)
+  parts = recurrence(cell, plan.matmul_dtype)
   time = loop.time(xs.shape[0])
-  if cfg.remat is None:
-    out, ys, gates, kept = _span_forward(parts, cfg, params, carry, xs, time, lengths, save=True)
+  if plan.remat is None:
+    out, ys, gates, kept = _span_forward(parts, plan, params, carry, xs, time, lengths, save=True)
     return (out, ys, gates), (params, xs, lengths, kept)
 
   def segment(c: Carry, inputs: tuple[Array, Array]) -> tuple[Carry, Any]:
     t, x = inputs
-    c_end, ys, gates, _ = _span_forward(parts, cfg, params, c, x, t, lengths, save=False)
+    c_end, ys, gates, _ = _span_forward(parts, plan, params, c, x, t, lengths, save=False)
     return c_end, (ys, gates, c)
 
-  size = cfg.remat
+  size = plan.remat
   out, (ys, gates, starts) = jax.lax.scan(
-    segment, carry, (_blocks(time, size), _blocks(xs, size)), reverse=cfg.reverse
+    segment, carry, (_blocks(time, size), _blocks(xs, size)), reverse=plan.reverse
   )
   return (out, _unblock(ys), _unblock(gates)), (params, xs, lengths, starts)
 
 
-def _sequence_bwd(cell: Any, cfg: Config, saved: Any, cts: Any) -> tuple[Any, ...]:
-  parts = _parts(cell, cfg.matmul_dtype)
+def _sequence_bwd(cell: Any, plan: Plan, saved: Any, cts: Any) -> tuple[Any, ...]:
+  parts = recurrence(cell, plan.matmul_dtype)
   params, xs, lengths, kept = saved
   d_carry, d_ys, d_gates = cts
   time = loop.time(xs.shape[0])
-  if cfg.remat is None:
+  if plan.remat is None:
     d_carry0, d_params, d_xs = _span_backward(
-      parts, cfg, params, xs, time, lengths, kept, d_carry, d_ys, d_gates
+      parts, plan, params, xs, time, lengths, kept, d_carry, d_ys, d_gates
     )
     return d_params, d_xs, d_carry0, None
 
   def segment(acc: tuple[Carry, Params], inputs: Any) -> tuple[tuple[Carry, Params], Array]:
     dc, dp = acc
     t, x, start, dy, dg = inputs
-    _, _, _, kept_s = _span_forward(parts, cfg, params, start, x, t, lengths, save=True)
-    dc, dp_s, dx = _span_backward(parts, cfg, params, x, t, lengths, kept_s, dc, dy, dg)
+    _, _, _, kept_s = _span_forward(parts, plan, params, start, x, t, lengths, save=True)
+    dc, dp_s, dx = _span_backward(parts, plan, params, x, t, lengths, kept_s, dc, dy, dg)
     return (dc, _add(dp, dp_s)), dx
 
-  size = cfg.remat
+  size = plan.remat
   inputs = (
     _blocks(time, size),
     _blocks(xs, size),
@@ -501,7 +471,7 @@ def _sequence_bwd(cell: Any, cfg: Config, saved: Any, cts: Any) -> tuple[Any, ..
     _blocks(d_gates, size),
   )
   (d_carry0, d_params), d_xs = jax.lax.scan(
-    segment, (d_carry, _zeros_like(params)), inputs, reverse=not cfg.reverse
+    segment, (d_carry, _zeros_like(params)), inputs, reverse=not plan.reverse
   )
   return d_params, _unblock(d_xs), d_carry0, None
 
@@ -512,23 +482,6 @@ _sequence.defvjp(_sequence_fwd, _sequence_bwd)
 # ---------------------------------------------------------------------------
 # Entry points
 # ---------------------------------------------------------------------------
-
-
-def _layout(cfg: Config, steps: int) -> tuple[Config, int]:
-  """``cfg`` with concrete ``block`` and ``remat`` (a multiple of it) and the padded length.
-
-  A block longer than the sequence is the whole sequence; a ``remat`` segment at least as
-  long as the sequence is no segmentation at all.
-  """
-  block = max(1, min(cfg.block, steps))
-  remat = cfg.remat
-  if remat is not None:
-    remat = -(-max(remat, block) // block) * block
-    if remat >= steps:
-      remat = None
-  unit = remat or block
-  padded = -(-steps // unit) * unit if steps else 0
-  return cfg._replace(block=block, remat=remat, single_block=block == padded), padded
 
 
 def _pad(xs: Array, lengths: Array | None, steps: int, padded: int) -> tuple[Array, Array | None]:
@@ -546,53 +499,52 @@ def _trim(ys: Array, gates: Any, steps: int) -> tuple[Array, Any]:
 
 
 def run(
-  cell: Any, cfg: Config, params: Params, xs: Array, carry: Carry, lengths: Array | None
+  cell: Any, plan: Plan, params: Params, xs: Array, carry: Carry, lengths: Array | None
 ) -> tuple[Carry, Array, Any]:
-  """The fused runner: ``(carry, ys, gates)`` as the plain scan, with the hand-written VJP."""
-  steps, lengths = xs.shape[0], loop.int32(lengths)
-  xs = loop.clean_inputs(xs, lengths)
-  cfg, padded = _layout(cfg, steps)
-  if padded == 0:
-    return run_autodiff(cell, cfg, params, xs, carry, lengths)
-  xs, lengths = _pad(xs, lengths, steps, padded)
-  out = _sequence(cell, cfg, params, xs, carry, lengths)
+  """The fused runner: ``(carry, ys, gates)`` as the plain scan, with the hand-written VJP.
+
+  ``xs`` and ``lengths`` come prepared (:mod:`gatejax.run.prepare`: padding zeroed, int32).
+  """
+  steps = xs.shape[0]
+  if plan.padded == 0:
+    return run_autodiff(cell, plan, params, xs, carry, lengths)
+  xs, lengths = _pad(xs, lengths, steps, plan.padded)
+  out = _sequence(cell, plan, params, xs, carry, lengths)
   carry, ys, gates = cast(tuple[Carry, Array, Any], out)
   return carry, *_trim(ys, gates, steps)
 
 
 def run_autodiff(
-  cell: Any, cfg: Config, params: Params, xs: Array, carry: Carry, lengths: Array | None
+  cell: Any, plan: Plan, params: Params, xs: Array, carry: Carry, lengths: Array | None
 ) -> tuple[Carry, Array, Any]:
   """The same forward pass, differentiated by JAX; under ``remat``, checkpointed per segment."""
-  steps, lengths = xs.shape[0], loop.int32(lengths)
-  xs = loop.clean_inputs(xs, lengths)
-  cfg, padded = _layout(cfg, steps)
-  parts = _parts(cell, cfg.matmul_dtype)
-  if padded == 0:
+  steps = xs.shape[0]
+  parts = recurrence(cell, plan.matmul_dtype)
+  if plan.padded == 0:
     pxs = parts.project(params, xs)
     body = lambda c, px: parts.recur(params, c, px)
-    carry, (ys, gates) = jax.lax.scan(lambda c, px: _drop(body(c, px), cfg), carry, pxs)
+    carry, (ys, gates) = jax.lax.scan(lambda c, px: _drop(body(c, px), plan), carry, pxs)
     return carry, ys, gates
-  xs, lengths = _pad(xs, lengths, steps, padded)
-  time = loop.time(padded)
-  if cfg.remat is None:
-    carry, ys, gates, _ = _span_forward(parts, cfg, params, carry, xs, time, lengths, save=False)
+  xs, lengths = _pad(xs, lengths, steps, plan.padded)
+  time = loop.time(plan.padded)
+  if plan.remat is None:
+    carry, ys, gates, _ = _span_forward(parts, plan, params, carry, xs, time, lengths, save=False)
     return carry, *_trim(ys, gates, steps)
 
   # Only each segment's input carry is saved; its steps are recomputed in the backward pass.
   @partial(jax.checkpoint, prevent_cse=False)
   def segment(c: Carry, inputs: tuple[Array, Array]) -> tuple[Carry, Any]:
     t, x = inputs
-    c, ys, gates, _ = _span_forward(parts, cfg, params, c, x, t, lengths, save=False)
+    c, ys, gates, _ = _span_forward(parts, plan, params, c, x, t, lengths, save=False)
     return c, (ys, gates)
 
-  size = cfg.remat
+  size = plan.remat
   carry, (ys, gates) = jax.lax.scan(
-    segment, carry, (_blocks(time, size), _blocks(xs, size)), reverse=cfg.reverse
+    segment, carry, (_blocks(time, size), _blocks(xs, size)), reverse=plan.reverse
   )
   return carry, *_trim(_unblock(ys), _unblock(gates), steps)
 
 
-def _drop(out: tuple[Carry, Array, Any], cfg: Config) -> tuple[Carry, tuple[Array, Any]]:
+def _drop(out: tuple[Carry, Array, Any], plan: Plan) -> tuple[Carry, tuple[Array, Any]]:
   carry, y, gates = out
-  return carry, (y, gates if cfg.with_gates else ())
+  return carry, (y, gates if plan.with_gates else ())

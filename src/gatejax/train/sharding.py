@@ -20,9 +20,9 @@ array                  shape                        partition spec
 parameters, optimizer  any                          ``P()`` (replicated)
 =====================  ===========================  ========================
 
-Seed sweeps (:func:`sweep`, :func:`train_many_seeds`) ``jax.vmap`` an experiment over a
-vector of PRNG keys and split that seed axis over the mesh instead: independent runs, no
-communication at all.
+Seed sweeps (:func:`sweep`, and :func:`gatejax.train.train_many_seeds` built on it)
+``jax.vmap`` an experiment over a vector of PRNG keys and split that seed axis over the
+mesh instead: independent runs, no communication at all.
 
 Multi-host: call ``jax.distributed.initialize()`` first in every process (one per host);
 ``jax.devices()`` then lists the devices of all hosts and :func:`data_mesh` spans them.
@@ -40,28 +40,21 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 from jaxtyping import Array, PRNGKeyArray
 
-from gatejax import train
-from gatejax.cells import Cell
-from gatejax.sequence import ScanOptions
 from gatejax.tasks import Batch, Task
 
 __all__ = [
   "DATA",
   "batch_sharding",
   "data_mesh",
-  "fit",
   "replicate",
   "shard",
   "shard_batch",
   "shard_task",
   "sweep",
-  "train_many_seeds",
-  "train_step",
 ]
 
 #: The name of the mesh axis that splits the batch, in :func:`data_mesh`'s meshes.
@@ -82,8 +75,8 @@ def data_mesh(
     axis: the mesh axis name.
 
   Example:
-    >>> from gatejax import parallel
-    >>> mesh = parallel.data_mesh(1)
+    >>> from gatejax import train
+    >>> mesh = train.data_mesh(1)
     >>> dict(mesh.shape)
     {'data': 1}
   """
@@ -144,8 +137,8 @@ def shard(tree: Any, mesh: Mesh, *, dim: int, axis: str | None = None) -> Any:
 
   Example:
     >>> import jax.numpy as jnp
-    >>> from gatejax import parallel
-    >>> xs = parallel.shard(jnp.zeros((10, 8, 3)), parallel.data_mesh(1), dim=1)
+    >>> from gatejax import train
+    >>> xs = train.shard(jnp.zeros((10, 8, 3)), train.data_mesh(1), dim=1)
     >>> xs.sharding.spec
     P(None, 'data', None)
   """
@@ -195,9 +188,9 @@ def shard_batch(batch: Batch, mesh: Mesh, *, axis: str | None = None) -> Batch:
 
   Example:
     >>> import jax
-    >>> from gatejax import parallel, tasks
+    >>> from gatejax import tasks, train
     >>> batch = tasks.adding(10).sample(jax.random.key(0), 8)
-    >>> sharded = parallel.shard_batch(batch, parallel.data_mesh(1))
+    >>> sharded = train.shard_batch(batch, train.data_mesh(1))
     >>> sharded.xs.sharding.spec, sharded.targets.sharding.spec
     (P(None, 'data', None), P('data',))
   """
@@ -210,18 +203,19 @@ def _shard_task(task: Task, mesh: Mesh, axis: str) -> Task:
   # that take the task as a static argument compile once.
   sample = task.sample
 
-  @functools.cache
-  def jitted(batch_size: int) -> Callable[[PRNGKeyArray], Batch]:
+  @functools.lru_cache(maxsize=64)  # bounded: one program per (batch size, length)
+  def jitted(batch_size: int, length: int | None) -> Callable[[PRNGKeyArray], Batch]:
     # The output shardings make every batch come out split, also one drawn outside a
     # training step (the evaluation set): generated in its shards, which across
     # processes is the only way to make it. Inside a jitted step they constrain the batch.
-    shape = jax.eval_shape(lambda key: sample(key, batch_size), jax.random.key(0))
-    return jax.jit(
-      lambda key: sample(key, batch_size), out_shardings=batch_sharding(shape, mesh, axis=axis)
-    )
+    def draw(key: PRNGKeyArray) -> Batch:
+      return sample(key, batch_size, length=length)
 
-  def sharded_sample(key: PRNGKeyArray, batch_size: int) -> Batch:
-    return jitted(batch_size)(key)
+    shape = jax.eval_shape(draw, jax.random.key(0))
+    return jax.jit(draw, out_shardings=batch_sharding(shape, mesh, axis=axis))
+
+  def sharded_sample(key: PRNGKeyArray, batch_size: int, *, length: int | None = None) -> Batch:
+    return jitted(batch_size, length)(key)
 
   return task._replace(sample=sharded_sample)
 
@@ -230,28 +224,21 @@ def shard_task(task: Task, mesh: Mesh, *, axis: str | None = None) -> Task:
   """``task`` whose every batch comes split over ``mesh`` along its batch axis.
 
   This is how the training code of :mod:`gatejax.train` runs data-parallel unchanged:
-  ``train.train_step`` and ``train.fit`` draw their batch with ``task.sample`` inside the
-  jitted step, and the sharding constraint added here makes each device generate and
-  process its share only (JAX's partitionable threefry gives the same numbers however the
-  batch is split). With the parameters replicated (:func:`replicate`), the compiler adds
-  the all-reduce of the gradients. Everything else about the task (name, sizes, loss,
-  baseline, metric, ``dataset``) is unchanged.
+  :func:`~gatejax.train.train_step` and :func:`~gatejax.train.fit` draw their batch with
+  ``task.sample`` inside the jitted step, and the sharding constraint added here makes
+  each device generate and process its share only (JAX's partitionable threefry gives the
+  same numbers however the batch is split). With the parameters replicated
+  (:func:`replicate`), the compiler adds the all-reduce of the gradients. Everything else
+  about the task (name, sizes, loss, baseline, metric, ``dataset``) is unchanged.
 
   Example:
     >>> import jax
-    >>> from gatejax import parallel, tasks
-    >>> task = parallel.shard_task(tasks.adding(10), parallel.data_mesh(1))
+    >>> from gatejax import tasks, train
+    >>> task = train.shard_task(tasks.adding(10), train.data_mesh(1))
     >>> task.sample(jax.random.key(0), 8).xs.sharding.spec
     P(None, 'data', None)
   """
   return _shard_task(task, mesh, _axis(mesh, axis))
-
-
-def _check_batch_size(batch_size: Any, mesh: Mesh, axis: str) -> int:
-  if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
-    raise ValueError(f"batch_size must be an int >= 1, got {batch_size!r}")
-  _check_divisible(batch_size, mesh, axis, "batch_size")
-  return batch_size
 
 
 class _Placement(NamedTuple):
@@ -276,86 +263,6 @@ class _Placement(NamedTuple):
 
   def replicate(self, tree: Any) -> Any:
     return replicate(tree, self.mesh)
-
-
-def train_step(
-  cell: Cell,
-  task: Task,
-  optimizer: optax.GradientTransformation,
-  state: train.TrainState,
-  *,
-  mesh: Mesh,
-  batch_size: int = 64,
-  axis: str | None = None,
-  options: ScanOptions | None = None,
-) -> tuple[train.TrainState, train.StepMetrics]:
-  """:func:`gatejax.train.train_step` with the batch split over ``mesh`` and the state replicated.
-
-  It is ``train.train_step`` itself, run on :func:`shard_task` of ``task`` with the state
-  placed by :func:`replicate`: the same batch (``fold_in(state.key, state.step)``), so its
-  loss, gradients and new state equal the single-device step's up to the order of the
-  cross-device sums. With a one-device mesh it is the single-device step.
-
-  Args:
-    cell, task, optimizer, state: as in :func:`gatejax.train.train_step`.
-    mesh: the device mesh, e.g. :func:`data_mesh`.
-    batch_size: sequences per step, a multiple of the number of devices on ``axis``.
-    axis: the mesh axis that splits the batch (default: the mesh's only axis).
-    options: a :class:`~gatejax.ScanOptions`, as in :func:`gatejax.train.train_step`.
-
-  Example:
-    >>> import jax, gatejax as gj
-    >>> from gatejax import parallel, tasks, train
-    >>> cell, task, opt = gj.gru(8), tasks.adding(10), train.make_optimizer()
-    >>> state = train.init_state(cell, task, jax.random.key(0), opt)
-    >>> mesh = parallel.data_mesh()
-    >>> state, metrics = parallel.train_step(cell, task, opt, state, mesh=mesh, batch_size=16)
-    >>> int(state.step)
-    1
-  """
-  axis = _axis(mesh, axis)
-  batch_size = _check_batch_size(batch_size, mesh, axis)
-  return train.train_step(
-    cell,
-    shard_task(task, mesh, axis=axis),
-    optimizer,
-    replicate(state, mesh),
-    batch_size=batch_size,
-    options=options,
-  )
-
-
-def fit(
-  cell: Cell,
-  task: Task,
-  *,
-  mesh: Mesh,
-  axis: str | None = None,
-  **fit_kwargs: Any,
-) -> train.TrainResult:
-  """:func:`gatejax.train.fit` with ``mesh=mesh``: the same loop, history and results, data-parallel.
-
-  A thin wrapper kept for reading: ``parallel.fit(cell, task, mesh=mesh, ...)`` is
-  ``train.fit(cell, task, mesh=mesh, ...)``, which splits every batch over the mesh
-  (:func:`shard_task`), replicates the state on it and can checkpoint the run
-  (``checkpoints=``). The result equals the single-device run's up to float32 rounding
-  in the gradient sums.
-
-  Example:
-    >>> import jax, gatejax as gj
-    >>> from gatejax import parallel, tasks
-    >>> result = parallel.fit(gj.rnn(4), tasks.adding(5), mesh=parallel.data_mesh(),
-    ...                       key=jax.random.key(0), steps=3, batch_size=8,
-    ...                       eval_batch_size=8, progress=False)
-    >>> len(result.history.loss)
-    3
-  """
-  return train.fit(cell, task, mesh=mesh, axis=axis, **fit_kwargs)
-
-
-# ---------------------------------------------------------------------------
-# Seed sweeps
-# ---------------------------------------------------------------------------
 
 
 @functools.lru_cache(maxsize=64)
@@ -388,9 +295,9 @@ def sweep(
 
   Example:
     >>> import jax, jax.numpy as jnp
-    >>> from gatejax import parallel
+    >>> from gatejax import train
     >>> keys = jax.random.split(jax.random.key(0), 3)
-    >>> out = parallel.sweep(lambda k: jax.random.normal(k, (2,)).sum(), keys)
+    >>> out = train.sweep(lambda k: jax.random.normal(k, (2,)).sum(), keys)
     >>> bool(jnp.allclose(out[1], jax.random.normal(keys[1], (2,)).sum()))
     True
   """
@@ -408,75 +315,3 @@ def sweep(
   keys = _put(keys, NamedSharding(mesh, _spec(keys.ndim, 0, axis)))
   out = _vmapped(fn, mesh, axis)(keys)
   return jax.tree.map(lambda x: x[:n], out) if pad else out
-
-
-@functools.lru_cache(maxsize=64)
-def _training_run(
-  cell: Cell,
-  task: Task,
-  optimizer: optax.GradientTransformation,
-  steps: int,
-  batch_size: int,
-  options: ScanOptions | None,
-) -> Callable[[PRNGKeyArray], tuple[train.TrainState, train.StepMetrics]]:
-  def run(key: PRNGKeyArray) -> tuple[train.TrainState, train.StepMetrics]:
-    # The seed convention of train.fit: the run key makes the parameters and the data.
-    k_run, _ = jax.random.split(key)
-    state = train.init_state(cell, task, k_run, optimizer)
-
-    def body(state: train.TrainState, _: None) -> tuple[train.TrainState, train.StepMetrics]:
-      return train.train_step(cell, task, optimizer, state, batch_size=batch_size, options=options)
-
-    return jax.lax.scan(body, state, length=steps)
-
-  return run
-
-
-def train_many_seeds(
-  cell: Cell,
-  task: Task,
-  keys: PRNGKeyArray,
-  *,
-  steps: int,
-  batch_size: int = 64,
-  optimizer: optax.GradientTransformation | None = None,
-  mesh: Mesh | None = None,
-  axis: str | None = None,
-  options: ScanOptions | None = None,
-) -> tuple[train.TrainState, train.StepMetrics]:
-  """Train one model per key, all at once: ``jax.vmap`` over keys, seeds split over devices.
-
-  Run ``i`` is the run of :func:`gatejax.train.fit` with ``key=keys[i]`` (same parameters,
-  same batches, same updates; up to float32 rounding, since the batched matrix products
-  may round differently), without evaluation or divergence checks.
-
-  Args:
-    cell, task: the model and task.
-    keys: a vector of ``n`` keys.
-    steps: updates per run.
-    batch_size: sequences per step.
-    optimizer: an optax transformation (default :func:`gatejax.train.make_optimizer`).
-    mesh, axis: where to split the seeds, as in :func:`sweep`.
-    options: a :class:`~gatejax.ScanOptions`: how every sequence runs.
-
-  Returns:
-    ``(states, metrics)``: the final :class:`~gatejax.train.TrainState` of every run
-    (leading axis ``n``) and every step's :class:`~gatejax.train.StepMetrics`,
-    shape ``(n, steps)``.
-
-  Example:
-    >>> import jax, gatejax as gj
-    >>> from gatejax import parallel, tasks
-    >>> keys = jax.random.split(jax.random.key(0), 2)
-    >>> states, metrics = parallel.train_many_seeds(gj.rnn(4), tasks.adding(5), keys,
-    ...                                             steps=3, batch_size=4)
-    >>> metrics.loss.shape, states.params.cell.w_h.shape
-    ((2, 3), (2, 4, 4))
-  """
-  if not isinstance(steps, int) or isinstance(steps, bool) or steps < 0:
-    raise ValueError(f"steps must be an int >= 0, got {steps!r}")
-  if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
-    raise ValueError(f"batch_size must be an int >= 1, got {batch_size!r}")
-  optimizer = train.make_optimizer() if optimizer is None else optimizer
-  run = _training_run(cell, task, optimizer, steps, batch_size, options)
-  return sweep(run, keys, mesh=mesh, axis=axis)
