@@ -442,6 +442,26 @@ def test_chunkwise_equals_the_step_loop(name, T, chunk, gates, x64):
     assert max_rel(g_nan[0], g_want[0]) < 1e-11 and max_rel(g_nan[2], g_want[2]) < 1e-11
 
 
+def test_scan_impl_chunkwise_equals_the_step_loop(x64):
+  """Through the runner (gj.scan, impl="chunkwise"): lengths, reverse, values and gradients."""
+  params, xs, carry = draw("mlstm", 17)
+  lengths = jnp.array([9, 4, 0])
+  chunked = gj.ScanOptions(impl="chunkwise", chunk_size=4)
+  for reverse in (False, True):
+    got = gj.scan(MLSTM, params, xs, carry=carry, lengths=lengths, reverse=reverse, options=chunked)
+    assert max_rel(got, run(MLSTM, params, xs, carry, lengths, reverse)) < 1e-12
+
+  def loss(params, options):
+    final, ys = gj.scan(
+      MLSTM, params, xs, carry=carry, lengths=lengths, reverse=True, options=options
+    )
+    return jnp.sum(ys * xs[..., :1]) + sum(jnp.sum(jnp.sin(leaf)) for leaf in final)
+
+  g_got = jax.grad(loss)(params, chunked)
+  g_want = jax.grad(loss)(params, gj.ScanOptions(impl="autodiff"))
+  assert max_rel(g_got, g_want) < 1e-11
+
+
 def test_chunkwise_without_valid_and_in_float32():
   params, xs, carry = draw("mlstm", 9, T=10, dtype=np.float32, scale=0.5)
   got = jax.jit(lambda p, x, c: MLSTM.chunkwise(p, x, c, None, 3))(params, xs, carry)

@@ -34,7 +34,7 @@ import numpy as np
 from jax.typing import DTypeLike
 from jaxtyping import Array, Float, PRNGKeyArray
 
-from gatejax.cells import _kit
+import gatejax.cells._kit as _kit
 from gatejax.cells._kit import Cell
 from gatejax.protocol import RecurSplit
 
