@@ -18,6 +18,7 @@ import gatejax as gj
 from gatejax import dynamics
 from registry import make, normal, random_params
 from test_newton import DictCell, chaotic_rnn
+from user_cells import Counting
 
 H, I, T = 3, 2, 12
 LENGTHS = (12, 6, 2)
@@ -189,3 +190,52 @@ def test_an_empty_sequence_is_an_error():
   cell = cell_of("lstm")
   with pytest.raises(ValueError, match="time step"):
     dynamics.largest_lyapunov_exponent(cell, random_params(cell, 0, I), jnp.zeros((0, 2, I)))
+
+
+# ---------------------------------------------------------------------------
+# Edges (issue 20)
+# ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("s", [1e-20, 1e-19, 1e20, 1e21])
+def test_extreme_contraction_and_expansion_give_log_s(s):
+  """``W_h = s·I``, float32: every exponent is ``log s``. The tangent vector's norm is taken
+  scaled (its square would under- or overflow), as the QR frame's is by LAPACK."""
+  cell, params, xs = linear_rnn(s * np.eye(3), "float32")
+  want = np.full(2, np.log(s))
+  np.testing.assert_allclose(dynamics.largest_lyapunov_exponent(cell, params, xs), want, rtol=1e-6)
+  lam = dynamics.lyapunov_exponents(cell, params, xs)
+  np.testing.assert_allclose(lam, np.tile(want[:, None], (1, 3)), rtol=1e-6)
+
+
+@pytest.mark.parametrize("dtype", ["bfloat16", "float16"])
+def test_half_precision_cells_have_exponents(dtype):
+  """LAPACK has no half-precision QR: the frame is orthonormalised in float32. The result is
+  the float32 one to the half-precision rounding of the step."""
+  cell, params, xs, carry, lengths = problem("gru_after", "float32")
+  options = {"lengths": lengths, "transient": TRANSIENT}
+  want = dynamics.lyapunov_exponents(cell, params, xs, carry=carry, **options)
+  want_largest = dynamics.largest_lyapunov_exponent(cell, params, xs, carry=carry, **options)
+  half = jax.tree.map(lambda a: a.astype(dtype), (params, xs, carry))
+  got = dynamics.lyapunov_exponents(cell, *half[:2], carry=half[2], **options)
+  largest = dynamics.largest_lyapunov_exponent(cell, *half[:2], carry=half[2], **options)
+  assert got.dtype == largest.dtype == jnp.dtype(dtype)
+  tol = 0.1 if dtype == "bfloat16" else 0.02
+  np.testing.assert_allclose(np.asarray(got, np.float32), want, atol=tol)
+  np.testing.assert_allclose(np.asarray(largest, np.float32), want_largest, atol=tol)
+
+
+def test_an_empty_batch_has_no_exponents():
+  cell = cell_of("lstm")
+  params = random_params(cell, 0, I)
+  xs = jnp.zeros((T, 0, I))
+  assert dynamics.lyapunov_exponents(cell, params, xs, k=2).shape == (0, 2)
+  assert dynamics.largest_lyapunov_exponent(cell, params, xs).shape == (0,)
+
+
+def test_an_integer_carry_leaf_is_refused_by_name():
+  cell = Counting(H)
+  params = cell.init(jax.random.key(0), I)
+  for fn in (dynamics.lyapunov_exponents, dynamics.largest_lyapunov_exponent):
+    with pytest.raises(TypeError, match=r"carry leaf count .*int32"):
+      fn(cell, params, jnp.zeros((T, 2, I)))

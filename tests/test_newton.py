@@ -17,7 +17,8 @@ import pytest
 import gatejax as gj
 from gatejax import _jit
 from gatejax.run import newton
-from registry import make, normal, random_params
+from registry import NAMES, make, normal, random_params
+from user_cells import Counting, Lorenz96
 
 H, I, T = 3, 2, 8
 LENGTHS = (8, 5, 0)  # full, padded, empty
@@ -304,7 +305,15 @@ def test_the_solvers_match_dense_linear_algebra(diagonal, x64):
   arg = np.diagonal(jac, axis1=1, axis2=2) if diagonal else jac
   L = dense_operator(jac)
   newton_step = np.linalg.solve(L, r.ravel()).reshape(steps, n)
-  lm_step = np.linalg.solve(L.T @ L + lam * np.eye(steps * n), L.T @ r.ravel()).reshape(steps, n)
+
+  def lm_step(k):
+    """The Levenberg–Marquardt step of the first k equations."""
+    Lk, rk = L[: k * n, : k * n], r[:k].ravel()
+    return np.linalg.solve(Lk.T @ Lk + lam * np.eye(k * n), Lk.T @ rk).reshape(k, n)
+
+  # ELK's step: at t, the last block of the LM step of the first t equations (the filtered
+  # mean of the Kalman model).
+  filtered = np.stack([lm_step(t + 1)[-1] for t in range(steps)])
   # The reverse recurrence x_t = A_t x_{t+1} + b_t is the forward one on the flipped arrays.
   flipped = np.linalg.solve(dense_operator(jac[::-1]), r[::-1].ravel()).reshape(steps, n)[::-1]
 
@@ -312,12 +321,12 @@ def test_the_solvers_match_dense_linear_algebra(diagonal, x64):
   def solvers(a, b):
     return (
       newton._affine_scan(ops, a, b),
-      newton._kalman_step(ops, a, b, lam),
+      newton._kalman_filter(ops, a, b, lam),
       newton._affine_scan(ops, a, b, reverse=True),
     )
 
   got = solvers(jnp.asarray(arg), jnp.asarray(r))
-  for value, want in zip(got, (newton_step, lm_step, flipped), strict=True):
+  for value, want in zip(got, (newton_step, filtered, flipped), strict=True):
     np.testing.assert_allclose(value, want, atol=1e-12)
 
 
@@ -344,6 +353,7 @@ def test_zero_steps_return_the_initial_carry():
     ({"max_iter": 0}, ValueError, "max_iter"),
     ({"max_iter": 2.5}, TypeError, "max_iter"),
     ({"max_iter": True}, TypeError, "max_iter"),
+    ({"max_iter": 2**31}, ValueError, "max_iter"),
     ({"damping": 1.0}, ValueError, "damping"),
     ({"method": "elk", "damping": 0.0}, ValueError, "damping"),
     ({"lengths": jnp.array([1, 2])}, ValueError, "lengths"),
@@ -382,3 +392,170 @@ def test_a_cell_whose_step_changes_the_carry_is_named():
 def test_a_value_without_the_protocol_is_a_type_error():
   with pytest.raises(TypeError, match="cell"):
     gj.parallel_scan(object(), (), jnp.zeros((T, I)))
+
+
+# ---------------------------------------------------------------------------
+# Honest convergence (issue 20): the DEER/ELK benchmarks
+# ---------------------------------------------------------------------------
+
+
+def tanh_rnn(gain, seed=0, steps=100, dtype="float32"):
+  """The DEER/ELK tanh RNN: H = 4, ``W_h = gain · N(0, 1/H)``, unit inputs, zero start.
+
+  Seed 0 contracts at gains 2 and 3 (λ_max ≈ −0.34 and −0.53, measured by
+  :func:`gatejax.dynamics.lyapunov_exponents`), yet at gain 3 DEER's first sweep overflows
+  float32 (a product of 100 Jacobians of norm ~3 at the first guess).
+  """
+  hidden = 4
+  rng = np.random.default_rng(seed)
+  params = gj.RNNParams(
+    w_x=normal(rng, (I, hidden), dtype),
+    w_h=normal(rng, (hidden, hidden), dtype, gain / hidden**0.5),
+    b=jnp.zeros(hidden, dtype),
+  )
+  return gj.rnn(hidden), params, normal(rng, (steps, 1, I), dtype)
+
+
+def assert_honest(cell, params, xs, carry, c, ys, info, tol):
+  """Where a sequence is reported converged, its result is finite and equals gj.scan's."""
+  ref_c, ref_ys = gj.scan(cell, params, xs, carry=carry)
+  for b in range(xs.shape[1]):
+    if bool(info.converged[b]):
+      got = (jax.tree.map(lambda leaf, b=b: leaf[b], c), ys[:, b])
+      want = (jax.tree.map(lambda leaf, b=b: leaf[b], ref_c), ref_ys[:, b])
+      assert all(bool(jnp.isfinite(leaf).all()) for leaf in jax.tree.leaves(got))
+      assert max_error(got, want) <= tol
+    else:
+      assert float(info.residual[b]) > 0
+
+
+def test_lorenz96_is_solved_by_deer_past_its_overflows(x64):
+  """ELK's Lorenz-96 (D = 5, float64, one Dopri5 step per time step), here T = 200.
+
+  Before: DEER stopped after its second sweep overflowed (converged=False, error 3e42). The
+  reference DEER (clip to ±1e8, NaN → 0, go on) converges (130 sweeps at T = 1,000,
+  BENCHMARKS.md); Newton's guarantee is at most T.
+  """
+  cell = Lorenz96()
+  xs = jnp.zeros((200, 1, 1))
+  carry = jnp.asarray(cell.attractor_state())[None]
+  params = jnp.zeros(())
+  c, ys, info = gj.parallel_scan(cell, params, xs, carry=carry)
+  assert bool(info.converged[0]) and int(info.iterations[0]) < 200
+  assert int(info.overflows[0]) >= 1  # sweeps overflowed, and the run went on
+  assert_honest(cell, params, xs, carry, c, ys, info, TOL["float64"])
+
+
+def test_the_residual_sees_every_nan():
+  """XLA:CPU's max over (1000, 5) values with one NaN returned 0.0: the residual said
+  "converged" where a step's value was NaN (quasi-DEER on Lorenz-96 at T = 1,000: 3 sweeps,
+  2,955 of 5,000 outputs NaN; the end-to-end run is in benchmarks/newton_reference.py)."""
+  cs = jnp.zeros((1000, 5))
+  for bad in (jnp.nan, jnp.inf):
+    fs = cs.at[500, 1].set(bad)
+    assert float(jax.jit(newton._residual)(cs, fs)) == float("inf")
+    assert float(jax.jit(newton._residual)(fs, cs)) == float("inf")
+
+
+@dataclasses.dataclass(frozen=True)
+class LoudCell:
+  """Linear in its carry (one sweep solves it), with an output that overflows: ``exp(50 h)``."""
+
+  hidden_size: int = 2
+
+  def init(self, key, input_size, *, dtype=jnp.float32):
+    return jnp.ones((input_size, self.hidden_size), dtype)
+
+  def initial_carry(self, batch_shape=(), dtype=jnp.float32):
+    return jnp.zeros((*batch_shape, self.hidden_size), dtype)
+
+  def step(self, params, carry, x):
+    h = 0.5 * carry + x @ params
+    return h, jnp.exp(50 * h)
+
+
+def test_a_non_finite_output_is_never_converged():
+  cell = LoudCell()
+  xs = jnp.full((4, 2, I), 1.0).at[:, 1].set(0.01)  # the first sequence's outputs overflow
+  _, ys, info = gj.parallel_scan(cell, jnp.ones((I, 2)), xs)
+  assert not bool(jnp.isfinite(ys[:, 0]).all()) and bool(jnp.isfinite(ys[:, 1]).all())
+  assert info.converged.tolist() == [False, True]
+  assert float(info.residual[0]) == float("inf")
+
+
+def test_deer_keeps_going_after_an_overflowing_sweep():
+  """Gain 3 (λ_max ≈ −0.53): the first sweep overflows float32; the reference DEER, which
+  clips and keeps iterating, converges (13 sweeps, BENCHMARKS.md); before, gatejax stopped
+  after that first sweep, not converged."""
+  cell, params, xs = tanh_rnn(3.0)
+  c, ys, info = gj.parallel_scan(cell, params, xs)
+  assert bool(info.converged[0]) and int(info.iterations[0]) <= xs.shape[0]
+  assert int(info.overflows[0]) >= 1
+  assert max_error((c, ys), gj.scan(cell, params, xs)) <= TOL["float32"]
+
+
+@pytest.mark.parametrize("gain", [2.0, 3.0])
+def test_elk_converges_where_the_reference_does(gain):
+  """Reference ELK (filtered means) converges in 9 and 71 iterations at gains 2 and 3;
+  before, the smoothed means with λ = 1e-3 ran 200 iterations at gain 2 (error 1.99)."""
+  cell, params, xs = tanh_rnn(gain)
+  c, ys, info = gj.parallel_scan(cell, params, xs, method="elk")
+  assert bool(info.converged[0]) and int(info.iterations[0]) <= xs.shape[0]
+  assert max_error((c, ys), gj.scan(cell, params, xs)) <= TOL["float32"]
+
+
+# Every registered cell, each with one method and direction (each case compiles a solver and
+# its gradient): the first four cells cover the four methods, the rest the two undamped ones
+# (the damped compile slowest); both directions alternate.
+PADDING_CASES = [
+  (name, newton.METHODS[i if i < 4 else i % 2], bool(i % 2 if i < 4 else i // 2 % 2))
+  for i, name in enumerate(NAMES)
+]
+
+
+@pytest.mark.parametrize(("name", "method", "reverse"), PADDING_CASES)
+def test_nan_padding_reaches_no_gradient(name, method, reverse):
+  """What lies past ``lengths`` (NaN, inf) reaches neither the result nor any gradient: the
+  gradients equal those with zero padding (gj.scan's rule, :func:`gatejax.loop.clean_inputs`)."""
+  cell = make(name, 2)
+  params = random_params(cell, 0, I, scale=0.3)
+  lengths = jnp.asarray([4, 2], jnp.int32)
+  xs = normal(np.random.default_rng(1), (4, 2, I))
+  past = jnp.arange(4)[:, None, None] >= lengths[None, :, None]
+  dirty = jnp.where(past, jnp.asarray([jnp.nan, jnp.inf])[None, :, None], xs)
+  clean = jnp.where(past, 0.0, xs)
+
+  def loss(p, x):
+    c, ys, _ = gj.parallel_scan(cell, p, x, method=method, lengths=lengths, reverse=reverse)
+    return jnp.sum(ys**2) + sum(jnp.sum(leaf**2) for leaf in jax.tree.leaves(c))
+
+  grad = jax.jit(jax.grad(loss, argnums=(0, 1)))
+  got, want = grad(params, dirty), grad(params, clean)
+  for leaf in jax.tree.leaves(got):
+    assert bool(jnp.isfinite(leaf).all())
+  assert max_error(got, want) == 0.0
+
+
+def test_elk_runs_in_half_precision():
+  """LAPACK has no bfloat16 kernels: the linear solves run in float32 (as jacobian_norms)."""
+  cell = cell_of("gru_after")
+  params = random_params(cell, 0, I, dtype="bfloat16")
+  xs = normal(np.random.default_rng(1), (T, 2, I), "bfloat16")
+  c, ys, info = gj.parallel_scan(cell, params, xs, method="elk")
+  assert ys.dtype == jnp.bfloat16 and bool(info.converged.all())
+  assert max_error((c, ys), gj.scan(cell, params, xs)) <= 0.05  # a few bf16 ulps below 1
+
+
+def test_an_empty_batch_gives_empty_results():
+  cell = cell_of("lstm")
+  params = random_params(cell, 0, I)
+  c, ys, info = gj.parallel_scan(cell, params, jnp.zeros((T, 0, I)), method="quasi")
+  assert ys.shape == (T, 0, H) and c.h.shape == (0, H)
+  assert info.iterations.shape == info.residual.shape == info.converged.shape == (0,)
+
+
+def test_an_integer_carry_leaf_is_refused_by_name():
+  cell = Counting(H)
+  params = cell.init(jax.random.key(0), I)
+  with pytest.raises(TypeError, match=r"carry leaf count .*int32"):
+    gj.parallel_scan(cell, params, jnp.zeros((T, 2, I)))

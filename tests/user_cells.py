@@ -92,3 +92,88 @@ class Janet:
     s, a_c = np.split(a, 2, axis=-1)
     h = _sigmoid(s) * h + (1 - _sigmoid(s - self.beta)) * np.tanh(a_c)
     return h, h
+
+
+# Lorenz-96 (D = 5, F = 8) integrated by one Dormand–Prince 5(4) step of dt = 0.01 per time
+# step: ELK's benchmark (Gonzalez et al. 2024, fig. 8, diffrax's Dopri5 with dt0 = t1 = dt, one
+# step). The tableau is Dormand & Prince (1980); the solution is the fifth-order one.
+DOPRI5_A = (
+  (),
+  (1 / 5,),
+  (3 / 40, 9 / 40),
+  (44 / 45, -56 / 15, 32 / 9),
+  (19372 / 6561, -25360 / 2187, 64448 / 6561, -212 / 729),
+  (9017 / 3168, -355 / 33, 46732 / 5247, 49 / 176, -5103 / 18656),
+)
+DOPRI5_B = (35 / 384, 0.0, 500 / 1113, 125 / 192, -2187 / 6784, 11 / 84)
+
+
+@dataclasses.dataclass(frozen=True)
+class Lorenz96:
+  """``dy_i/dt = (y_{i+1} − y_{i−2}) y_{i−1} − y_i + F`` (indices mod D), one Dopri5 step per
+  time step; the input is added to the new state through ``params`` (a scalar gain, 0 for the
+  autonomous benchmark)."""
+
+  hidden_size: int = 5
+  forcing: float = 8.0
+  dt: float = 0.01
+
+  def init(self, key, input_size, *, dtype=jnp.float32):
+    del key, input_size
+    return jnp.zeros((), dtype)
+
+  def initial_carry(self, batch_shape=(), dtype=jnp.float32):
+    return jnp.zeros((*batch_shape, self.hidden_size), dtype)
+
+  def field(self, y):
+    xp = jnp if isinstance(y, jax.Array) else np
+    return (xp.roll(y, -1, -1) - xp.roll(y, 2, -1)) * xp.roll(y, 1, -1) - y + self.forcing
+
+  def dopri5(self, y):
+    ks = []
+    for row in DOPRI5_A:
+      ks.append(
+        self.field(y + self.dt * sum(a * k for a, k in zip(row, ks, strict=True)) if row else y)
+      )
+    return y + self.dt * sum(b * k for b, k in zip(DOPRI5_B, ks, strict=True))
+
+  def step(self, params, y, x):
+    new = self.dopri5(y) + params * jnp.sum(x, axis=-1, keepdims=True)
+    return new, new
+
+  def numpy_step(self, params, y, x):
+    new = self.dopri5(np.asarray(y, np.float64)) + params * np.sum(x, axis=-1, keepdims=True)
+    return new, new
+
+  def attractor_state(self, steps=2000, dtype=np.float64):
+    """A state on the attractor: from ``F + 0.01 e_0``, ``steps`` NumPy steps (ELK's start)."""
+    y = np.full(self.hidden_size, self.forcing)
+    y[0] += 0.01
+    for _ in range(steps):
+      y = self.dopri5(y)
+    return y.astype(dtype)
+
+
+@dataclasses.dataclass(frozen=True)
+class Counting:
+  """A tanh RNN whose carry also counts its steps in an int32 leaf: ``{"h", "count"}``."""
+
+  hidden_size: int
+
+  def init(self, key, input_size, *, dtype=jnp.float32):
+    k_x, k_h = jax.random.split(key)
+    H = self.hidden_size
+    return {
+      "w_x": jax.random.normal(k_x, (input_size, H), dtype) / input_size**0.5,
+      "w_h": jax.random.normal(k_h, (H, H), dtype) / H**0.5,
+    }
+
+  def initial_carry(self, batch_shape=(), dtype=jnp.float32):
+    return {
+      "h": jnp.zeros((*batch_shape, self.hidden_size), dtype),
+      "count": jnp.zeros(batch_shape, jnp.int32),
+    }
+
+  def step(self, params, carry, x):
+    h = jnp.tanh(x @ params["w_x"] + carry["h"] @ params["w_h"])
+    return {"h": h, "count": carry["count"] + 1}, h

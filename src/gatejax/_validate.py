@@ -255,3 +255,21 @@ def unroll(value: Any) -> None:
     return
   if not isinstance(value, int) or value < 1:
     raise ValueError(f"unroll must be an int >= 1 or a bool, got {value!r}")
+
+
+def float_carry(carry: Any, who: str) -> None:
+  """Refuse a carry leaf that is not floating point (real or complex), naming it.
+
+  An integer leaf (a step counter, say) has no derivative, and ``who`` differentiates the
+  step with respect to the carry (Newton's linearisation, the tangent frames of the Lyapunov
+  exponents, the analysis' sweeps). Treating the leaf as constant would be wrong: a counter
+  changes at every step.
+  """
+  for path, leaf in jax.tree_util.tree_flatten_with_path(carry)[0]:
+    if not jnp.issubdtype(leaf.dtype, jnp.inexact):
+      name = dotted(path) or "(the whole carry)"
+      raise TypeError(
+        f"carry leaf {name} has dtype {leaf.dtype}: {who} differentiates the step with respect "
+        "to the carry, and an integer leaf has no derivative; hold it as a float (a step "
+        "counter is exact in float32 up to 2**24), or run gj.scan"
+      )

@@ -49,10 +49,12 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, ArrayLike, Float, Int
 
-from gatejax import affine, protocol
+import gatejax.run.fused as fused
+import gatejax.run.loop as loop
+import gatejax.run.prepare as prepare
+from gatejax import _validate, affine, protocol
 from gatejax._jit import bounded_jit
 from gatejax.protocol import Recurrence
-from gatejax.run import fused, loop, prepare
 from gatejax.run.options import ScanOptions, resolve_options
 from gatejax.run.scan import scan_with_gates
 
@@ -286,6 +288,7 @@ def step_contributions(
   xs, carry, lengths, _, _ = prepare.prepare(
     cell, params, xs, carry, lengths, unroll=options.unroll
   )
+  _validate.float_carry(carry, "step_contributions")
   return _backward(cell, params, xs, carry, lengths, loss_fn, "contributions", options)
 
 
@@ -326,6 +329,7 @@ def contribution_norms(
   xs, carry, lengths, _, _ = prepare.prepare(
     cell, params, xs, carry, lengths, unroll=options.unroll
   )
+  _validate.float_carry(carry, "contribution_norms")
   return _backward(cell, params, xs, carry, lengths, loss_fn, "norms", options)
 
 
@@ -373,6 +377,9 @@ def carry_gradients(
   xs, carry, lengths, _, _ = prepare.prepare(
     cell, params, xs, carry, lengths, unroll=options.unroll
   )
+  _validate.float_carry(carry, "carry_gradients")
+  if xs.shape[0] == 0:  # no step, no carry after one
+    return jax.tree.map(lambda leaf: jnp.zeros((0, *leaf.shape), leaf.dtype), carry)
   return _backward(cell, params, xs, carry, lengths, loss_fn, "carries", options)
 
 
@@ -591,6 +598,9 @@ def jacobian_norms(
   xs, carry, lengths, _, _ = prepare.prepare(
     cell, params, xs, carry, lengths, unroll=options.unroll
   )
+  _validate.float_carry(carry, "jacobian_norms")
+  if math.prod(xs.shape[1:-1]) == 0:  # no sequence
+    return jnp.zeros(xs.shape[:-1], jnp.result_type(*jax.tree.leaves(carry)))
   return _jacobian_sweep(cell, params, xs, carry, lengths, ord, options)
 
 

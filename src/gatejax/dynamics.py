@@ -28,10 +28,15 @@ Every function takes ``(cell, params, xs)`` and ``carry``, ``lengths`` with the 
 :func:`gatejax.scan`: the map starts from the initial carry, and a step past a sequence's
 length is not taken (the carry holds) and not counted. The first ``transient`` steps are run
 but not counted, so the frame can align with the dynamics before the averaging starts.
+Half-precision cells step in their own dtype; the frame, its QR and the averages are kept in
+float32. A carry with an integer leaf (a step counter) is refused, naming the leaf: it has no
+tangent direction, and the exponents of the floating leaves alone would silently describe
+another map.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import jax
@@ -39,8 +44,17 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float, Int
 
+import gatejax.run.prepare as prepare
+from gatejax import _validate
 from gatejax._jit import bounded_jit
-from gatejax.run.newton import _flat_step, _flatten, _per_sequence, _prepare, _unflattener
+from gatejax.run.newton import (
+  _flat_step,
+  _flatten,
+  _per_sequence,
+  _prepare,
+  _unflattener,
+  _work_dtype,
+)
 
 __all__ = ["largest_lyapunov_exponent", "lyapunov_exponents"]
 
@@ -82,6 +96,8 @@ def _flat_problem(
   c0 = _flatten(
     jax.tree.map(lambda leaf: leaf.reshape((batch, *leaf.shape[len(batch_shape) :])), carry), 1
   )
+  # A padded input never enters a derivative (gatejax.run.prepare), so NaN there stays harmless.
+  xs = prepare.clean(xs, lengths)
   if lengths is None:
     lengths = jnp.full((batch,), steps, jnp.int32)
   lengths = lengths.reshape((batch,)).astype(jnp.int32)
@@ -102,6 +118,10 @@ def _qr_exponents(
   f, c0, xs, lengths, batch_shape = _flat_problem(cell, carry, xs, lengths)
   n = c0.shape[-1]
   time = jnp.arange(xs.shape[0], dtype=jnp.int32)
+  # The frame, its QR and the sums run in at least float32: LAPACK has no half-precision
+  # QR, and a sum over many steps needs more than bfloat16's 8 bits. The products J_t Q are
+  # taken in the carry's dtype (a JVP's tangent has the primal's dtype).
+  work = _work_dtype(c0.dtype)
 
   def one(c0: Array, xs: Array, length: Array) -> Array:
     def body(state: tuple[Array, Array, Array, Array], inputs: tuple[Array, Array]) -> Any:
@@ -109,23 +129,23 @@ def _qr_exponents(
       t, x = inputs
       valid = t < length
       new, jvp = jax.linearize(lambda c: f(params, c, x, valid), c)
-      stretched = jax.vmap(jvp, in_axes=1, out_axes=1)(q)  # J_t Q, k products
-      q_new, r = jnp.linalg.qr(stretched)
+      stretched = jax.vmap(jvp, in_axes=1, out_axes=1)(q.astype(c.dtype))  # J_t Q, k products
+      q_new, r = jnp.linalg.qr(stretched.astype(work))
       counted = valid & (t >= transient)
       growth = jnp.log(jnp.abs(jnp.diagonal(r)))
       q = jnp.where(valid, q_new, q)
       logs = logs + jnp.where(counted, growth, jnp.zeros_like(growth))
       return (new, q, logs, count + counted.astype(jnp.int32)), None
 
-    frame = jnp.eye(n, k, dtype=c0.dtype)
-    state = (c0, frame, jnp.zeros((k,), c0.dtype), jnp.zeros((), jnp.int32))
+    frame = jnp.eye(n, k, dtype=work)
+    state = (c0, frame, jnp.zeros((k,), work), jnp.zeros((), jnp.int32))
     (_, _, logs, count), _ = jax.lax.scan(body, state, (time, xs))
     mean = logs / jnp.maximum(count, 1).astype(logs.dtype)
     mean = jnp.where(count > 0, mean, jnp.full_like(mean, jnp.nan))
     return -jnp.sort(-mean)
 
   exps = jax.vmap(one, (0, 1, 0))(c0, xs, lengths)
-  return exps.reshape((*batch_shape, k))
+  return exps.reshape((*batch_shape, k)).astype(c0.dtype)
 
 
 @bounded_jit(static_argnames=("cell", "transient"))
@@ -135,27 +155,42 @@ def _tangent_exponent(
   f, c0, xs, lengths, batch_shape = _flat_problem(cell, carry, xs, lengths)
   n = c0.shape[-1]
   time = jnp.arange(xs.shape[0], dtype=jnp.int32)
+  work = _work_dtype(c0.dtype)
 
   def one(c0: Array, xs: Array, length: Array) -> Array:
     def body(state: tuple[Array, Array, Array, Array], inputs: tuple[Array, Array]) -> Any:
       c, v, log_sum, count = state
       t, x = inputs
       valid = t < length
-      new, jv = jax.jvp(lambda c: f(params, c, x, valid), (c,), (v,))
-      norm = jnp.linalg.norm(jv)
+      new, jv = jax.jvp(lambda c: f(params, c, x, valid), (c,), (v.astype(c.dtype),))
+      log_norm, unit = _log_norm(jv.astype(work))
       counted = valid & (t >= transient)
       # A direction the step annihilates (norm 0) gives -inf and keeps the old vector.
-      v = jnp.where(valid & (norm > 0), jv / jnp.where(norm > 0, norm, 1), v)
-      log_sum = log_sum + jnp.where(counted, jnp.log(norm), jnp.zeros_like(norm))
+      v = jnp.where(valid & jnp.isfinite(log_norm), unit, v)
+      log_sum = log_sum + jnp.where(counted, log_norm, jnp.zeros_like(log_norm))
       return (new, v, log_sum, count + counted.astype(jnp.int32)), None
 
-    v0 = jnp.full((n,), 1 / np.sqrt(n), c0.dtype)
-    state = (c0, v0, jnp.zeros((), c0.dtype), jnp.zeros((), jnp.int32))
+    v0 = jnp.full((n,), 1 / np.sqrt(n), work)
+    state = (c0, v0, jnp.zeros((), work), jnp.zeros((), jnp.int32))
     (_, _, log_sum, count), _ = jax.lax.scan(body, state, (time, xs))
     mean = log_sum / jnp.maximum(count, 1).astype(log_sum.dtype)
     return jnp.where(count > 0, mean, jnp.full_like(mean, jnp.nan))
 
-  return jax.vmap(one, (0, 1, 0))(c0, xs, lengths).reshape(batch_shape)
+  exps = jax.vmap(one, (0, 1, 0))(c0, xs, lengths).reshape(batch_shape)
+  return exps.astype(c0.dtype)
+
+
+def _log_norm(v: Array) -> tuple[Array, Array]:
+  """``(log ‖v‖, v / ‖v‖)``, neither under- nor overflowing: the squares are taken after an
+  exact scaling by ``2^-e``, ``e`` the binary exponent of the largest ``|v_i|`` (a norm of
+  1e-20 or 1e20 has squares outside float32's range). ``-inf`` for ``v = 0``."""
+  largest = jnp.max(jnp.abs(v))
+  usable = (largest > 0) & jnp.isfinite(largest)
+  e = jnp.where(usable, jnp.frexp(jnp.where(usable, largest, 1))[1], 0)
+  scaled = jnp.ldexp(v, -e)
+  norm = jnp.linalg.norm(scaled)
+  unit = scaled / jnp.where(norm > 0, norm, 1)
+  return jnp.log(norm) + e.astype(v.dtype) * np.log(2.0).astype(v.dtype), unit
 
 
 def lyapunov_exponents(
@@ -207,7 +242,9 @@ def lyapunov_exponents(
     ``(*batch, k)`` exponents, descending.
 
   Raises:
-    TypeError: ``k`` or ``transient`` is not an int; the other arguments as :func:`gatejax.scan`.
+    TypeError: ``k`` or ``transient`` is not an int; a carry leaf is not floating point (an
+      integer leaf, a step counter, has no tangent; the message names it); the other
+      arguments as :func:`gatejax.scan`.
     ValueError: ``k`` is not in ``[1, n]``, or ``transient`` not in ``[0, time)``.
 
   Example:
@@ -220,9 +257,12 @@ def lyapunov_exponents(
     Array([ 0.6931,  0.    , -0.6931], dtype=float32)
   """
   xs, carry, lengths = _prepare(cell, params, xs, carry, lengths)
+  _validate.float_carry(carry, "lyapunov_exponents")
   _, n = _per_sequence(carry, xs.ndim - 2)
   k = _check_k(k, n)
   transient = _check_transient(transient, xs.shape[0])
+  if math.prod(xs.shape[1:-1]) == 0:
+    return jnp.zeros((*xs.shape[1:-1], k), jnp.result_type(*jax.tree.leaves(carry)))
   return _qr_exponents(cell, params, xs, carry, lengths, k=k, transient=transient)
 
 
@@ -270,5 +310,8 @@ def largest_lyapunov_exponent(
     True
   """
   xs, carry, lengths = _prepare(cell, params, xs, carry, lengths)
+  _validate.float_carry(carry, "largest_lyapunov_exponent")
   transient = _check_transient(transient, xs.shape[0])
+  if math.prod(xs.shape[1:-1]) == 0:
+    return jnp.zeros(xs.shape[1:-1], jnp.result_type(*jax.tree.leaves(carry)))
   return _tangent_exponent(cell, params, xs, carry, lengths, transient=transient)

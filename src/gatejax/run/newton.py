@@ -18,24 +18,31 @@ is associative), in :math:`O(\log T)` depth; then :math:`c \leftarrow c + \delta
   solution.
 * ``"quasi"``: its diagonal only (quasi-DEER, Gonzalez et al., NeurIPS 2024): ``O(T n)``
   memory and elementwise scans, linear convergence.
-* ``"elk"``: Levenberg–Marquardt steps, the minimiser of
-  :math:`\sum_t \lVert \delta_t - J_t \delta_{t-1} - r_t \rVert^2 + \lambda \sum_t \lVert\delta_t\rVert^2`,
-  which is the posterior mean of a linear-Gaussian state-space model (dynamics
-  :math:`\delta_t = J_t \delta_{t-1} + r_t + w_t`, :math:`w_t \sim N(0, I)`, observations
-  :math:`0 = \delta_t + v_t`, :math:`v_t \sim N(0, I/\lambda)`); computed with a parallel
-  Kalman filter and RTS smoother (Särkkä & García-Fernández, IEEE TAC 2021). ELK (Gonzalez et
-  al., NeurIPS 2024) trades DEER's speed for steps that stay bounded (at most
-  :math:`\lVert r\rVert / (2\sqrt\lambda)`) where the linearised recurrence blows up. (The
-  ELK authors' code takes the filtered means; the smoothed means computed here are the exact
-  Levenberg–Marquardt step.)
+* ``"elk"``: damped steps (ELK, Gonzalez et al., NeurIPS 2024): the filtered means of a
+  linear-Gaussian state-space model (dynamics :math:`\delta_t = J_t \delta_{t-1} + r_t + w_t`,
+  :math:`w_t \sim N(0, I)`, observations :math:`0 = \delta_t + v_t`, :math:`v_t \sim N(0,
+  I/\lambda)`), computed with a parallel Kalman filter (Särkkä & García-Fernández, IEEE TAC
+  2021). The filtered mean at ``t`` is the last block of the Levenberg–Marquardt step of the
+  first ``t`` equations, the minimiser of :math:`\sum_{s \le t} \lVert \delta_s - J_s
+  \delta_{s-1} - r_s \rVert^2 + \lambda \sum_{s \le t} \lVert\delta_s\rVert^2`: bounded
+  where the linearised recurrence blows up, and causal as DEER's step is (no later residual
+  moves it). The ELK authors' code takes the filtered means too; the smoothed means (the LM
+  step of all ``T`` equations, which gatejax took before) failed on the tanh RNN at gains 2
+  and 3 where the filter converges (BENCHMARKS.md).
   ``"quasi-elk"``: the same with the diagonal Jacobian (all covariances diagonal).
+  Default damping: ``λ = 1e-3`` for ``"elk"``, ``0.1`` for ``"quasi-elk"``
+  (:data:`DEFAULT_DAMPING`, chosen by measurement).
 
 After ``k`` sweeps the first ``k`` steps are exact, whatever the Jacobian approximation: a step
 whose input carry is exact and whose correction is applied undamped comes out exact (its
 residual was computed at the exact input, and the corrections before it are zero). So
 ``"deer"`` and ``"quasi"`` reach the sequential result after at most ``T`` sweeps in exact
 arithmetic, and usually after far fewer: Newton's convergence is quadratic once the guess is
-close, and a contracting recurrence forgets the error of a far-away guess. A cell that is
+close, and a contracting recurrence forgets the error of a far-away guess. A sweep may
+overflow (a product of many Jacobians of norm above 1 at a poor first guess, or a step that
+overflows at a wild guess): the run goes on, with the guess from the first non-finite step on
+reset (NaN to 0, clipped to ±:data:`CLIP`, the reference DEER's rule), and the steps before it
+untouched, so the guarantee stands; :class:`NewtonInfo` counts such sweeps. A cell that is
 linear in its carry is solved by the first sweep; a cell that offers
 ``cell.affine(params, xs)`` (:class:`gatejax.affine.Affine`, ``c_t = a_t · c_{t-1} + b_t``) is
 solved by one :func:`gatejax.affine.solve` without any Jacobian.
@@ -60,7 +67,7 @@ from jax.flatten_util import ravel_pytree
 from jaxtyping import Array, Float, Int
 
 import gatejax.run.prepare as prepare
-from gatejax import affine, protocol
+from gatejax import _validate, affine, protocol
 from gatejax._jit import bounded_jit
 
 __all__ = ["METHODS", "NewtonInfo", "default_tol", "parallel_scan"]
@@ -72,12 +79,21 @@ Carry = Any
 METHODS = ("deer", "quasi", "elk", "quasi-elk")
 DAMPED = ("elk", "quasi-elk")
 
-# The default ELK damping λ (the observation precision of the smoother's state-space model,
-# ``1 / sigmasq`` in the ELK code). Small enough that near the solution a step is a Newton
-# step to within λ / (λ + s²) for the Newton operator's singular values s (GRU and LSTM at
-# initialisation: a handful of sweeps, as DEER), large enough to cap a step at
-# ‖r‖ / (2 √λ) ≈ 16 ‖r‖ where DEER's linearised recurrence overflows.
-DEFAULT_DAMPING = 1e-3
+#: The default ELK damping λ per method (the observation precision of the filter's
+#: state-space model, ``1 / sigmasq`` in the ELK code), chosen by measurement on the DEER/ELK
+#: benchmarks (BENCHMARKS.md, "Newton against the reference implementations"): for ``"elk"``,
+#: 1e-3 converges on the tanh RNN at gains 0.5–3 in 3–54 sweeps (DEER-like; λ ≤ 1e-4 is no
+#: faster) and on Lorenz-96 in about 157 with no overflow, where 1e-4 fails within T and 1e-2
+#: needs 280; the diagonal ``"quasi-elk"`` needs more damping on Lorenz-96 (λ ≤ 1e-2 fails
+#: within T, 0.1 converges in about 585) and costs almost nothing for it on the RNNs.
+DEFAULT_DAMPING = {"elk": 1e-3, "quasi-elk": 1e-1}
+
+#: Where a sweep overflows, the guess from that step on is clipped to ±CLIP (and NaN set to
+#: 0) before the next sweep: the bound of the reference DEER (machine-discovery/deer,
+#: ``deer_iter.py``, ``clip_ytnext``), small enough that a step at the clipped guess stays
+#: finite (a Lorenz-96 Dopri5 step), far above any carry a gated cell holds. Half precision
+#: gets the square root of its largest number instead (256 for float16).
+CLIP = 1e8
 
 
 class NewtonInfo(NamedTuple):
@@ -90,8 +106,15 @@ class NewtonInfo(NamedTuple):
       ``affine`` (one solve, no sweep).
     residual: :math:`\max_{t,i} |c_{t,i} - \mathrm{step}(c_{t-1}, x_t)_i| / \max(1, |c_{t,i}|)`
       at the returned carries (the flattened carry, components ``i``): absolute where a
-      component is at most 1 in magnitude, relative above; ``inf`` when a carry is not finite.
-    converged: ``residual <= tol`` (so every carry is finite).
+      component is at most 1 in magnitude, relative above; ``inf`` when a carry, a step's
+      value or an output is not finite (NaN included: it is never maxed away).
+    converged: ``residual <= tol``, so every returned carry and output is finite: a
+      sequence reported converged equals :func:`gatejax.scan`'s run to the tolerance.
+    overflows: the number of sweeps whose result was not finite somewhere (an overflow of
+      the linearised recurrence, or a step that overflows at the new guess). The run does not
+      stop there: from the first step whose residual is not finite on, the guess is reset
+      (NaN to 0, the rest clipped to :data:`CLIP`), as the reference DEER does, and Newton
+      goes on; the steps before it are kept exactly.
   """
 
   # Each of shape ``batch``; plain ``Array`` annotations, because the docs render these
@@ -99,6 +122,7 @@ class NewtonInfo(NamedTuple):
   iterations: Array
   residual: Array
   converged: Array
+  overflows: Array
 
 
 def default_tol(dtype: Any) -> float:
@@ -156,9 +180,12 @@ def _check_max_iter(max_iter: Any, steps: int, method: str) -> int:
     return max(steps, 1) * (2 if method in DAMPED else 1)
   if isinstance(max_iter, bool) or not isinstance(max_iter, int | np.integer):
     raise TypeError(f"max_iter must be an int >= 1, got {type(max_iter).__name__}")
-  if max_iter < 1:
-    raise ValueError(f"max_iter must be an int >= 1, got {max_iter}")
+  if not 1 <= max_iter <= _INT32_MAX:
+    raise ValueError(f"max_iter must be an int in [1, 2**31 - 1] (int32 sweeps), got {max_iter}")
   return int(max_iter)
+
+
+_INT32_MAX = 2**31 - 1
 
 
 # ---------------------------------------------------------------------------
@@ -246,18 +273,22 @@ def _affine_scan(ops: _Ops, a: Array, b: Array, *, reverse: bool = False) -> Arr
   return jax.lax.associative_scan(compose, (a, b), reverse=reverse)[1]
 
 
-def _kalman_step(ops: _Ops, jac: Array, r: Array, damping: Array | float) -> Array:
-  r"""The Levenberg–Marquardt step of ELK: the smoothed mean of the linearised model.
+def _kalman_filter(ops: _Ops, jac: Array, r: Array, damping: Array | float) -> Array:
+  r"""The step of ELK: the filtered means of the linearised state-space model.
 
   Model (``t = 1 … T``, time axis 0): :math:`\delta_t = F_t \delta_{t-1} + r_t + w_t`,
   :math:`w_t \sim N(0, I)`, :math:`\delta_0 = 0` exactly, observations :math:`0 = \delta_t +
-  v_t`, :math:`v_t \sim N(0, I/\lambda)`. Its posterior mean minimises
-  :math:`\sum_t \lVert\delta_t - F_t\delta_{t-1} - r_t\rVert^2 + \lambda\sum_t\lVert\delta_t\rVert^2`.
+  v_t`, :math:`v_t \sim N(0, I/\lambda)`. The filtered mean at ``t`` is the last block of the
+  minimiser of :math:`\sum_{s \le t} \lVert\delta_s - F_s\delta_{s-1} - r_s\rVert^2 +
+  \lambda\sum_{s \le t}\lVert\delta_s\rVert^2`: the Levenberg–Marquardt step of the first
+  ``t`` equations, which reads no residual after ``t``. (The smoothed means, the LM step of
+  all ``T`` equations, let the large residuals of a poor guess's far steps pull the near ones
+  away: measured on the tanh RNN at gains 2 and 3 it failed where the filter converges; see
+  BENCHMARKS.md.)
 
-  Filter: the associative elements ``(A, b, C, η, Z)`` of Särkkä & García-Fernández (2021,
-  eqs. 10–14 with H = I, Q = I, R = I/λ, where the gain is the scalar κ = λ/(1+λ)); the first
-  element has F = 0 because δ_0 is known. Smoother: their backward elements ``(E, g)``,
-  which compose as affine maps, so the smoother is one reverse :func:`_affine_scan`.
+  The associative elements ``(A, b, C, η, Z)`` of Särkkä & García-Fernández (2021, eqs.
+  10–14 with H = I, Q = I, R = I/λ, where the gain is the scalar κ = λ/(1+λ)); the first
+  element has F = 0 because δ_0 is known.
   """
   s = 1.0 / (1.0 + damping)
   kappa = damping / (1.0 + damping)
@@ -286,18 +317,7 @@ def _kalman_step(ops: _Ops, jac: Array, r: Array, damping: Array | float) -> Arr
     z = ops.mm(ops.mm(a1mt, z2), a1) + z1
     return a, b, c, e, z
 
-  _, means, covs, _, _ = jax.lax.associative_scan(combine, elems)
-  # Backward elements: E_t = P_t F_{t+1}ᵀ (F_{t+1} P_t F_{t+1}ᵀ + I)⁻¹ and
-  # g_t = m_t − E_t (F_{t+1} m_t + r_{t+1}); the last one is (0, m_T).
-  f_next, r_next = f[1:], r[1:]
-  p, m = covs[:-1], means[:-1]
-  fp = ops.mm(f_next, p)
-  gram = ops.mm(fp, ops.t(f_next)) + ops.eye(p)
-  e = ops.t(ops.mm(ops.inv(gram), fp))
-  g = m - ops.mv(e, ops.mv(f_next, m) + r_next)
-  e = jnp.concatenate([e, jnp.zeros_like(e[:1])])
-  g = jnp.concatenate([g, means[-1:]])
-  return _affine_scan(ops, e, g, reverse=True)
+  return jax.lax.associative_scan(combine, elems)[1]
 
 
 # ---------------------------------------------------------------------------
@@ -343,83 +363,118 @@ def _shift(c0: Array, cs: Array) -> Array:
   return jnp.concatenate([c0[None], cs[:-1]])
 
 
-def _residual(cs: Array, fs: Array) -> Array:
-  """``max |fs - cs| / max(1, |cs|)``; ``inf`` if any carry is not finite.
+def _step_residuals(cs: Array, fs: Array) -> Array:
+  """Per step ``max_i |fs - cs| / max(1, |cs|)``, ``(T,)``; ``inf`` where a value is not finite.
 
   Absolute where a carry component is at most 1 in magnitude (every ``h`` of a tanh cell),
   relative above: an LSTM memory cell of magnitude 30 cannot be computed to better than
-  ``ulp(30)``, so an absolute float32 test would never pass there.
+  ``ulp(30)``, so an absolute float32 test would never pass there. Non-finite values become
+  ``inf`` *before* the maximum: XLA:CPU's max ignores NaN, so a NaN left in would read as 0.
   """
   scale = jnp.maximum(jnp.abs(cs), jnp.ones_like(cs))
-  res = jnp.max(jnp.abs(fs - cs) / scale, initial=0.0)
-  return jnp.where(jnp.all(jnp.isfinite(cs)), res, jnp.inf)
+  error = jnp.abs(fs - cs) / scale
+  error = jnp.where(jnp.isfinite(cs) & jnp.isfinite(fs) & ~jnp.isnan(error), error, jnp.inf)
+  return jnp.max(error, axis=-1, initial=0.0)
 
 
-# (sweeps, carries, step outputs, residual, overflowed)
+def _residual(cs: Array, fs: Array) -> Array:
+  """The largest of :func:`_step_residuals`: ``inf`` if any carry or step value is not finite."""
+  return jnp.max(_step_residuals(cs, fs), initial=0.0)
+
+
+def _clip_bound(dtype: Any) -> float:
+  return min(CLIP, float(np.sqrt(float(jnp.finfo(dtype).max))))
+
+
+def _sanitise(cs: Array, fs: Array) -> tuple[Array, Array]:
+  """The guess with its overflowed part reset, and whether anything was.
+
+  From the first step whose residual is not finite on (and the carry just before it, which a
+  step may have overflowed from), NaN becomes 0 and everything is clipped to ±CLIP; the steps
+  before stay as they are, so the steps a sweep made exact stay exact.
+  """
+  bad = ~jnp.isfinite(_step_residuals(cs, fs))
+  bad = bad | jnp.concatenate([bad[1:], jnp.zeros((1,), bool)])
+  tail = jax.lax.cummax(bad.astype(jnp.int32), axis=0) > 0
+  bound = _clip_bound(cs.dtype)
+  reset = jnp.clip(jnp.where(jnp.isnan(cs), jnp.zeros_like(cs), cs), -bound, bound)
+  return jnp.where(tail[:, None], reset, cs), jnp.any(bad)
+
+
+def _work_dtype(dtype: Any) -> Any:
+  """The linear solves run in at least float32: LAPACK has no half-precision kernels."""
+  return jnp.dtype(jnp.float32) if jnp.finfo(dtype).bits < 32 else jnp.dtype(dtype)
+
+
+# (sweeps, carries, step outputs, residual, overflows)
 _State = tuple[Array, Array, Array, Array, Array]
 
 
 def _newton(
   cfg: _Config, limits: _Limits, params: Params, xs: Array, valid: Array, c0: Array
-) -> tuple[Array, Array, Array]:
-  """Newton sweeps for one sequence: ``(carries (T, n), iterations, residual)``."""
+) -> tuple[Array, Array, Array, Array]:
+  """Newton sweeps for one sequence: ``(carries (T, n), iterations, residual, overflows)``."""
   f_all = jax.vmap(cfg.f, (None, 0, 0, 0))
   diagonal = cfg.method in ("quasi", "quasi-elk")
   ops = DIAG if diagonal else FULL
   damped = cfg.method in DAMPED
+  work = _work_dtype(c0.dtype)
 
   def sweep(state: _State) -> _State:
-    k, cs, fs, res, _ = state
+    k, cs, fs, _, overflows = state
     prev = _shift(c0, cs)
-    jac = _jacobians(cfg, params, prev, xs, valid, diagonal=diagonal)
-    r = fs - cs
-    delta = _kalman_step(ops, jac, r, limits.damping) if damped else _affine_scan(ops, jac, r)
-    new_cs = cs + delta
+    jac = _jacobians(cfg, params, prev, xs, valid, diagonal=diagonal).astype(work)
+    r = (fs - cs).astype(work)
+    damping = limits.damping.astype(work)
+    delta = _kalman_filter(ops, jac, r, damping) if damped else _affine_scan(ops, jac, r)
+    new_cs = cs + delta.astype(cs.dtype)
+    # An overflowing sweep (a linearised recurrence that blows up at a poor guess) does not
+    # end the run: its overflowed part is reset and Newton goes on, so the guarantee (the
+    # first k steps exact after k undamped sweeps) still brings it home within T sweeps.
+    new_cs, overflowed = _sanitise(new_cs, f_all(params, _shift(c0, new_cs), xs, valid))
     new_fs = f_all(params, _shift(c0, new_cs), xs, valid)
     new_res = _residual(new_cs, new_fs)
-    # A sweep that overflows (DEER on a chaotic recurrence) ends the run and keeps the last
-    # finite guess, so the outputs stay finite and ``converged`` says what happened.
-    broke = ~jnp.isfinite(new_res)
-    keep = lambda new, old: jnp.where(broke, old, new)
-    return k + 1, keep(new_cs, cs), keep(new_fs, fs), keep(new_res, res), broke
+    return k + 1, new_cs, new_fs, new_res, overflows + overflowed.astype(jnp.int32)
 
   def unfinished(state: _State) -> Array:
-    k, _, _, res, broke = state
-    return (k < limits.max_iter) & (res > limits.tol) & jnp.isfinite(res) & ~broke
+    k, _, _, res, _ = state
+    return (k < limits.max_iter) & ~(res <= limits.tol)
 
   cs = jnp.broadcast_to(c0, (xs.shape[0], c0.shape[-1]))
   fs = f_all(params, _shift(c0, cs), xs, valid)
-  state = (jnp.zeros((), jnp.int32), cs, fs, _residual(cs, fs), jnp.zeros((), bool))
-  k, cs, _, res, _ = jax.lax.while_loop(unfinished, sweep, state)
-  return cs, k, res
+  zero = jnp.zeros((), jnp.int32)
+  k, cs, _, res, overflows = jax.lax.while_loop(
+    unfinished, sweep, (zero, cs, fs, _residual(cs, fs), zero)
+  )
+  return cs, k, res, overflows
 
 
 def _newton_batch(
   cfg: _Config, limits: _Limits, params: Params, xs: Array, valid: Array, c0: Array
-) -> tuple[Array, Array, Array]:
+) -> tuple[Array, Array, Array, Array]:
   """:func:`_newton` for ``B`` independent sequences: ``xs (T, B, I)``, ``c0 (B, n)``."""
   one = partial(_newton, cfg, limits)
-  return jax.vmap(one, (None, 1, 1, 0), (1, 0, 0))(params, xs, valid, c0)
+  return jax.vmap(one, (None, 1, 1, 0), (1, 0, 0, 0))(params, xs, valid, c0)
 
 
 @partial(jax.custom_vjp, nondiff_argnums=(0,))
 def _solve(
   cfg: _Config, limits: _Limits, params: Params, xs: Array, valid: Array, c0: Array
-) -> tuple[Array, Array, Array]:
-  """All carries ``(T, B, n)`` of ``B`` sequences, with their sweep counts and residuals."""
+) -> tuple[Array, Array, Array, Array]:
+  """All carries ``(T, B, n)`` of ``B`` sequences, with their sweeps, residuals, overflows."""
   return _newton_batch(cfg, limits, params, xs, valid, c0)
 
 
 def _solve_fwd(
   cfg: _Config, limits: _Limits, params: Params, xs: Array, valid: Array, c0: Array
-) -> tuple[tuple[Array, Array, Array], tuple[Any, ...]]:
+) -> tuple[tuple[Array, Array, Array, Array], tuple[Any, ...]]:
   out = _newton_batch(cfg, limits, params, xs, valid, c0)
   return out, (params, xs, valid, c0, out[0])
 
 
 def _solve_bwd(cfg: _Config, saved: tuple[Any, ...], cotangents: Any) -> tuple[Any, ...]:
   params, xs, valid, c0, cs = saved
-  g = cotangents[0]  # the iteration count and residual carry no gradient
+  g = cotangents[0]  # the counts and the residual carry no gradient
   prev = jnp.concatenate([c0[None], cs[:-1]])  # (T, B, n)
   jac = jax.vmap(lambda p, x, v: _jacobians(cfg, params, p, x, v, diagonal=False), (1, 1, 1), 1)(
     prev, xs, valid
@@ -473,6 +528,9 @@ def _run(
 ) -> tuple[Carry, Array, NewtonInfo]:
   steps, batch_shape = xs.shape[0], xs.shape[1:-1]
   batch = math.prod(batch_shape)
+  # A padded input never enters the computation, not even a derivative (gatejax.run.prepare):
+  # a NaN there would meet a zero cotangent in the step's derivative, and 0 · NaN = NaN.
+  xs = prepare.clean(xs, lengths)
   template, _ = _per_sequence(carry, len(batch_shape))
   unravel = _unflattener(template)
   c0 = _flatten(
@@ -491,12 +549,13 @@ def _run(
   if affine_fn is not None:
     cs = _affine_solve(cell, affine_fn, params, xs_p, valid, carry, batch_shape)
     iterations = jnp.ones((batch,), jnp.int32)
+    overflows = jnp.zeros((batch,), jnp.int32)
     prev = jnp.concatenate([c0[None], cs[:-1]])
     fs = jax.vmap(jax.vmap(f, (None, 0, 0, 0)), (None, 0, 0, 0))(params, prev, xs_p, valid)
     residual = jax.vmap(_residual, (1, 1))(cs, fs)
   else:
     out = _solve(_Config(f=f, method=method), limits, params, xs_p, valid, c0)
-    cs, iterations, residual = cast(tuple[Array, Array, Array], out)
+    cs, iterations, residual, overflows = cast(tuple[Array, Array, Array, Array], out)
     prev = jnp.concatenate([c0[None], cs[:-1]])
 
   def output(c: Array, x: Array) -> Array:
@@ -504,14 +563,18 @@ def _run(
 
   ys = jax.vmap(jax.vmap(output, (0, 0)), (0, 0))(prev, xs_p)
   ys = jnp.where(valid[..., None], ys, jnp.zeros_like(ys))
+  # The outputs are checked too: a step may output what overflows beside a finite carry.
+  finite_ys = jax.lax.stop_gradient(jnp.all(jnp.isfinite(ys), axis=(0, 2)))
   ys = _gather(ys, order).reshape((steps, *batch_shape, ys.shape[-1]))
   final = jax.vmap(unravel)(cs[-1])
   final = jax.tree.map(lambda leaf: leaf.reshape((*batch_shape, *leaf.shape[1:])), final)
   residual = jax.lax.stop_gradient(residual)
+  residual = jnp.where(finite_ys, residual, jnp.full_like(residual, jnp.inf))
   info = NewtonInfo(
     iterations=iterations.reshape(batch_shape),
     residual=residual.reshape(batch_shape),
     converged=(residual <= limits.tol).reshape(batch_shape),
+    overflows=overflows.reshape(batch_shape),
   )
   return final, ys, info
 
@@ -565,8 +628,9 @@ def parallel_scan(
   Cost per sweep and sequence: ``"deer"``, ``n`` Jacobian-vector products per step (``n`` the
   flattened carry size: ``H``, or ``2H`` for an LSTM), ``T n²`` memory and ``O(T n³)`` work in
   the scan (``O(log T)`` depth); ``"quasi"``, the same products but ``T n`` memory and
-  elementwise scans; ``"elk"``/``"quasi-elk"``, a Kalman filter and smoother (a few times the
-  scan work). A cell with ``cell.affine(params, xs)`` (``c_t = a_t · c_{t-1} + b_t`` for every step,
+  elementwise scans; ``"elk"``/``"quasi-elk"``, a Kalman filter (a few times the scan
+  work). The linear solves run in at least float32 (LAPACK has no half-precision kernels). A
+  cell with ``cell.affine(params, xs)`` (``c_t = a_t · c_{t-1} + b_t`` for every step,
   :class:`gatejax.affine.Affine`) is solved exactly by one associative scan whatever
   ``method`` (``iterations`` is 1).
 
@@ -576,12 +640,18 @@ def parallel_scan(
   mode (``jax.jvp``) is not supported. The gradient is that of the sequential recurrence at
   the returned carries, so it is exact when the run converged.
 
+  Convergence is tested on every returned value: the residual is ``inf`` where a carry or a
+  step's value is not finite (found before any maximum, as XLA:CPU's max skips NaN), and an
+  output that is not finite makes the sequence not converged. A sweep that overflows does not
+  end the run (see :mod:`gatejax.newton`): on ELK's Lorenz-96 benchmark (T = 1,000, float64)
+  DEER converges after 127 sweeps, 108 of which overflowed somewhere.
+
   Args:
     cell: any cell (SPEC §3b): ``hidden_size``, ``init``, ``initial_carry``, ``step``.
     params: the cell's parameters.
     xs: inputs ``(time, *batch, input_size)``.
     method: ``"deer"`` (full Jacobian), ``"quasi"`` (its diagonal), ``"elk"`` (damped by a
-      Kalman smoother) or ``"quasi-elk"`` (both).
+      Kalman filter) or ``"quasi-elk"`` (both).
     tol: the residual (:class:`NewtonInfo`) at which a sequence counts as converged;
       default :func:`default_tol` of the carry dtype (``1e-12`` float64, ``1e-6`` float32).
     max_iter: the most sweeps per sequence; default ``T`` for ``"deer"`` and ``"quasi"``,
@@ -589,7 +659,8 @@ def parallel_scan(
       sweeps in exact arithmetic (each sweep fixes at least one more step from the start, as
       argued in :mod:`gatejax.run.newton`), so a run that needs ``T`` is no faster than
       :func:`gatejax.scan`; ELK's damped sweeps have no such bound.
-    damping: ELK's :math:`\lambda` (only for ``"elk"``/``"quasi-elk"``); default ``1e-3``.
+    damping: ELK's :math:`\lambda` (only for ``"elk"``/``"quasi-elk"``); default ``1e-3``
+      for ``"elk"`` and ``0.1`` for ``"quasi-elk"`` (:data:`DEFAULT_DAMPING`).
       Larger is steadier and slower; :math:`\lambda \to 0` is DEER.
     carry: initial carry, as in :func:`gatejax.scan`.
     lengths: as in :func:`gatejax.scan`: steps at ``t >= length`` hold the carry and output
@@ -600,14 +671,18 @@ def parallel_scan(
   Returns:
     ``(carry, ys, info)``: ``carry`` and ``ys`` as :func:`gatejax.scan` returns them (the
     outputs are ``step``'s at the solution), and a :class:`NewtonInfo` with per batch element
-    ``iterations``, ``residual`` and ``converged``. A run that did not reach ``tol`` within
-    ``max_iter`` sweeps (a chaotic recurrence, say) has ``converged == False``; so does one
-    whose sweep overflowed, which ends with the last finite guess.
+    ``iterations``, ``residual``, ``converged`` and ``overflows``. A run that did not reach
+    ``tol`` within ``max_iter`` sweeps (a chaotic recurrence, say), or whose carries or
+    outputs are not all finite, has ``converged == False``; ``converged == True`` means a
+    finite result equal to :func:`gatejax.scan`'s to the tolerance. What lies past
+    ``lengths`` reaches neither the result nor any gradient (NaN included).
 
   Raises:
-    TypeError: ``xs``, ``params``, ``carry`` or ``lengths`` has the wrong type or dtype;
-      ``tol``, ``max_iter`` or ``damping`` is not a number; ``cell.step`` returns a carry of
-      another structure or dtype.
+    TypeError: ``xs``, ``params``, ``carry`` or ``lengths`` has the wrong type or dtype; a
+      carry leaf is not floating point (an integer leaf, a step counter, has no derivative
+      for Newton's linearisation: the message names it); ``tol``, ``max_iter`` or
+      ``damping`` is not a number; ``cell.step`` returns a carry of another structure or
+      dtype.
     ValueError: a shape, a length or an option (``method``, ``tol``, ``max_iter``,
       ``damping``) is wrong; the message names it.
 
@@ -625,21 +700,24 @@ def parallel_scan(
   """
   method = _check_method(method)
   xs, carry, lengths = _prepare(cell, params, xs, carry, lengths)
+  _validate.float_carry(carry, "parallel_scan")
   dtype = jnp.result_type(*jax.tree.leaves(carry))
   tol = default_tol(dtype) if tol is None else _positive(tol, "tol")
   steps = xs.shape[0]
   max_iter = _check_max_iter(max_iter, steps, method)
   if damping is not None and method not in DAMPED:
     raise ValueError(f"damping applies to method='elk' or 'quasi-elk', not method={method!r}")
-  damping = DEFAULT_DAMPING if damping is None else _positive(damping, "damping")
-  if steps == 0:
-    batch_shape = xs.shape[1:-1]
+  damping = DEFAULT_DAMPING.get(method, 1.0) if damping is None else _positive(damping, "damping")
+  batch_shape = xs.shape[1:-1]
+  if steps == 0 or math.prod(batch_shape) == 0:
+    # Nothing to solve: the initial carry is the result (of no step, or of no sequence).
     info = NewtonInfo(
       iterations=jnp.zeros(batch_shape, jnp.int32),
       residual=jnp.zeros(batch_shape, dtype),
       converged=jnp.ones(batch_shape, bool),
+      overflows=jnp.zeros(batch_shape, jnp.int32),
     )
-    return carry, jnp.zeros((0, *batch_shape, cell.hidden_size), dtype), info
+    return carry, jnp.zeros((steps, *batch_shape, cell.hidden_size), dtype), info
   if protocol.affine_of(cell) is not None:
     method = "deer"  # solved by one scan whatever the method: one compiled function for all
   limits = _Limits(
