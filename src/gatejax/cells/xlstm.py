@@ -144,8 +144,7 @@ def slstm(hidden_size: int, *, num_heads: int = 4, forget_bias: str | float = "p
     n_t = f'_t \odot n_{t-1} + i'_t \\
     y_t &= \sigma(\tilde o) \odot c_t / n_t
 
-  equal to xlstm 2.0.6's vanilla ``slstm_forward_pointwise`` (the official reference; its CUDA
-  kernel computes the same forward). Carry :class:`SLSTMState` ``(y, c, n, m)``, each
+  equal to xlstm 2.0.6's vanilla ``slstm_forward_pointwise`` (the official reference). Carry :class:`SLSTMState` ``(y, c, n, m)``, each
   ``(*batch, H)``; the output is the carry's ``y``. Heads: ``NH`` blocks of ``D = H / NH``
   units; the recurrent matrix ``r (NH, D, 4D)`` mixes units only within a head.
 
