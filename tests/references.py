@@ -206,9 +206,14 @@ def official(sequence_fn, **fixed):
 
   def reference(cell, params, carry, x, gate=None, act=None):
     options = {k: v for k, v in cell.options._asdict().items() if k in accepted}
-    new, ys = sequence_fn(as_numpy(params), as_numpy(x)[None], as_numpy(carry), **options, **fixed)
+    # The transcriptions take one batch axis: flatten the step's batch axes (any number) into it.
+    x = as_numpy(x)
+    batch, size = x.shape[:-1], int(np.prod(x.shape[:-1], dtype=int))
+    flat = jax.tree.map(lambda a: a.reshape(size, *a.shape[len(batch) :]), as_numpy(carry))
+    new, ys = sequence_fn(as_numpy(params), x.reshape(1, size, -1), flat, **options, **fixed)
     if isinstance(carry, tuple) and hasattr(carry, "_fields"):
       new = type(carry)(*(np.asarray(getattr(new, f)) for f in carry._fields))
-    return new, ys[0]
+    new = jax.tree.map(lambda a: np.asarray(a).reshape(*batch, *np.shape(a)[1:]), new)
+    return new, ys[0].reshape(*batch, -1)
 
   return reference

@@ -87,7 +87,19 @@ def any_batch(sequence_fn):
 
 # The modern gated recurrences (SPEC §3d), each against the transcription of its official code.
 MODERN = {
-  # xLSTM: sLSTM, mLSTM
+  # xLSTM: sLSTM, mLSTM (two heads where the suite's hidden size is even)
+  "slstm": Entry(
+    lambda hidden: gj.slstm(hidden, num_heads=2 if hidden % 2 == 0 else 1),
+    references.official(official_steps.slstm_official, elementwise_n_zero=True),
+  ),
+  "mlstm": Entry(
+    lambda hidden: gj.mlstm(hidden, num_heads=2 if hidden % 2 == 0 else 1),
+    references.official(official_steps.mlstm_official),
+  ),
+  "mlstm_eps0": Entry(
+    lambda hidden: gj.mlstm(hidden, num_heads=2 if hidden % 2 == 0 else 1, eps=0.0),
+    references.official(official_steps.mlstm_official),
+  ),
   # Griffin, Mamba, LRU: RG-LRU, S6, LRU
   # DeltaNet, gated and not
   # Two heads where the suite's hidden size is even (heads must divide it), else one.

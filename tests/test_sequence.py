@@ -206,8 +206,8 @@ def test_scan_with_gates_matches_recomputation(name):
     carry, _, g = cell.recur(params, carry, cell.project(params, x))
     expected.append(g)
   assert type(gates) is type(expected[0])
-  for field in gates._fields:  # (time, batch, the shape of one step's gate: H, or NH heads)
-    chex.assert_shape(getattr(gates, field), (5, 2, *getattr(expected[0], field).shape[1:]))
+  for field in gates._fields:  # time first, then the step's own gate shape (per head: mLSTM)
+    chex.assert_shape(getattr(gates, field), (5, *getattr(expected[0], field).shape))
   assert_close(gates, jax.tree.map(lambda *g: jnp.stack(g), *expected))
 
 

@@ -16,12 +16,14 @@ from collections.abc import Callable
 import gatejax.cells.classic as classic
 import gatejax.cells.deltanet as deltanet
 import gatejax.cells.minimal as minimal
+import gatejax.cells.xlstm as xlstm
 from gatejax.cells._kit import Cell
 from gatejax.cells.classic import *  # noqa: F403
 from gatejax.cells.deltanet import *  # noqa: F403
 from gatejax.cells.minimal import *  # noqa: F403
+from gatejax.cells.xlstm import *  # noqa: F403
 
-FAMILIES = (classic, minimal, deltanet)
+FAMILIES = (classic, minimal, xlstm, deltanet)
 
 #: name -> factory of every built-in cell (``"gru"`` -> :func:`gatejax.gru`).
 CELLS: dict[str, Callable[..., Cell]] = {
@@ -36,4 +38,5 @@ DISPLAY_NAMES: dict[str, str] = {
 __all__ = ["CELLS", "DISPLAY_NAMES"]
 __all__ += classic.__all__
 __all__ += minimal.__all__
+__all__ += xlstm.__all__
 __all__ += deltanet.__all__
