@@ -22,6 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import gatejax as gj
+import official_steps
 import references
 from references import half_tanh
 from user_cells import Janet, TwoTimescales
@@ -66,6 +67,11 @@ MINIMAL = {
 MODERN = {
   # xLSTM: sLSTM, mLSTM
   # Griffin, Mamba, LRU: RG-LRU, S6, LRU
+  "rg_lru": Entry(
+    # two heads where the suite's hidden size allows (tests/test_cells.py runs H = 5)
+    lambda hidden: gj.rg_lru(hidden, num_heads=2 if hidden % 2 == 0 else 1),
+    references.official(official_steps.rg_lru_official),
+  ),
   # DeltaNet, gated and not
 }
 USER = {

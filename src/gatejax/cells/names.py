@@ -13,12 +13,13 @@ Example:
 
 from collections.abc import Callable
 
-from gatejax.cells import classic, minimal
+from gatejax.cells import classic, minimal, rglru
 from gatejax.cells._kit import Cell
 from gatejax.cells.classic import *  # noqa: F403
 from gatejax.cells.minimal import *  # noqa: F403
+from gatejax.cells.rglru import *  # noqa: F403
 
-FAMILIES = (classic, minimal)
+FAMILIES = (classic, minimal, rglru)
 
 #: name -> factory of every built-in cell (``"gru"`` -> :func:`gatejax.gru`).
 CELLS: dict[str, Callable[..., Cell]] = {
@@ -28,3 +29,4 @@ CELLS: dict[str, Callable[..., Cell]] = {
 __all__ = ["CELLS"]
 __all__ += classic.__all__
 __all__ += minimal.__all__
+__all__ += rglru.__all__
