@@ -92,10 +92,15 @@ def test_other_batch_shapes_match_numpy(name, batch_shape):
 def test_initial_carry_is_zeros_of_the_asked_shape_and_dtype(name, x64):
   cell = make(name, H)
   carry = cell.initial_carry((2, 3), jnp.float64)
-  for leaf in jax.tree.leaves(carry):
-    assert leaf.shape[:2] == (2, 3) and leaf.shape[-1] == H
-    chex.assert_type(leaf, jnp.float64)
+  # Leaves (*batch, ...) after the cell's own unbatched carry (a state (H, N) for S6, (N,)
+  # for the LRU), in float64 precision (complex128 for a complex carry).
+  single = cell.initial_carry((), jnp.float64)
+  for leaf, one in zip(jax.tree.leaves(carry), jax.tree.leaves(single), strict=True):
+    assert leaf.shape == (2, 3, *one.shape) and leaf.dtype == one.dtype
+    assert jnp.finfo(leaf.dtype).dtype == jnp.float64
     assert not np.any(np.asarray(leaf))
+  if getattr(cell, "read", None) is None:  # y is read from the carry: a leaf of width H
+    assert any(leaf.shape[-1] == H for leaf in jax.tree.leaves(carry))
   assert isinstance(carry, gj.LSTMState) == name.startswith("lstm")
 
 
@@ -393,8 +398,15 @@ def test_init_dtype(name, dtype, x64):
     chex.assert_trees_all_equal(
       params, jax.tree.map(lambda a: a.astype(dtype), cell.init(jax.random.key(0), INIT_I))
     )
-  else:  # drawn in float64: orthogonal to float64 precision
-    square = [a for a in jax.tree.leaves(params) if a.ndim == 2 and a.shape[0] == INIT_H]
+  else:  # drawn in float64: the recurrent weight blocks orthogonal to float64 precision
+    square = [
+      a
+      for field, a in params._asdict().items()
+      if field.startswith("w_")
+      and a.ndim == 2
+      and a.shape[0] == INIT_H
+      and a.shape[1] % INIT_H == 0
+    ]
     for matrix in square:
       for block in blocks(np.asarray(matrix), matrix.shape[1] // INIT_H):
         np.testing.assert_allclose(block @ block.T, np.eye(INIT_H), atol=1e-12)

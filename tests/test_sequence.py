@@ -437,7 +437,11 @@ def test_associative_scan_equals_the_sequential_loop(name, reverse, dtype, tol):
       lambda p, x, c: gj.scan(cell, p, x, carry=c, lengths=lengths, reverse=reverse, impl=impl)
     )(params, xs, carry)
     parallel, sequential = run("associative"), run("autodiff")
-    chex.assert_trees_all_close(parallel, sequential, rtol=tol, atol=tol)
+    # each leaf to tol of its own scale: another order of the same float32 sums (S6's
+    # gradients reach ~30, and an entry of 0.1 among them carries their rounding)
+    for got, want in zip(jax.tree.leaves(parallel), jax.tree.leaves(sequential), strict=True):
+      scale = max(1.0, float(jnp.max(jnp.abs(want))))
+      chex.assert_trees_all_close(got, want, rtol=tol, atol=tol * scale)
     final, ys = gj.scan(cell, params, xs, carry=carry, lengths=lengths, reverse=reverse)
     final_ref, ys_ref = padded_oracle_dtype(cell, params, xs, carry, np.asarray(lengths), reverse)
     assert_close((final, ys), (final_ref, ys_ref), tol)
