@@ -72,6 +72,13 @@ MODERN = {
     lambda hidden: gj.rg_lru(hidden, num_heads=2 if hidden % 2 == 0 else 1),
     references.official(official_steps.rg_lru_official),
   ),
+  "s6": Entry(
+    lambda hidden: gj.s6(hidden, state_size=3), references.official(official_steps.s6_official)
+  ),
+  "s6_negative": Entry(
+    lambda hidden: gj.s6(hidden, state_size=3, negative_eigenvalues=True),
+    references.official(official_steps.s6_official),
+  ),
   # DeltaNet, gated and not
 }
 USER = {

@@ -13,13 +13,14 @@ Example:
 
 from collections.abc import Callable
 
-from gatejax.cells import classic, minimal, rglru
+from gatejax.cells import classic, mamba, minimal, rglru
 from gatejax.cells._kit import Cell
 from gatejax.cells.classic import *  # noqa: F403
+from gatejax.cells.mamba import *  # noqa: F403
 from gatejax.cells.minimal import *  # noqa: F403
 from gatejax.cells.rglru import *  # noqa: F403
 
-FAMILIES = (classic, minimal, rglru)
+FAMILIES = (classic, minimal, rglru, mamba)
 
 #: name -> factory of every built-in cell (``"gru"`` -> :func:`gatejax.gru`).
 CELLS: dict[str, Callable[..., Cell]] = {
@@ -30,3 +31,4 @@ __all__ = ["CELLS"]
 __all__ += classic.__all__
 __all__ += minimal.__all__
 __all__ += rglru.__all__
+__all__ += mamba.__all__
