@@ -137,10 +137,24 @@ def random_params(cell, seed: int, input_size: int, *, dtype=np.float32, scale=0
 
 
 def random_carry(cell, seed: int, batch_shape, dtype=np.float32, scale=1.0):
-  """``cell.initial_carry``'s structure with every leaf drawn as ``scale * N(0, 1)``."""
+  """``cell.initial_carry(batch_shape, dtype)``'s structure with every leaf drawn as
+  ``scale * N(0, 1)``; a complex leaf (the LRU's) gets its real and imaginary parts so drawn."""
   rng = np.random.default_rng(seed)
-  template = jax.eval_shape(lambda: cell.initial_carry(tuple(batch_shape)))
-  return jax.tree.map(lambda s: normal(rng, s.shape, dtype, scale), template)
+  shape_of = lambda: jax.eval_shape(lambda: cell.initial_carry(tuple(batch_shape), dtype))
+  if np.dtype(dtype) == np.float64:
+    with jax.enable_x64(True):
+      template = shape_of()
+  else:
+    template = shape_of()
+  return jax.tree.map(lambda s: draw_like(rng, s, scale), template)
+
+
+def draw_like(rng: np.random.Generator, leaf, scale: float = 1.0) -> jax.Array:
+  """``scale * N(0, 1)`` draws of ``leaf``'s shape and dtype (complex: both parts drawn)."""
+  if np.issubdtype(leaf.dtype, np.complexfloating):
+    parts = scale * rng.standard_normal((2, *leaf.shape))
+    return jnp.asarray((parts[0] + 1j * parts[1]).astype(leaf.dtype))
+  return normal(rng, leaf.shape, leaf.dtype, scale)
 
 
 def normal(rng: np.random.Generator, shape, dtype=np.float32, scale: float = 1.0) -> jax.Array:

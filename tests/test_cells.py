@@ -31,15 +31,21 @@ def random_input(seed, shape, dtype=np.float32):
   return normal(np.random.default_rng(seed), shape, dtype)
 
 
+def wide(a):
+  """float64, or complex128 for a complex leaf (the LRU's carry)."""
+  a = np.asarray(a)
+  return a.astype(np.complex128 if np.iscomplexobj(a) else np.float64)
+
+
 def assert_tree_close(actual, expected, tol):
   chex.assert_trees_all_equal_structs(actual, expected)
   for a, e in zip(jax.tree.leaves(actual), jax.tree.leaves(expected), strict=True):
-    np.testing.assert_allclose(np.asarray(a, np.float64), e, rtol=tol, atol=tol)
+    np.testing.assert_allclose(wide(a), e, rtol=tol, atol=tol)
 
 
 def max_error(actual, expected):
   return max(
-    float(np.abs(np.asarray(a, np.float64) - np.asarray(e, np.float64)).max())
+    float(np.abs(wide(a) - wide(e)).max())
     for a, e in zip(jax.tree.leaves(actual), jax.tree.leaves(expected), strict=True)
   )
 
