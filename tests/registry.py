@@ -79,6 +79,7 @@ MODERN = {
     lambda hidden: gj.s6(hidden, state_size=3, negative_eigenvalues=True),
     references.official(official_steps.s6_official),
   ),
+  "lru": Entry(lambda hidden: gj.lru(hidden), references.official(official_steps.lru_official)),
   # DeltaNet, gated and not
 }
 USER = {

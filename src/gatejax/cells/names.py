@@ -14,13 +14,15 @@ Example:
 from collections.abc import Callable
 
 from gatejax.cells import classic, mamba, minimal, rglru
+from gatejax.cells import lru as lru_family  # the module: its factory lru takes the name
 from gatejax.cells._kit import Cell
 from gatejax.cells.classic import *  # noqa: F403
+from gatejax.cells.lru import *  # noqa: F403
 from gatejax.cells.mamba import *  # noqa: F403
 from gatejax.cells.minimal import *  # noqa: F403
 from gatejax.cells.rglru import *  # noqa: F403
 
-FAMILIES = (classic, minimal, rglru, mamba)
+FAMILIES = (classic, minimal, rglru, mamba, lru_family)
 
 #: name -> factory of every built-in cell (``"gru"`` -> :func:`gatejax.gru`).
 CELLS: dict[str, Callable[..., Cell]] = {
@@ -32,3 +34,4 @@ __all__ += classic.__all__
 __all__ += minimal.__all__
 __all__ += rglru.__all__
 __all__ += mamba.__all__
+__all__ += lru_family.__all__
