@@ -197,23 +197,38 @@ def user(cell, params, carry, x, gate=None, act=None):
   return cell.numpy_step(_dict(as_numpy(params)), as_numpy(carry), as_numpy(x))
 
 
+def _wide(a):
+  """``a`` in float64, or complex128 where it is complex (a complex carry keeps its phase)."""
+  a = np.asarray(a)
+  return a.astype(np.complex128 if np.iscomplexobj(a) else np.float64)
+
+
 def official(sequence_fn, **fixed):
   """A one-step reference from a whole-sequence transcription of official code
   (tests/official_steps.py): ``sequence_fn(params, xs, carry, **options)`` at ``T = 1``, with
   the cell's options that the function takes (``c``, ``eps``, ``negative_eigenvalues``, ...)
-  and ``fixed`` keywords; the carry comes back as the cell's own type."""
+  and ``fixed`` keywords; the carry comes back as the cell's own type. The transcriptions take
+  one batch axis, ``(T, B, I)``: any batch shape (``()`` included) is flattened into it and
+  restored."""
   accepted = set(inspect.signature(sequence_fn).parameters)
 
   def reference(cell, params, carry, x, gate=None, act=None):
     options = {k: v for k, v in cell.options._asdict().items() if k in accepted}
-    # The transcriptions take one batch axis: flatten the step's batch axes (any number) into it.
     x = as_numpy(x)
-    batch, size = x.shape[:-1], int(np.prod(x.shape[:-1], dtype=int))
-    flat = jax.tree.map(lambda a: a.reshape(size, *a.shape[len(batch) :]), as_numpy(carry))
-    new, ys = sequence_fn(as_numpy(params), x.reshape(1, size, -1), flat, **options, **fixed)
+    batch = x.shape[:-1]
+    flat = jax.tree.map(lambda a: _wide(a).reshape((-1, *np.shape(a)[len(batch) :])), carry)
+    new, ys = sequence_fn(
+      as_numpy(params), x.reshape((1, -1, x.shape[-1])), flat, **options, **fixed
+    )
+
+    def restore(a):
+      a = np.asarray(a)
+      return a.reshape((*batch, *a.shape[1:]))
+
     if isinstance(carry, tuple) and hasattr(carry, "_fields"):
-      new = type(carry)(*(np.asarray(getattr(new, f)) for f in carry._fields))
-    new = jax.tree.map(lambda a: np.asarray(a).reshape(*batch, *np.shape(a)[1:]), new)
-    return new, ys[0].reshape(*batch, -1)
+      new = type(carry)(*(restore(getattr(new, f)) for f in carry._fields))
+    else:
+      new = restore(new)
+    return new, restore(ys[0])
 
   return reference

@@ -14,7 +14,6 @@ vmap, scan, stacks, the fast paths, analysis, training) covers it, and the entry
   (tests/user_cells.py): one with a dict carry of two leaf shapes, one with an array carry.
 """
 
-import functools
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -66,25 +65,6 @@ MINIMAL = {
 }
 
 
-def any_batch(sequence_fn):
-  """A transcription of tests/official_steps.py (``xs (T, B, I)``: one batch axis) for any
-  batch shape: the batch axes flattened into one, and restored on the carry and ``ys``.
-  ``functools.wraps`` keeps the signature, whose keywords :func:`references.official` reads."""
-
-  @functools.wraps(sequence_fn)
-  def run(params, xs, carry=None, **options):
-    xs = np.asarray(xs)
-    batch = xs.shape[1:-1]
-    size = int(np.prod(batch, dtype=int))
-    if carry is not None:
-      carry = jax.tree.map(lambda c: np.reshape(c, (size, *np.shape(c)[len(batch) :])), carry)
-    new, ys = sequence_fn(params, xs.reshape(xs.shape[0], size, xs.shape[-1]), carry, **options)
-    new = jax.tree.map(lambda c: np.reshape(c, (*batch, *np.shape(c)[1:])), new)
-    return new, np.reshape(ys, (xs.shape[0], *batch, ys.shape[-1]))
-
-  return run
-
-
 # The modern gated recurrences (SPEC §3d), each against the transcription of its official code.
 MODERN = {
   # xLSTM: sLSTM, mLSTM (two heads where the suite's hidden size is even)
@@ -101,19 +81,32 @@ MODERN = {
     references.official(official_steps.mlstm_official),
   ),
   # Griffin, Mamba, LRU: RG-LRU, S6, LRU
+  "rg_lru": Entry(
+    # two heads where the suite's hidden size allows (tests/test_cells.py runs H = 5)
+    lambda hidden: gj.rg_lru(hidden, num_heads=2 if hidden % 2 == 0 else 1),
+    references.official(official_steps.rg_lru_official),
+  ),
+  "s6": Entry(
+    lambda hidden: gj.s6(hidden, state_size=3), references.official(official_steps.s6_official)
+  ),
+  "s6_negative": Entry(
+    lambda hidden: gj.s6(hidden, state_size=3, negative_eigenvalues=True),
+    references.official(official_steps.s6_official),
+  ),
+  "lru": Entry(lambda hidden: gj.lru(hidden), references.official(official_steps.lru_official)),
   # DeltaNet, gated and not
   # Two heads where the suite's hidden size is even (heads must divide it), else one.
   "gated_delta_net": Entry(
     lambda hidden: gj.delta_net(hidden, num_heads=2 if hidden % 2 == 0 else 1),
-    references.official(any_batch(official_steps.gated_delta_net_official)),
+    references.official(official_steps.gated_delta_net_official),
   ),
   "delta_net": Entry(
     lambda hidden: gj.delta_net(hidden, gated=False),
-    references.official(any_batch(official_steps.delta_net_official)),
+    references.official(official_steps.delta_net_official),
   ),
   "gated_delta_net_negative": Entry(
     lambda hidden: gj.delta_net(hidden, key_size=3, negative_eigenvalues=True),
-    references.official(any_batch(official_steps.gated_delta_net_official)),
+    references.official(official_steps.gated_delta_net_official),
   ),
 }
 USER = {
@@ -174,10 +167,24 @@ def random_params(cell, seed: int, input_size: int, *, dtype=np.float32, scale=0
 
 
 def random_carry(cell, seed: int, batch_shape, dtype=np.float32, scale=1.0):
-  """``cell.initial_carry``'s structure with every leaf drawn as ``scale * N(0, 1)``."""
+  """``cell.initial_carry(batch_shape, dtype)``'s structure with every leaf drawn as
+  ``scale * N(0, 1)``; a complex leaf (the LRU's) gets its real and imaginary parts so drawn."""
   rng = np.random.default_rng(seed)
-  template = jax.eval_shape(lambda: cell.initial_carry(tuple(batch_shape)))
-  return jax.tree.map(lambda s: normal(rng, s.shape, dtype, scale), template)
+  shape_of = lambda: jax.eval_shape(lambda: cell.initial_carry(tuple(batch_shape), dtype))
+  if np.dtype(dtype) == np.float64:
+    with jax.enable_x64(True):
+      template = shape_of()
+  else:
+    template = shape_of()
+  return jax.tree.map(lambda s: draw_like(rng, s, scale), template)
+
+
+def draw_like(rng: np.random.Generator, leaf, scale: float = 1.0) -> jax.Array:
+  """``scale * N(0, 1)`` draws of ``leaf``'s shape and dtype (complex: both parts drawn)."""
+  if np.issubdtype(leaf.dtype, np.complexfloating):
+    parts = scale * rng.standard_normal((2, *leaf.shape))
+    return jnp.asarray((parts[0] + 1j * parts[1]).astype(leaf.dtype))
+  return normal(rng, leaf.shape, leaf.dtype, scale)
 
 
 def normal(rng: np.random.Generator, shape, dtype=np.float32, scale: float = 1.0) -> jax.Array:

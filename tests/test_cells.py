@@ -31,15 +31,21 @@ def random_input(seed, shape, dtype=np.float32):
   return normal(np.random.default_rng(seed), shape, dtype)
 
 
+def wide(a):
+  """float64, or complex128 for a complex leaf (the LRU's carry)."""
+  a = np.asarray(a)
+  return a.astype(np.complex128 if np.iscomplexobj(a) else np.float64)
+
+
 def assert_tree_close(actual, expected, tol):
   chex.assert_trees_all_equal_structs(actual, expected)
   for a, e in zip(jax.tree.leaves(actual), jax.tree.leaves(expected), strict=True):
-    np.testing.assert_allclose(np.asarray(a, np.float64), e, rtol=tol, atol=tol)
+    np.testing.assert_allclose(wide(a), e, rtol=tol, atol=tol)
 
 
 def max_error(actual, expected):
   return max(
-    float(np.abs(np.asarray(a, np.float64) - np.asarray(e, np.float64)).max())
+    float(np.abs(wide(a) - wide(e)).max())
     for a, e in zip(jax.tree.leaves(actual), jax.tree.leaves(expected), strict=True)
   )
 
@@ -92,14 +98,16 @@ def test_other_batch_shapes_match_numpy(name, batch_shape):
 def test_initial_carry_is_zeros_of_the_asked_shape_and_dtype(name, x64):
   cell = make(name, H)
   carry = cell.initial_carry((2, 3), jnp.float64)
-  # Each leaf is the unbatched leaf with the batch axes in front (a leaf need not end in H:
-  # the mLSTM carries (NH, K, V) matrices).
-  unbatched = jax.tree.leaves(cell.initial_carry((), jnp.float64))
-  assert any(leaf.shape[-1:] == (H,) for leaf in unbatched) or hasattr(cell, "read")
-  for leaf, one in zip(jax.tree.leaves(carry), unbatched, strict=True):
-    assert leaf.shape == (2, 3, *one.shape)
-    chex.assert_type(leaf, jnp.float64)
+  # Leaves (*batch, ...) after the cell's own unbatched carry (a leaf need not end in H: the
+  # mLSTM carries (NH, K, V) matrices, S6 a state (H, N), the LRU (N,)), in float64 precision
+  # (complex128 for a complex carry).
+  single = cell.initial_carry((), jnp.float64)
+  for leaf, one in zip(jax.tree.leaves(carry), jax.tree.leaves(single), strict=True):
+    assert leaf.shape == (2, 3, *one.shape) and leaf.dtype == one.dtype
+    assert jnp.finfo(leaf.dtype).dtype == jnp.float64
     assert not np.any(np.asarray(leaf))
+  if getattr(cell, "read", None) is None:  # y is read from the carry: a leaf of width H
+    assert any(leaf.shape[-1] == H for leaf in jax.tree.leaves(carry))
   assert isinstance(carry, gj.LSTMState) == name.startswith("lstm")
 
 
@@ -397,8 +405,15 @@ def test_init_dtype(name, dtype, x64):
     chex.assert_trees_all_equal(
       params, jax.tree.map(lambda a: a.astype(dtype), cell.init(jax.random.key(0), INIT_I))
     )
-  else:  # drawn in float64: orthogonal to float64 precision
-    square = [a for a in jax.tree.leaves(params) if a.ndim == 2 and a.shape[0] == INIT_H]
+  else:  # drawn in float64: the recurrent weight blocks orthogonal to float64 precision
+    square = [
+      a
+      for field, a in params._asdict().items()
+      if field.startswith("w_")
+      and a.ndim == 2
+      and a.shape[0] == INIT_H
+      and a.shape[1] % INIT_H == 0
+    ]
     for matrix in square:
       for block in blocks(np.asarray(matrix), matrix.shape[1] // INIT_H):
         np.testing.assert_allclose(block @ block.T, np.eye(INIT_H), atol=1e-12)

@@ -15,15 +15,21 @@ from collections.abc import Callable
 
 import gatejax.cells.classic as classic
 import gatejax.cells.deltanet as deltanet
+import gatejax.cells.lru as lru_family  # the module: its factory lru takes the name
+import gatejax.cells.mamba as mamba
 import gatejax.cells.minimal as minimal
+import gatejax.cells.rglru as rglru
 import gatejax.cells.xlstm as xlstm
 from gatejax.cells._kit import Cell
 from gatejax.cells.classic import *  # noqa: F403
 from gatejax.cells.deltanet import *  # noqa: F403
+from gatejax.cells.lru import *  # noqa: F403
+from gatejax.cells.mamba import *  # noqa: F403
 from gatejax.cells.minimal import *  # noqa: F403
+from gatejax.cells.rglru import *  # noqa: F403
 from gatejax.cells.xlstm import *  # noqa: F403
 
-FAMILIES = (classic, minimal, xlstm, deltanet)
+FAMILIES = (classic, minimal, xlstm, rglru, mamba, lru_family, deltanet)
 
 #: name -> factory of every built-in cell (``"gru"`` -> :func:`gatejax.gru`).
 CELLS: dict[str, Callable[..., Cell]] = {
@@ -39,4 +45,7 @@ __all__ = ["CELLS", "DISPLAY_NAMES"]
 __all__ += classic.__all__
 __all__ += minimal.__all__
 __all__ += xlstm.__all__
+__all__ += rglru.__all__
+__all__ += mamba.__all__
+__all__ += lru_family.__all__
 __all__ += deltanet.__all__
