@@ -31,6 +31,7 @@ from typing import Any
 
 from gatejax import tasks
 from gatejax.cells import names
+from gatejax.cells import Bias
 
 __all__ = [
   "CELLS",
@@ -91,8 +92,10 @@ def keep_bias(name: str) -> str | None:
     ('forget_bias', None)
   """
   _check_name(name, CELLS, "cell")
-  options = inspect.signature(CELLS[name]).parameters
-  return next((p for p in options if p.endswith("_bias")), None)
+  # Only an option typed ``Bias`` takes ``gj.chrono``; sLSTM's ``forget_bias`` ("powerlaw" or a
+  # float) is a keep-gate bias too, but its official init is not chrono's.
+  options = inspect.signature(CELLS[name]).parameters.values()
+  return next((p.name for p in options if p.annotation in ("Bias", Bias)), None)
 
 
 def default_option(name: str, option: str) -> Any:
