@@ -44,17 +44,10 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float, Int
 
+import gatejax.run.flat as flat
 import gatejax.run.prepare as prepare
 from gatejax import _validate
 from gatejax._jit import bounded_jit
-from gatejax.run.newton import (
-  _flat_step,
-  _flatten,
-  _per_sequence,
-  _prepare,
-  _unflattener,
-  _work_dtype,
-)
 
 __all__ = ["largest_lyapunov_exponent", "lyapunov_exponents"]
 
@@ -91,9 +84,9 @@ def _flat_problem(
   """``(f, c0 (B, n), xs (T, B, I), lengths (B,), batch_shape)``: the batch flattened to ``B``."""
   steps, batch_shape = xs.shape[0], xs.shape[1:-1]
   batch = int(np.prod(batch_shape))
-  template, _ = _per_sequence(carry, len(batch_shape))
-  f = _flat_step(cell, _unflattener(template))
-  c0 = _flatten(
+  template, _ = flat.per_sequence(carry, len(batch_shape))
+  f = flat.flat_step(cell, flat.unflattener(template))
+  c0 = flat.flatten(
     jax.tree.map(lambda leaf: leaf.reshape((batch, *leaf.shape[len(batch_shape) :])), carry), 1
   )
   # A padded input never enters a derivative (gatejax.run.prepare), so NaN there stays harmless.
@@ -121,7 +114,7 @@ def _qr_exponents(
   # The frame, its QR and the sums run in at least float32: LAPACK has no half-precision
   # QR, and a sum over many steps needs more than bfloat16's 8 bits. The products J_t Q are
   # taken in the carry's dtype (a JVP's tangent has the primal's dtype).
-  work = _work_dtype(c0.dtype)
+  work = flat.work_dtype(c0.dtype)
 
   def one(c0: Array, xs: Array, length: Array) -> Array:
     def body(state: tuple[Array, Array, Array, Array], inputs: tuple[Array, Array]) -> Any:
@@ -155,7 +148,7 @@ def _tangent_exponent(
   f, c0, xs, lengths, batch_shape = _flat_problem(cell, carry, xs, lengths)
   n = c0.shape[-1]
   time = jnp.arange(xs.shape[0], dtype=jnp.int32)
-  work = _work_dtype(c0.dtype)
+  work = flat.work_dtype(c0.dtype)
 
   def one(c0: Array, xs: Array, length: Array) -> Array:
     def body(state: tuple[Array, Array, Array, Array], inputs: tuple[Array, Array]) -> Any:
@@ -256,13 +249,14 @@ def lyapunov_exponents(
     >>> jnp.round(lam, 4)                         # sorted log|w_ii|
     Array([ 0.6931,  0.    , -0.6931], dtype=float32)
   """
-  xs, carry, lengths = _prepare(cell, params, xs, carry, lengths)
+  call = prepare.prepare(cell, params, xs, carry, lengths)
+  xs, carry, lengths = call.xs, call.carry, call.lengths
   _validate.float_carry(carry, "lyapunov_exponents")
-  _, n = _per_sequence(carry, xs.ndim - 2)
+  _, n = flat.per_sequence(carry, xs.ndim - 2)
   k = _check_k(k, n)
   transient = _check_transient(transient, xs.shape[0])
   if math.prod(xs.shape[1:-1]) == 0:
-    return jnp.zeros((*xs.shape[1:-1], k), jnp.result_type(*jax.tree.leaves(carry)))
+    return jnp.zeros((*xs.shape[1:-1], k), jnp.result_type(*jax.tree.leaves(flat.to_real(carry))))
   return _qr_exponents(cell, params, xs, carry, lengths, k=k, transient=transient)
 
 
@@ -309,9 +303,10 @@ def largest_lyapunov_exponent(
     >>> bool(jnp.abs(lam - jnp.log(2.0)) < 1e-2)
     True
   """
-  xs, carry, lengths = _prepare(cell, params, xs, carry, lengths)
+  call = prepare.prepare(cell, params, xs, carry, lengths)
+  xs, carry, lengths = call.xs, call.carry, call.lengths
   _validate.float_carry(carry, "largest_lyapunov_exponent")
   transient = _check_transient(transient, xs.shape[0])
   if math.prod(xs.shape[1:-1]) == 0:
-    return jnp.zeros(xs.shape[1:-1], jnp.result_type(*jax.tree.leaves(carry)))
+    return jnp.zeros(xs.shape[1:-1], jnp.result_type(*jax.tree.leaves(flat.to_real(carry))))
   return _tangent_exponent(cell, params, xs, carry, lengths, transient=transient)

@@ -3,8 +3,8 @@ transcribed in tests/official_steps.py, in float64 through every runner, its rin
 initialisation, and its closed forms: the Jacobian ``diag(λ)`` (a scaled rotation of each
 state's real and imaginary parts) and the Lyapunov exponents ``log|λ_j|``, each twice.
 
-The complex carry is new to the library's runners: where library code does not take it yet,
-the test is written and marked ``xfail(strict=True)`` with the function named.
+Newton's method, the Lyapunov exponents and the analysis' Jacobian sweep take the complex
+carry as its real and imaginary parts (gatejax.run.flat).
 """
 
 import math
@@ -82,11 +82,6 @@ def poisoned(xs):
   return jnp.where(jnp.asarray(VALID)[..., None], xs, jnp.nan)
 
 
-COMPLEX_NEWTON = (
-  "gj.parallel_scan: complex carries (newton._residual mixes float and complex): lead"
-)
-
-
 # ---------------------------------------------------------------------------
 # Against the official step
 # ---------------------------------------------------------------------------
@@ -102,7 +97,6 @@ def test_scan_equals_the_official_step_float64(reverse, x64):
     assert_close(got, expected, 1e-12)
 
 
-@pytest.mark.xfail(strict=True, reason=COMPLEX_NEWTON)
 def test_parallel_scan_equals_the_official_step_float64(x64):
   params, xs, carry = problem()
   lengths = jnp.asarray(LENGTHS, jnp.int32)
@@ -130,7 +124,6 @@ def test_fast_paths_equal_the_loop_in_values_and_gradients(x64):
       chex.assert_trees_all_close(got, (value, grads), rtol=1e-12, atol=1e-12)
 
 
-@pytest.mark.xfail(strict=True, reason=COMPLEX_NEWTON)
 def test_parallel_scan_gradients_equal_the_loop(x64):
   params, xs, carry = problem(2)
   newton = lambda p, x, c: gj.parallel_scan(
@@ -258,10 +251,6 @@ def test_jacobian_is_a_rotation_per_state_and_its_norms_equal_jacrev(x64):
   assert_close(whole, np.abs(lam).max() ** (T - np.arange(T))[:, None].repeat(B, 1), 1e-12)
 
 
-@pytest.mark.xfail(
-  strict=True,
-  reason="gatejax.analysis.jacobian_norms (the sweep, without affine): complex carries: lead",
-)
 def test_jacobian_norms_by_the_sweep_equal_jacrev(x64):
   params, xs, carry = problem(6)
   lengths = jnp.asarray(LENGTHS, jnp.int32)
@@ -286,7 +275,6 @@ def test_contributions_sum_to_the_gradient(x64):
   chex.assert_trees_all_close(total, grad, rtol=1e-12, atol=1e-12)
 
 
-@pytest.mark.xfail(strict=True, reason="complex carries in dynamics: lead")
 def test_lyapunov_exponents_are_log_abs_lambda_twice(x64):
   """Every state a scaled rotation: its two exponents are log|λ_j| = −exp(nu_log_j), for any
   input (SPEC §3c: a complex leaf as its real and imaginary parts, 2N exponents)."""

@@ -138,10 +138,6 @@ def test_fast_paths_equal_the_loop_in_values_and_gradients(x64):
   chex.assert_trees_all_close(got, (value, grads), rtol=1e-12, atol=1e-12)
 
 
-@pytest.mark.xfail(
-  strict=True,
-  reason="gj.parallel_scan: NaN past lengths reaches the gradient (padding not cleaned): lead",
-)
 def test_parallel_scan_gradients_ignore_nan_padding(x64):
   params, xs, carry = problem(2)
   want = loss_of(scan_run("autodiff"))(params, xs, carry)

@@ -9,10 +9,27 @@ from typing import Any
 from jaxtyping import Array
 
 import gatejax.run.loop as loop
+import gatejax.run.prepare as prepare
+from gatejax import _validate
 from gatejax.protocol import Recurrence
+from gatejax.run.options import ScanOptions, plan, resolve_options
 
 Params = Any
 Carry = Any
+
+
+def prepared(
+  cell: Any, params: Params, xs: Any, carry: Any, lengths: Any, options: Any, who: str
+) -> tuple[Array, Carry, Array | None, ScanOptions]:
+  """``(xs, carry, lengths, options)`` of one analysis call, checked as :func:`gatejax.scan`
+  checks them: the arguments (:func:`gatejax.run.prepare.prepare`), the options with the
+  same errors (``impl="associative"`` for a cell not affine in its carry is refused, not
+  silently replaced by the loop), and a carry the sweeps can differentiate."""
+  options = resolve_options(options)
+  call = prepare.prepare(cell, params, xs, carry, lengths, unroll=options.unroll)
+  plan(options, cell, call.xs.shape[0], reverse=False, with_gates=False)
+  _validate.float_carry(call.carry, who)
+  return call.xs, call.carry, call.lengths, options
 
 
 def step_fn(parts: Recurrence, params: Params) -> Callable[[Carry, Array], tuple[Carry, Array]]:

@@ -35,7 +35,9 @@ class GateStatistics(NamedTuple):
   Every mapping goes from gate name (the cell's ``gate_names``: GRU ``"r", "z"``; LSTM
   ``"i", "f", "o"``; empty for the RNN and for a cell that reports no gates) to a scalar
   fraction over all valid steps, batch elements and units. With no valid step at all
-  (``T = 0``, or every length 0) every fraction and summary is NaN.
+  (``T = 0``, or every length 0) every fraction and summary is NaN, and so is every statistic
+  of a gate that is NaN at any valid step (a NaN is neither shut nor open). Each gate is masked
+  in its own shape (a gate per head, as mLSTM's, or per unit).
 
   Attributes:
     near_zero: fraction of activations ``< eps`` (the gate is shut).
@@ -147,28 +149,38 @@ def _gate_statistics(
   T, batch_shape = ys.shape[0], ys.shape[1:-1]
   ones = jnp.ones((T, *batch_shape), bool)
   valid = ones if lengths is None else loop.valid_steps(T, lengths)
-  mask = jnp.broadcast_to(valid[..., None], ys.shape)
-  count = jnp.sum(mask).astype(ys.dtype)
 
-  def fraction(condition: Array) -> Array:
-    return jnp.sum(condition & mask).astype(ys.dtype) / count
+  def mask_of(a: Array) -> Array:
+    """The valid steps, broadcast over a gate's own shape (a head's gate, a unit's, ...)."""
+    return jnp.broadcast_to(valid.reshape(valid.shape + (1,) * (a.ndim - valid.ndim)), a.shape)
 
-  unit_axes = tuple(range(ys.ndim - 1))
-  never_open = {n: jnp.all((a == 0) | ~mask, axis=unit_axes) for n, a in acts.items()}
-  some = count > 0
+  masks = {n: mask_of(a) for n, a in acts.items()}
+  counts = {n: jnp.sum(m).astype(ys.dtype) for n, m in masks.items()}
+  # A statistic of NaN gates is NaN: a NaN is neither near 0 nor near 1, and counting it as
+  # "not saturated" would report a broken run as a healthy one.
+  broken = {n: jnp.any(jnp.isnan(a) & masks[n]) for n, a in acts.items()}
+  nothing = jnp.asarray(jnp.nan, ys.dtype)
+
+  def fraction(n: str, condition: Array) -> Array:
+    share = jnp.sum(condition & masks[n]).astype(ys.dtype) / counts[n]
+    return jnp.where(broken[n], nothing, share)
+
+  never_open = {
+    n: jnp.all((a == 0) | ~masks[n], axis=tuple(range(valid.ndim))) for n, a in acts.items()
+  }
   keep_plus_write = None if keep_write is None else _summary(keep_write[0] + keep_write[1], valid)
   flat = (T, math.prod(batch_shape))  # not (T, -1): T may be 0
   sequences = jnp.sum(valid.reshape(flat), axis=1)
   norms = jnp.where(valid, jnp.linalg.norm(ys, axis=-1), 0).reshape(flat)
-  nothing = jnp.asarray(jnp.nan, ys.dtype)
   return GateStatistics(
-    near_zero={n: fraction(a < eps) for n, a in acts.items()},
-    near_one={n: fraction(a > 1 - eps) for n, a in acts.items()},
-    dead={n: fraction(a == 0) for n, a in acts.items()},
+    near_zero={n: fraction(n, a < eps) for n, a in acts.items()},
+    near_one={n: fraction(n, a > 1 - eps) for n, a in acts.items()},
+    dead={n: fraction(n, a == 0) for n, a in acts.items()},
     dead_units={
-      n: jnp.where(some, jnp.mean(u.astype(ys.dtype)), nothing) for n, u in never_open.items()
+      n: jnp.where((counts[n] > 0) & ~broken[n], jnp.mean(u.astype(ys.dtype)), nothing)
+      for n, u in never_open.items()
     },
-    mean={n: jnp.sum(jnp.where(mask, a, 0)) / count for n, a in acts.items()},
+    mean={n: jnp.sum(jnp.where(masks[n], a, 0)) / counts[n] for n, a in acts.items()},
     keep_plus_write=keep_plus_write,
     hidden_norm=jnp.sum(norms, axis=1) / jnp.maximum(sequences, 1).astype(ys.dtype),
   )

@@ -24,9 +24,9 @@ import gatejax.analysis._sweep as _sweep
 import gatejax.run.fused as fused
 import gatejax.run.loop as loop
 import gatejax.run.prepare as prepare
-from gatejax import _validate, protocol
+from gatejax import protocol
 from gatejax._jit import bounded_jit
-from gatejax.run.options import ScanOptions, resolve_options
+from gatejax.run.options import ScanOptions
 
 __all__ = ["carry_gradients", "contribution_norms", "step_contributions"]
 
@@ -152,11 +152,9 @@ def step_contributions(
     True
   """
   _check_loss_fn(loss_fn)
-  options = resolve_options(options)
-  xs, carry, lengths, _, _ = prepare.prepare(
-    cell, params, xs, carry, lengths, unroll=options.unroll
+  xs, carry, lengths, options = _sweep.prepared(
+    cell, params, xs, carry, lengths, options, "step_contributions"
   )
-  _validate.float_carry(carry, "step_contributions")
   return _backward(cell, params, xs, carry, lengths, loss_fn, "contributions", options)
 
 
@@ -193,11 +191,9 @@ def contribution_norms(
     True
   """
   _check_loss_fn(loss_fn)
-  options = resolve_options(options)
-  xs, carry, lengths, _, _ = prepare.prepare(
-    cell, params, xs, carry, lengths, unroll=options.unroll
+  xs, carry, lengths, options = _sweep.prepared(
+    cell, params, xs, carry, lengths, options, "contribution_norms"
   )
-  _validate.float_carry(carry, "contribution_norms")
   return _backward(cell, params, xs, carry, lengths, loss_fn, "norms", options)
 
 
@@ -241,11 +237,9 @@ def carry_gradients(
     True
   """
   _check_loss_fn(loss_fn)
-  options = resolve_options(options)
-  xs, carry, lengths, _, _ = prepare.prepare(
-    cell, params, xs, carry, lengths, unroll=options.unroll
+  xs, carry, lengths, options = _sweep.prepared(
+    cell, params, xs, carry, lengths, options, "carry_gradients"
   )
-  _validate.float_carry(carry, "carry_gradients")
   if xs.shape[0] == 0:  # no step, no carry after one
     return jax.tree.map(lambda leaf: jnp.zeros((0, *leaf.shape), leaf.dtype), carry)
   return _backward(cell, params, xs, carry, lengths, loss_fn, "carries", options)

@@ -18,12 +18,13 @@ from jaxtyping import Array, Float, Int
 
 import gatejax.analysis._norms as _norms
 import gatejax.analysis._sweep as _sweep
+import gatejax.run.flat as flat
 import gatejax.run.fused as fused
 import gatejax.run.loop as loop
 import gatejax.run.prepare as prepare
-from gatejax import _validate, affine, protocol
+from gatejax import affine, protocol
 from gatejax._jit import bounded_jit
-from gatejax.run.options import ScanOptions, resolve_options
+from gatejax.run.options import ScanOptions
 
 __all__ = ["jacobian_norms"]
 
@@ -91,8 +92,15 @@ def _jacobian_sweep(
     return _diagonal_norms(cell, params, xs, carry, lengths, ord)
   parts = fused.recurrence(cell, options.matmul_dtype)
   final, before, _ = _sweep.forward(parts, params, xs, carry, lengths, options.unroll)
+  # The real Jacobian: a complex leaf as its real and imaginary parts (gatejax.run.flat).
+  template, final, before = final, flat.to_real(final), flat.to_real(before)
   rows, _ = _identity_cotangents(final, batch_ndim)
-  step = loop.masked_step(_sweep.step_fn(parts, params), lengths)
+  masked = loop.masked_step(_sweep.step_fn(parts, params), lengths)
+
+  def step(c: Carry, x: Array, t: Array) -> tuple[Carry, Array]:
+    new, y = masked(flat.from_real(c, template), x, t)
+    return flat.to_real(new), y
+
   exponent = jnp.zeros(xs.shape[1:-1], jnp.int32)
 
   def body(acc: tuple[Carry, Array], inputs: tuple[Array, Array, Carry]) -> tuple[Any, Array]:
@@ -243,11 +251,9 @@ def jacobian_norms(
   """
   if isinstance(ord, bool) or ord not in (2, "fro"):
     raise ValueError(f'ord must be 2 (spectral) or "fro" (Frobenius), got {ord!r}')
-  options = resolve_options(options)
-  xs, carry, lengths, _, _ = prepare.prepare(
-    cell, params, xs, carry, lengths, unroll=options.unroll
+  xs, carry, lengths, options = _sweep.prepared(
+    cell, params, xs, carry, lengths, options, "jacobian_norms"
   )
-  _validate.float_carry(carry, "jacobian_norms")
   if math.prod(xs.shape[1:-1]) == 0:  # no sequence
     return jnp.zeros(xs.shape[:-1], jnp.result_type(*jax.tree.leaves(carry)))
   return _jacobian_sweep(cell, params, xs, carry, lengths, ord, options)

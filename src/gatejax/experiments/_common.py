@@ -30,8 +30,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from gatejax import tasks
-from gatejax.cells import names
-from gatejax.cells import Bias
+from gatejax.cells import Bias, names
 
 __all__ = [
   "CELLS",

@@ -63,9 +63,9 @@ from typing import Any, NamedTuple, cast
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.flatten_util import ravel_pytree
 from jaxtyping import Array, Float, Int
 
+import gatejax.run.flat as flat
 import gatejax.run.prepare as prepare
 from gatejax import _validate, affine, protocol
 from gatejax._jit import bounded_jit
@@ -146,19 +146,6 @@ def default_tol(dtype: Any) -> float:
 # ---------------------------------------------------------------------------
 
 
-def _prepare(
-  cell: Any, params: Params, xs: Any, carry: Carry, lengths: Any
-) -> tuple[Array, Carry, Array | None]:
-  """Check every argument at trace time, as :func:`gatejax.scan` does; fill in the carry.
-
-  The checks derive from the cell (:mod:`gatejax._validate`): the parameters against
-  ``init``, the carry against ``initial_carry``, and ``step`` against both, which Newton's
-  method needs (a step that maps a carry to one of the same structure, shapes and dtype).
-  """
-  call = prepare.prepare(cell, params, xs, carry, lengths)
-  return call.xs, call.carry, call.lengths
-
-
 def _check_method(method: Any) -> str:
   if method not in METHODS:
     raise ValueError(f"method must be one of {METHODS}, got {method!r}")
@@ -186,46 +173,6 @@ def _check_max_iter(max_iter: Any, steps: int, method: str) -> int:
 
 
 _INT32_MAX = 2**31 - 1
-
-
-# ---------------------------------------------------------------------------
-# Flattening: every per-sequence carry is a vector of size n
-# ---------------------------------------------------------------------------
-
-
-def _flatten(tree: Any, lead: int) -> Array:
-  """Leaves ``(*lead_axes, ...)`` -> one array ``(*lead_axes, n)``, in ``ravel_pytree``'s order."""
-  leaves = jax.tree.leaves(tree)
-  dtype = jnp.result_type(*leaves)
-  return jnp.concatenate(
-    [leaf.reshape((*leaf.shape[:lead], -1)).astype(dtype) for leaf in leaves], axis=-1
-  )
-
-
-def _unflattener(template: Any) -> Callable[[Array], Any]:
-  """``vector (n,) -> carry``: the inverse of :func:`_flatten` for one sequence's carry."""
-  shapes = jax.tree.map(lambda leaf: jax.ShapeDtypeStruct(leaf.shape, leaf.dtype), template)
-  _, unravel = ravel_pytree(jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes))
-  return unravel
-
-
-def _per_sequence(carry: Carry, batch_ndim: int) -> tuple[Any, int]:
-  """The carry of one sequence (an abstract template) and its flattened size ``n``."""
-  template = jax.tree.map(
-    lambda leaf: jax.ShapeDtypeStruct(leaf.shape[batch_ndim:], leaf.dtype), carry
-  )
-  return template, sum(math.prod(s.shape) for s in jax.tree.leaves(template))
-
-
-def _flat_step(cell: Any, unravel: Callable[[Array], Any]) -> Callable[..., Array]:
-  """``(params, c, x, valid) -> c'`` on flat carries of one sequence; holds ``c`` if not ``valid``."""
-
-  def f(params: Params, c: Array, x: Array, valid: Array) -> Array:
-    new, _ = cell.step(params, unravel(c), x)
-    new = _flatten(new, 0).astype(c.dtype)
-    return jnp.where(valid, new, c)
-
-  return f
 
 
 # ---------------------------------------------------------------------------
@@ -328,7 +275,7 @@ def _kalman_filter(ops: _Ops, jac: Array, r: Array, damping: Array | float) -> A
 class _Config(NamedTuple):
   """The static part of a solve (hashable: a ``custom_vjp`` non-differentiable argument)."""
 
-  f: Callable[..., Array]  # _flat_step(cell, unravel)
+  f: Callable[..., Array]  # flat.flat_step(cell, unravel)
   method: str
 
 
@@ -401,11 +348,6 @@ def _sanitise(cs: Array, fs: Array) -> tuple[Array, Array]:
   return jnp.where(tail[:, None], reset, cs), jnp.any(bad)
 
 
-def _work_dtype(dtype: Any) -> Any:
-  """The linear solves run in at least float32: LAPACK has no half-precision kernels."""
-  return jnp.dtype(jnp.float32) if jnp.finfo(dtype).bits < 32 else jnp.dtype(dtype)
-
-
 # (sweeps, carries, step outputs, residual, overflows)
 _State = tuple[Array, Array, Array, Array, Array]
 
@@ -418,7 +360,7 @@ def _newton(
   diagonal = cfg.method in ("quasi", "quasi-elk")
   ops = DIAG if diagonal else FULL
   damped = cfg.method in DAMPED
-  work = _work_dtype(c0.dtype)
+  work = flat.work_dtype(c0.dtype)
 
   def sweep(state: _State) -> _State:
     k, cs, fs, _, overflows = state
@@ -531,9 +473,9 @@ def _run(
   # A padded input never enters the computation, not even a derivative (gatejax.run.prepare):
   # a NaN there would meet a zero cotangent in the step's derivative, and 0 · NaN = NaN.
   xs = prepare.clean(xs, lengths)
-  template, _ = _per_sequence(carry, len(batch_shape))
-  unravel = _unflattener(template)
-  c0 = _flatten(
+  template, _ = flat.per_sequence(carry, len(batch_shape))
+  unravel = flat.unflattener(template)
+  c0 = flat.flatten(
     jax.tree.map(lambda leaf: leaf.reshape((batch, *leaf.shape[len(batch_shape) :])), carry), 1
   )
   xs = xs.reshape((steps, batch, xs.shape[-1]))
@@ -543,7 +485,7 @@ def _run(
   order = _order(lengths, steps, reverse)
   xs_p = _gather(xs, order)
   valid = jnp.arange(steps, dtype=jnp.int32)[:, None] < lengths[None, :]  # (T, B)
-  f = _flat_step(cell, unravel)
+  f = flat.flat_step(cell, unravel)
 
   affine_fn = protocol.affine_of(cell)
   if affine_fn is not None:
@@ -597,7 +539,7 @@ def _affine_solve(
   c0 = jax.tree.map(lambda leaf: leaf.reshape((batch, *leaf.shape[len(batch_shape) :])), carry)
   aff = affine.check(affine_fn(params, xs), c0, xs.shape[0], f"{protocol.describe(cell)}.affine")
   cs = affine.solve(affine.mask(aff, valid), c0)
-  return _flatten(cs, 2)
+  return flat.flatten(cs, 2)
 
 
 def parallel_scan(
@@ -699,9 +641,11 @@ def parallel_scan(
     (2,)
   """
   method = _check_method(method)
-  xs, carry, lengths = _prepare(cell, params, xs, carry, lengths)
+  # Every argument checked at trace time, as gj.scan checks them, the carry filled in.
+  call = prepare.prepare(cell, params, xs, carry, lengths)
+  xs, carry, lengths = call.xs, call.carry, call.lengths
   _validate.float_carry(carry, "parallel_scan")
-  dtype = jnp.result_type(*jax.tree.leaves(carry))
+  dtype = jnp.result_type(*jax.tree.leaves(flat.to_real(carry)))  # of the real carry vector
   tol = default_tol(dtype) if tol is None else _positive(tol, "tol")
   steps = xs.shape[0]
   max_iter = _check_max_iter(max_iter, steps, method)
