@@ -2,7 +2,7 @@
 
 The DEER/ELK benchmarks of issue 20: a tanh RNN (H = 4, T = 100, float32, ``W_h = gain ·
 N(0, 1/H)``, unit-normal inputs, zero start; gains 0.5, 1, 2, 3, seed 0, as
-``tests/test_newton.py::tanh_rnn``) and ELK's Lorenz-96 (D = 5, F = 8, T = 1,000, float64,
+``tests/run/test_newton.py::tanh_rnn``) and ELK's Lorenz-96 (D = 5, F = 8, T = 1,000, float64,
 one Dopri5 step of 0.01 per time step, started on the attractor, as
 ``tests/user_cells.py::Lorenz96``). For each, every method of gatejax (sweeps to its own
 convergence test, whether it says converged, its error against ``gj.scan``) beside the
@@ -59,7 +59,7 @@ METHODS = ("deer", "quasi", "elk", "quasi-elk")
 
 
 def tanh_rnn(gain: float, seed: int = 0, steps: int = 100, dtype: str = "float32") -> tuple:
-  """As tests/test_newton.py's ``tanh_rnn`` (with NumPy's generator, the same draws)."""
+  """As tests/run/test_newton.py's ``tanh_rnn`` (with NumPy's generator, the same draws)."""
   hidden, inputs = 4, 2
   rng = np.random.default_rng(seed)
 

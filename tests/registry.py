@@ -82,7 +82,7 @@ MODERN = {
   ),
   # Griffin, Mamba, LRU: RG-LRU, S6, LRU
   "rg_lru": Entry(
-    # two heads where the suite's hidden size allows (tests/test_cells.py runs H = 5)
+    # two heads where the suite's hidden size allows (tests/cells/test_cells.py runs H = 5)
     lambda hidden: gj.rg_lru(hidden, num_heads=2 if hidden % 2 == 0 else 1),
     references.official(official_steps.rg_lru_official),
   ),
@@ -190,3 +190,18 @@ def draw_like(rng: np.random.Generator, leaf, scale: float = 1.0) -> jax.Array:
 def normal(rng: np.random.Generator, shape, dtype=np.float32, scale: float = 1.0) -> jax.Array:
   """``scale * N(0, 1)`` draws as a JAX array of ``dtype`` (drawn in float64, then rounded)."""
   return jnp.asarray((scale * rng.standard_normal(shape)).astype(dtype))
+
+
+def chaotic_rnn(hidden=4, gain=3.0, steps=20, input_size=2):
+  """A tanh RNN with W_h = g N(0, 1/H), g = 3, and small inputs, on two sequences: parallel_scan
+  does not converge on it (tests/run/test_newton.py) and its largest Lyapunov exponent is
+  positive on both sequences (tests/test_dynamics.py)."""
+  rng = np.random.default_rng(5)
+  params = gj.RNNParams(
+    w_x=normal(rng, (input_size, hidden), "float64", 0.1),
+    w_h=normal(rng, (hidden, hidden), "float64", gain / hidden**0.5),
+    b=jnp.zeros(hidden, "float64"),
+  )
+  xs = normal(rng, (steps, 2, input_size), "float64")
+  carry = normal(rng, (2, hidden), "float64", 0.5)
+  return gj.rnn(hidden), params, xs, carry

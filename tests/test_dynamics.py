@@ -16,9 +16,8 @@ from jax.flatten_util import ravel_pytree
 
 import gatejax as gj
 from gatejax import dynamics
-from registry import make, normal, random_params
-from test_newton import DictCell, chaotic_rnn
-from user_cells import Counting
+from registry import chaotic_rnn, make, normal, random_params
+from user_cells import Counting, DictCell
 
 H, I, T = 3, 2, 12
 LENGTHS = (12, 6, 2)
@@ -136,7 +135,7 @@ def test_a_diagonal_recurrence_has_the_sorted_log_weights(x64):
 
 
 def test_the_chaotic_rnn_has_a_positive_exponent(x64):
-  cell, params, xs, carry = chaotic_rnn()  # test_newton's non-convergent case
+  cell, params, xs, carry = chaotic_rnn()  # tests/run/test_newton.py's non-convergent case
   lam = dynamics.lyapunov_exponents(cell, params, xs, carry=carry, k=1)
   assert bool((lam > 0).all())
 

@@ -177,3 +177,34 @@ class Counting:
   def step(self, params, carry, x):
     h = jnp.tanh(x @ params["w_x"] + carry["h"] @ params["w_h"])
     return {"h": h, "count": carry["count"] + 1}, h
+
+
+@dataclasses.dataclass(frozen=True)
+class DictCell:
+  """A gated cell with a dict carry: a memory ``m`` and an output ``h``, both kept by one gate.
+
+  Not in the registry (no ``numpy_step``): tests/run/test_newton.py and tests/test_dynamics.py
+  compare it with loops over its own ``step``."""
+
+  hidden_size: int
+
+  def init(self, key, input_size, *, dtype=jnp.float32):
+    k1, k2, k3 = jax.random.split(key, 3)
+    H = self.hidden_size
+    return {
+      "w_x": jax.random.normal(k1, (input_size, 2 * H), dtype),
+      "w_h": jax.random.normal(k2, (H, 2 * H), dtype) / H**0.5,
+      "w_m": jax.random.normal(k3, (H, H), dtype) / H**0.5,
+    }
+
+  def initial_carry(self, batch_shape=(), dtype=jnp.float32):
+    zeros = jnp.zeros((*batch_shape, self.hidden_size), dtype)
+    return {"h": zeros, "m": zeros}
+
+  def step(self, params, carry, x):
+    a = x @ params["w_x"] + carry["h"] @ params["w_h"]
+    gate, cand = jnp.split(a, 2, axis=-1)
+    g = jax.nn.sigmoid(gate)
+    m = g * carry["m"] + (1 - g) * jnp.tanh(cand + carry["m"] @ params["w_m"])
+    h = g * carry["h"] + (1 - g) * jnp.tanh(m)
+    return {"h": h, "m": m}, h

@@ -255,7 +255,7 @@ def test_chunkwise_equals_the_step_loop_in_values_and_gradients(name, sizes, x64
   """Odd T = 11 in chunks of 4 (not dividing 11): values and gradients for params, xs and
   the initial carry; chunks of 1 and 16 (more than T): values. ``impl="associative"`` (the
   matrix-form affine) is compared with the step loop, values and gradients, lengths and
-  both directions, for every registered variant in test_sequence.py."""
+  both directions, for every registered variant in tests/run/test_scan.py."""
   cell, params, xs, carry = problem(name, steps=11, batch=5, seed=6)
   rng = np.random.default_rng(7)
   weights = (rng.standard_normal(carry.shape), rng.standard_normal((11, 5, 4)))

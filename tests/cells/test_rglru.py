@@ -125,7 +125,7 @@ def test_float32_error_against_the_official_step():
 
 def test_fast_paths_equal_the_loop_in_values_and_gradients(x64):
   """The associative scan, the fused VJP and parallel_scan against autodiff of the step loop,
-  with lengths (tests/test_sequence.py checks both directions); NaN in the padding reaches
+  with lengths (tests/run/test_scan.py checks both directions); NaN in the padding reaches
   neither the values nor the gradients of gj.scan."""
   params, xs, carry = problem(2)
   value, grads = loss_of(scan_run("autodiff"))(params, xs, carry)

@@ -17,8 +17,8 @@ import pytest
 import gatejax as gj
 from gatejax import _jit
 from gatejax.run import newton
-from registry import NAMES, make, normal, random_params
-from user_cells import Counting, Lorenz96
+from registry import NAMES, chaotic_rnn, make, normal, random_params
+from user_cells import Counting, DictCell, Lorenz96
 
 H, I, T = 3, 2, 8
 LENGTHS = (8, 5, 0)  # full, padded, empty
@@ -29,34 +29,6 @@ TOL = {"float64": 1e-8, "float32": 1e-4}  # SPEC §4b, max absolute error
 # ---------------------------------------------------------------------------
 # User cells (SPEC §3b): frozen dataclasses, not gj.Cell
 # ---------------------------------------------------------------------------
-
-
-@dataclasses.dataclass(frozen=True)
-class DictCell:
-  """A gated cell with a dict carry: a memory ``m`` and an output ``h``, both kept by one gate."""
-
-  hidden_size: int
-
-  def init(self, key, input_size, *, dtype=jnp.float32):
-    k1, k2, k3 = jax.random.split(key, 3)
-    H = self.hidden_size
-    return {
-      "w_x": jax.random.normal(k1, (input_size, 2 * H), dtype),
-      "w_h": jax.random.normal(k2, (H, 2 * H), dtype) / H**0.5,
-      "w_m": jax.random.normal(k3, (H, H), dtype) / H**0.5,
-    }
-
-  def initial_carry(self, batch_shape=(), dtype=jnp.float32):
-    zeros = jnp.zeros((*batch_shape, self.hidden_size), dtype)
-    return {"h": zeros, "m": zeros}
-
-  def step(self, params, carry, x):
-    a = x @ params["w_x"] + carry["h"] @ params["w_h"]
-    gate, cand = jnp.split(a, 2, axis=-1)
-    g = jax.nn.sigmoid(gate)
-    m = g * carry["m"] + (1 - g) * jnp.tanh(cand + carry["m"] @ params["w_m"])
-    h = g * carry["h"] + (1 - g) * jnp.tanh(m)
-    return {"h": h, "m": m}, h
 
 
 @dataclasses.dataclass(frozen=True)
@@ -250,19 +222,6 @@ def test_an_affine_cell_is_one_scan(x64):
 # ---------------------------------------------------------------------------
 # Chaos: no convergence, and never a false claim of it
 # ---------------------------------------------------------------------------
-
-
-def chaotic_rnn(hidden=4, gain=3.0, steps=20):
-  """A tanh RNN with W_h = g N(0, 1/H), g = 3, and small inputs: its largest Lyapunov exponent
-  is positive on both sequences (test_dynamics checks it)."""
-  rng = np.random.default_rng(5)
-  params = gj.RNNParams(
-    w_x=normal(rng, (I, hidden), "float64", 0.1),
-    w_h=normal(rng, (hidden, hidden), "float64", gain / hidden**0.5),
-    b=jnp.zeros(hidden, "float64"),
-  )
-  xs, carry = normal(rng, (steps, 2, I), "float64"), normal(rng, (2, hidden), "float64", 0.5)
-  return gj.rnn(hidden), params, xs, carry
 
 
 def test_a_chaotic_rnn_does_not_converge_and_never_claims_to(x64):

@@ -604,7 +604,7 @@ def test_init_xlstm():
 # --------------------------------------------------------------------------------------------
 # Against values the official code produced (tests/data/official, see its README.md)
 
-FIXTURES = sorted((Path(__file__).parent / "data" / "official").glob("*.npz"))
+FIXTURES = sorted((Path(__file__).parent.parent / "data" / "official").glob("*.npz"))
 CARRIES = {"slstm_official": ref.SLSTMCarry, "mlstm_official": ref.MLSTMCarry}
 
 
