@@ -1,6 +1,6 @@
 """Bad arguments to the tasks (SPEC §6): ValueError or TypeError naming the argument.
 
-One table, as tests/test_errors.py: a description, a call, the exception type and a regex
+One table, as the other error tables (tests/error_cases.py): a description, a call, the exception type and a regex
 that the message must match.
 """
 

@@ -1,6 +1,6 @@
 """Bad training options (SPEC §6): a ValueError or TypeError at once, naming the argument.
 
-One table, as in tests/test_errors.py: a case is a description, a call, the exception type
+One table, as the other error tables (tests/error_cases.py): a case is a description, a call, the exception type
 and a regex that the message must match.
 """
 
