@@ -1,7 +1,7 @@
 """Bad arguments to the tasks (SPEC §6): ValueError or TypeError naming the argument.
 
-One table, as the other error tables (tests/error_cases.py): a description, a call, the exception type and a regex
-that the message must match.
+One table, as the other error tables (tests/error_cases.py): a description, a call, the
+exception type and a regex that the message must match.
 """
 
 from typing import Any, NamedTuple

@@ -1,7 +1,7 @@
 """Bad training options (SPEC §6): a ValueError or TypeError at once, naming the argument.
 
-One table, as the other error tables (tests/error_cases.py): a case is a description, a call, the exception type
-and a regex that the message must match.
+One table, as the other error tables (tests/error_cases.py): a case is a description, a
+call, the exception type and a regex that the message must match.
 """
 
 from typing import Any, NamedTuple
