@@ -313,7 +313,7 @@ def separation(
   spread = jnp.sqrt(jnp.mean(jnp.sum((states - onehot @ means) ** 2, axis=-1)))
   gaps = jnp.sqrt(jnp.sum((means[:, None] - means[None, :]) ** 2, axis=-1))
   pairs = present[:, None] & present[None, :] & jnp.triu(jnp.ones_like(gaps, bool), k=1)
-  npairs = jnp.sum(pairs)
+  npairs = jnp.sum(pairs).astype(states.dtype)
   mean_gap = jnp.sum(jnp.where(pairs, gaps, 0.0)) / jnp.maximum(npairs, 1)
   return jnp.where(npairs > 0, mean_gap / spread, jnp.nan)
 
@@ -445,6 +445,7 @@ def _flip_scores(
   from gatejax import train
 
   predictions = train.predict(cell, task, params, batch)
+  assert task.metric is not None  # flip-flop's per-read accuracy
   return task.metric(predictions, batch), tasks.sequence_accuracy(predictions, batch)
 
 
