@@ -42,10 +42,10 @@ class Published(NamedTuple):
     model: the paper's model.
     cell: the gatejax variant compared.
     value: the published number (scaled accuracy, or accuracy, as ``metric`` says).
-    metric: ``"scaled 40–256, best run"`` (Grazzi: scaled accuracy averaged over lengths
-      40 to 256, best of 3), ``"accuracy > 40, best run"`` (Deletang: accuracy averaged
-      over lengths 41 to 500, the max over seeds and learning rates), or
-      ``"per read, worst run"`` (Liu et al.: every run, every read right).
+    metric: ``"scaled"`` (Grazzi: scaled accuracy averaged over lengths 40 to 256, best of
+      3 runs), ``"accuracy"`` (Deletang: accuracy averaged over the lengths beyond training,
+      the max over seeds and learning rates) or ``"per read"`` (Liu et al.: every read of
+      every run right; ours is the worst run's worst test set).
     setup: the paper's model size and training, to say why numbers differ.
   """
 
