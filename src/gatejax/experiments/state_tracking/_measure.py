@@ -97,7 +97,9 @@ def label(key: str) -> str:
   """How tables print a variant: ``"minGRU (−1, 1)"``; a nonlinear cell by its name alone."""
   v = VARIANTS[key]
   name = _common.display_name(v.kind)
-  return name if not v.linear else f"{name} {v.range}"
+  if not v.linear:
+    return name
+  return f"{name} (complex)" if v.range.startswith("complex") else f"{name} {v.range}"
 
 
 def build(key: str, hidden: int) -> Any:
