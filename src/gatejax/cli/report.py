@@ -71,8 +71,8 @@ def main(args: argparse.Namespace) -> int:
     estimate = writer.estimate_seconds(full=True) or 0.0
     say(
       f"--full: the state-tracking section alone is estimated at {estimate / 60:.0f} min on two "
-      "CPU cores with nothing else running (its measured per-step costs; up to twice that "
-      "beside other work), plus a few minutes for the other sections"
+      "CPU cores shared with other work (about half that on an idle machine), plus a few "
+      "minutes for the other sections"
     )
   on_interrupt(lambda: writer.abandon(out))
   writer.write_report(out, quick=args.quick, full=full, seed=args.seed, say=say, bar=full)

@@ -99,22 +99,29 @@ class Predictors(NamedTuple):
   Attributes:
     runs: the runs that solved parity within the training range (the ones that can fail beyond).
     points: (run, length) pairs beyond the training length.
-    separation, lyapunov, horizon: Spearman correlation of accuracy with the measure over
-      those points (λ_max and the horizon are one value per run).
+    separation, relative, lyapunov, horizon: Spearman correlation of accuracy with the
+      measure over those points: the state separation r(T), r(T) relative to r at the
+      longest training length (a run's own scale divided out), λ_max and the gradient horizon
+      (one value per run).
     held_lyapunov, failed_lyapunov: λ_max of the runs that held to the longest test length,
       and of those that failed before it.
     held_horizon, failed_horizon: the same for the gradient horizon.
+    held_relative: r at the longest test length over r at the training length, in the runs
+      that held; failed_relative: the same at the first length that failed, in the others.
   """
 
   runs: int
   points: int
   separation: float
+  relative: float
   lyapunov: float
   horizon: float
   held_lyapunov: list[float]
   failed_lyapunov: list[float]
   held_horizon: list[float]
   failed_horizon: list[float]
+  held_relative: list[float]
+  failed_relative: list[float]
 
 
 def predictors(result: Result, part: str = "parity") -> Predictors:
@@ -122,31 +129,42 @@ def predictors(result: Result, part: str = "parity") -> Predictors:
   s = result.sizes
   chance = CHANCE[part]
   runs = [r for r in getattr(result, part) if learned(r, s.test_lengths, s.train_length, chance)]
-  beyond = [i for i, n in enumerate(s.test_lengths) if n > s.train_length]
-  acc, sep, lam, hor = [], [], [], []
-  held_l, failed_l, held_h, failed_h = [], [], [], []
+  lengths = list(s.test_lengths)
+  beyond = [i for i, n in enumerate(lengths) if n > s.train_length]
+  # The reference: r at the longest test length within training.
+  ref = max((i for i, n in enumerate(lengths) if n <= s.train_length), default=None)
+  acc, sep, rel, lam, hor = [], [], [], [], []
+  held_l, failed_l, held_h, failed_h, held_r, failed_r = [], [], [], [], [], []
   for r in runs:
+    base = r.separation[ref] if ref is not None else math.nan
     for i in beyond:
       acc.append(r.accuracy[i])
       sep.append(r.separation[i])
+      rel.append(r.separation[i] / base)
       lam.append(r.lyapunov)
       hor.append(float(r.horizon))
-    if fails_at(r, s.test_lengths, chance) is None:
+    fail = fails_at(r, lengths, chance)
+    if fail is None:
       held_l.append(r.lyapunov)
       held_h.append(float(r.horizon))
+      held_r.append(float(r.separation[-1] / base))
     else:
       failed_l.append(r.lyapunov)
       failed_h.append(float(r.horizon))
+      failed_r.append(float(r.separation[lengths.index(fail)] / base))
   return Predictors(
     runs=len(runs),
     points=len(acc),
     separation=rank_correlation(sep, acc),
+    relative=rank_correlation(rel, acc),
     lyapunov=rank_correlation(lam, acc),
     horizon=rank_correlation(hor, acc),
     held_lyapunov=held_l,
     failed_lyapunov=failed_l,
     held_horizon=held_h,
     failed_horizon=failed_h,
+    held_relative=held_r,
+    failed_relative=failed_r,
   )
 
 
@@ -190,6 +208,15 @@ def _summary(runs: list[Run], lengths: Sequence[int], train: int, chance: float)
   )
 
 
+def _beyond_mean(runs: list[Run], lengths: Sequence[int], train: int, chance: float) -> float:
+  """The best run's mean scaled accuracy over the lengths beyond training (a mean, so that
+  one lucky length of a chance-level run does not count)."""
+  beyond = [i for i, n in enumerate(lengths) if n > train]
+  if not beyond:
+    return math.nan
+  return max(float(np.mean(scaled(r.accuracy, chance)[beyond])) for r in runs)
+
+
 def _beyond_best(runs: list[Run], lengths: Sequence[int], train: int, chance: float) -> float:
   beyond = [i for i, n in enumerate(lengths) if n > train]
   if not beyond:
@@ -208,21 +235,27 @@ def parity_findings(result: Result) -> list[str]:
   groups = _groups(result, "parity")
   nonneg = groups["nonneg"]
   if nonneg:
-    best = {c: _beyond_best(cells[c], lengths, train, chance) for c in nonneg}
+    best = {c: _beyond_mean(cells[c], lengths, train, chance) for c in nonneg}
     above = [c for c, b in best.items() if b > AT_CHANCE]
-    verdict = (
-      "at chance beyond the training length in every run, as Theorem 1 of Grazzi et al. "
-      "predicts for eigenvalues in [0, 1]"
-      if not above
-      else "above chance beyond the training length in "
-      + ", ".join(f"{label(c)} (best scaled accuracy {_format.number(best[c])})" for c in above)
-      + ": Theorem 1 forbids only arbitrary lengths, and these fade"
-    )
     runs = [r for c in nonneg for r in cells[c]]
     did = sum(learned(r, lengths, train, chance) for r in runs)
+    verdict = (
+      "at chance beyond the training length in every run (best mean scaled accuracy beyond it "
+      f"{_format.number(max(best.values()))}), as Theorem 1 of Grazzi et al. predicts for "
+      "eigenvalues in [0, 1]"
+      if not above
+      else "above chance beyond the training length in "
+      + ", ".join(f"{label(c)} (mean scaled accuracy {_format.number(best[c])})" for c in above)
+      + ": Theorem 1 forbids only arbitrary lengths"
+    )
+    within = (
+      f"; none learned parity even within the training lengths (0/{len(runs)} runs)"
+      if did == 0
+      else f"; they learned the training lengths in {did}/{len(runs)} runs"
+    )
     out.append(
       f"Parity, linear cells with a nonnegative transition ({', '.join(label(c) for c in nonneg)}): "
-      f"{verdict} (they learned the training lengths in {did}/{len(runs)} runs)."
+      f"{verdict}{within}."
     )
   for c in groups["neg"] + groups["complex"] + groups["nonlinear"]:
     out.append(f"Parity, {label(c)}: " + _summary(cells[c], lengths, train, chance) + ".")
@@ -267,18 +300,31 @@ def prediction_finding(result: Result) -> list[str]:
       "E2: too few runs solved parity at the training lengths to ask what predicts where "
       "accuracy fails beyond them."
     ]
-  corr = {"state separation": p.separation, "λ_max": p.lyapunov, "gradient horizon": p.horizon}
+  train = result.sizes.train_length
+  corr = {
+    "state separation": p.separation,
+    f"state separation relative to its value at length {train}": p.relative,
+    "λ_max": p.lyapunov,
+    "gradient horizon": p.horizon,
+  }
   finite = {k: v for k, v in corr.items() if math.isfinite(v)}
   best = max(finite, key=lambda k: abs(finite[k])) if finite else None
   line = (
     f"E2: over the {p.runs} runs that solved parity at the training lengths ({p.points} "
     "(run, length) points beyond them), accuracy's rank correlation is "
-    f"{_rho(p.separation)} with the state separation, {_rho(p.lyapunov)} with λ_max and "
-    f"{_rho(p.horizon)} with the gradient horizon"
-    + (f": the {best} predicts best where accuracy fails" if best else "")
-    + "."
+    f"{_rho(p.separation)} with the state separation r, {_rho(p.relative)} with r relative to "
+    f"its value at length {train}, {_rho(p.lyapunov)} with λ_max and {_rho(p.horizon)} with the "
+    "gradient horizon" + (f": the {best} predicts best where accuracy fails" if best else "") + "."
   )
   out = [line]
+  if p.held_relative and p.failed_relative:
+    apart = max(p.failed_relative) < min(p.held_relative)
+    out.append(
+      f"Where accuracy failed, r had fallen to {band(p.failed_relative)} of its value at length "
+      f"{train}; in the runs that held to {max(result.sizes.test_lengths)} it stayed at "
+      f"{band(p.held_relative)}"
+      + (": the two ranges do not overlap." if apart else ": the two ranges overlap.")
+    )
   lam, hor = (
     _overlap(p.held_lyapunov, p.failed_lyapunov),
     _overlap(p.held_horizon, p.failed_horizon),
@@ -325,6 +371,23 @@ def cycle_findings(result: Result) -> list[str]:
       )
       + "."
     )
+  complex_ = [c for c in cells if VARIANTS[c].range.startswith("complex")]
+  if complex_:
+    runs = [r for c in complex_ for r in cells[c]]
+    did = sum(learned(r, lengths, train, chance) for r in runs)
+    if did == 0:
+      out.append(
+        f"The {', '.join(_common.display_name(VARIANTS[c].kind) for c in complex_)}, whose "
+        "complex eigenvalues could count "
+        f"mod 5, did not learn it within the training lengths either ({s.cycle_steps} steps): "
+        "the contrast of Theorem 2 is not shown at this budget."
+      )
+    else:
+      out.append(
+        f"The complex {', '.join(_common.display_name(VARIANTS[c].kind) for c in complex_)} "
+        f"learned it in {did}/{len(runs)} "
+        "runs, where real-diagonal cells cannot at every length."
+      )
   return out
 
 
@@ -343,23 +406,35 @@ def flip_findings(result: Result) -> list[str]:
       + ", ".join(f"{k} {_common.pct(v)}" for k, v in every.items())
       + "."
     )
-  memory = [
-    c
-    for c, runs in by_cell(result.flip_flop).items()
-    if VARIANTS[c].linear and "−1" not in VARIANTS[c].range
-  ]
-  if memory:
-    ok = [
-      c
-      for c in memory
-      if all(min(r.per_read.values()) >= 0.99 for r in by_cell(result.flip_flop)[c])
-    ]
-    out.append(
-      f"Gates in (0, 1) suffice for memory: {', '.join(label(c) for c in ok)} read at least "
-      "99% of the bits right on every test set, where the same range fails parity."
-      if ok
-      else "No (0, 1) cell read 99% of the bits right on every test set at these sizes."
-    )
+  flips = by_cell(tuple(r for r in result.flip_flop if not r.error))
+  memory = [c for c in flips if VARIANTS[c].linear and "−1" not in VARIANTS[c].range]
+  for c in memory:
+    tests = list(flips[c][0].per_read)
+    ok = [t for t in tests if all(r.per_read[t] >= 0.99 for r in flips[c])]
+    if len(ok) == len(tests):
+      out.append(
+        f"Gates in (0, 1) suffice for memory: {label(c)} read at least 99% of the bits right on "
+        "every test set, where the same range fails parity."
+      )
+    else:
+      missed = [t for t in tests if t not in ok]
+      out.append(
+        f"{label(c)} holds a bit on "
+        + (", ".join(ok) if ok else "no test set")
+        + " (at least 99% of reads right) but not on "
+        + ", ".join(f"{t} ({_format.number(min(r.per_read[t] for r in flips[c]))})" for t in missed)
+        + ": a keep coefficient below 1 lets a held bit decay over a long hold"
+        + (
+          f", where {', '.join(label(n) for n in flips if not VARIANTS[n].linear and all(min(r.per_read.values()) >= 0.99 for r in flips[n]))} "
+          "read at least 99% right on every set"
+          if any(
+            not VARIANTS[n].linear and all(min(r.per_read.values()) >= 0.99 for r in flips[n])
+            for n in flips
+          )
+          else ""
+        )
+        + "."
+      )
   return out
 
 
@@ -377,10 +452,17 @@ def stability_findings(result: Result) -> list[str]:
   wide = [r for r in runs if VARIANTS[r.cell].range == "(0, 2)"]
   if wide:
     expanding = [r for r in wide if math.isfinite(r.lyapunov) and r.lyapunov > 0]
+    overflow = [r for r in wide if not math.isfinite(r.probe_grad_norm)]
     out.append(
       (
-        f"A keep coefficient in (0, 2) expands: λ_max > 0 in {len(expanding)}/{len(wide)} runs, "
-        "the seed's (0, 1) bound matters for stability"
+        f"A keep coefficient in (0, 2) expands: λ_max > 0 in {len(expanding)}/{len(wide)} runs"
+        + (
+          f", and the gradient at length {result.sizes.probe_length} overflowed in "
+          f"{len(overflow)}/{len(wide)}"
+          if overflow
+          else ""
+        )
+        + ": the seed's (0, 1) bound matters for stability, and (−1, 1) keeps it (|a| < 1)"
         if expanding
         else "The (0, 2) range did not expand at these sizes (λ_max ≤ 0 in every run)"
       )

@@ -569,12 +569,16 @@ _MS_PER_STEP = {
 }
 # Compilation and evaluation per run, seconds (training, every test length, the probe).
 _OVERHEAD_S = 25.0
+# The sum above, against the wall time of FULL's run for notebook 08 (34.6 min, two CPU
+# cores shared with other jobs, load about 8): it estimated 19.2 min.
+_SHARED = 1.8
 
 
 def estimate_seconds(sizes: Sizes) -> float:
-  """A rough wall time of :func:`run` on a 2-core CPU shared with other work (within a factor
-  of about 1.5): per-step costs measured at hidden 32, batch 128, scaled by batch × hidden
-  and by the sequence length, plus compilation and evaluation per run."""
+  """A rough wall time of :func:`run` on two CPU cores shared with other work: per-step costs
+  measured at hidden 32, batch 128, scaled by batch × hidden and by the sequence length, plus
+  compilation and evaluation per run, calibrated on the full run of notebook 08 (:data:`FULL`
+  took 35 minutes); an idle machine takes about half."""
   check_sizes(sizes)
   steps = {
     "parity": (sizes.parity_steps, sizes.train_length),
@@ -588,7 +592,7 @@ def estimate_seconds(sizes: Sizes) -> float:
     n, length = steps[part]
     ms = _MS_PER_STEP.get(VARIANTS[cell].kind, 30.0) * max(scale, 0.25) * length / 40
     total += n * ms / 1000 + _OVERHEAD_S * max(scale, 0.2) ** 0.5
-  return total
+  return total * _SHARED
 
 
 def run(
