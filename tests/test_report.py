@@ -7,6 +7,8 @@ checked here, on the results it keeps, and the rooms' own test files test their 
 canned results and their parts against references, without running them again.
 """
 
+import functools
+import inspect
 import json
 import math
 import re
@@ -20,7 +22,7 @@ import pytest
 import canned
 import gatejax as gj
 from gatejax import analysis, cli, report
-from gatejax.experiments import _common, dynamics, gates, horizon, vanishing
+from gatejax.experiments import _common, dynamics, gates, horizon, state_tracking, vanishing
 
 
 @pytest.fixture(scope="module")
@@ -88,7 +90,7 @@ def test_report_sections_and_numbers(report_dir):
   ]
   document = json.loads((report_dir / "report.json").read_text())
   assert document["quick"] is True and document["seed"] == 0
-  assert list(document)[-5:] == list(report.SECTIONS)
+  assert list(document)[-len(report.SECTIONS) :] == list(report.SECTIONS)
   # The markdown prints what the JSON holds: the ReLU GRU's dead fraction, as a percentage.
   dead = document["gates"]["activity"]["adding"]["GRU relu"]["gates"]["z"]["dead"]
   assert "| GRU relu | z | " in md and f"{100 * dead:.1f}%" in md
@@ -265,7 +267,8 @@ def test_the_report_is_a_loop_over_the_rooms(tmp_path, canned_rooms):
   assert [t for _, t in headings[:5] if t not in titles] == [
     "The seed's claims against the measurements"
   ]
-  assert [int(n) for n, _ in headings[:5]] == [1, 2, 3, 4, 5]
+  assert [int(n) for n, _ in headings[:6]] == [1, 2, 3, 4, 5, 6]
+  assert headings[5][1] == state_tracking.TITLE
   for name, room in report.ROOMS.items():
     assert json.loads(json.dumps(document[name])) == json.loads(
       json.dumps(room.to_json(results[name]))
@@ -350,3 +353,55 @@ def test_check_output(tmp_path):
     report.check_output(tmp_path / "notes.txt", name="--out")
   with pytest.raises(ValueError, match="is a mount point"):
     report.check_output(Path("/"))
+
+
+def test_sizes_for_a_report():
+  """Quick: every room's QUICK; full: every room's FULL; by default a room's REPORT sizes where
+  it has them (the state-tracking room's reduced version), else its FULL."""
+  for name, room in report.ROOMS.items():
+    assert report.sizes_for(room, quick=True) is room.QUICK
+    assert report.sizes_for(room, full=True) is room.FULL
+    default = report.sizes_for(room)
+    assert default is (state_tracking.REPORT if name == "state_tracking" else room.FULL)
+  assert state_tracking.REPORT != state_tracking.FULL
+  assert report.estimate_seconds(full=True) == state_tracking.estimate_seconds(state_tracking.FULL)
+  assert report.estimate_seconds() < report.estimate_seconds(full=True)
+  with pytest.raises(ValueError, match="quick and full exclude each other"):
+    report.sizes_for(gates, quick=True, full=True)
+  with pytest.raises(ValueError, match="quick and full exclude each other"):
+    report.run_experiments(quick=True, full=True, key=jax.random.key(0))
+
+
+def test_full_runs_the_rooms_at_full_sizes_with_a_bar(monkeypatch):
+  seen = {}
+
+  def drawing(sizes, *, key, progress=None, bar=False, name, **extra):
+    seen[name] = (sizes, bar)
+    return name
+
+  def plain(sizes, *, key, progress=None, name, **extra):
+    seen[name] = (sizes, None)
+    return name
+
+  for name, room in report.ROOMS.items():
+    # A room whose run draws no bar is not handed one.
+    fake = drawing if "bar" in inspect.signature(room.run).parameters else plain
+    monkeypatch.setattr(room, "run", functools.partial(fake, name=name))
+  monkeypatch.setattr(report, "_trained_by_horizon", lambda h, sizes: {})
+  results = report.run_experiments(full=True, key=jax.random.key(0), bar=True)
+  assert results == {name: name for name in report.ROOMS}
+  assert seen["state_tracking"] == (state_tracking.FULL, True)
+  others = {n: room for n, room in report.ROOMS.items() if n != "state_tracking"}
+  assert all(seen[n] == (room.FULL, None) for n, room in others.items())
+
+
+def test_a_rooms_name_may_hold_an_underscore(tmp_path):
+  """An earlier report's state-tracking figures are the report's own, not foreign files."""
+  out = tmp_path / "report"
+  out.mkdir()
+  for name in ("report.md", "state_tracking_parity.png", "gates_training.png"):
+    (out / name).write_text("x")
+  report.check_output(out)
+  (out / "state_tracking.png").write_text("x")  # no role: not a figure of the report
+  with pytest.raises(ValueError, match=r"state_tracking\.png"):
+    report.check_output(out)

@@ -18,19 +18,25 @@ from sections 1 to 3. The sections: (1) vanishing gradients at initialisation
 (:mod:`gatejax.experiments.gates`), (3) training on the adding problem and how learning
 changes the horizon (:mod:`gatejax.experiments.horizon`), (4) the verdict, (5) dynamics:
 Lyapunov exponents, the gradient's decay and parallel (Newton) evaluation, before and after
-training, and the edge of chaos (:mod:`gatejax.experiments.dynamics`).
+training, and the edge of chaos (:mod:`gatejax.experiments.dynamics`), (6) state tracking and
+the range of a gate: parity, counting and memory at lengths far beyond training, against the
+range of the transition's eigenvalues (:mod:`gatejax.experiments.state_tracking`).
 
 The directory is written whole or not at all: the files go into a staging directory beside
 it, which then takes its place (``gatejax._swap``), so an interrupted run leaves the
 earlier report as it was.
 
-Run ``gatejax report`` (a few minutes on two CPU cores) or ``gatejax report --quick``
-(tiny sizes, a smoke test).
+Run ``gatejax report`` (a few minutes on two CPU cores), ``gatejax report --quick`` (tiny
+sizes, a smoke test) or ``gatejax report --full``. A room may have a third set of sizes,
+``REPORT``, for the default report, when its ``FULL`` run takes too long for it: the state
+tracking room runs a reduced version by default (it says so in its section) and its ``FULL``
+sizes only with ``--full`` (every other room at its ``FULL`` sizes either way).
 """
 
 from __future__ import annotations
 
 import datetime
+import inspect
 import json
 import os
 import platform
@@ -46,7 +52,7 @@ import jax
 
 import gatejax as gj
 from gatejax import _format, _swap
-from gatejax.experiments import _common, dynamics, gates, horizon, vanishing
+from gatejax.experiments import _common, dynamics, gates, horizon, state_tracking, vanishing
 
 __all__ = [
   "FILES",
@@ -54,7 +60,9 @@ __all__ = [
   "SECTIONS",
   "abandon",
   "check_output",
+  "estimate_seconds",
   "run_experiments",
+  "sizes_for",
   "verdict",
   "write_report",
 ]
@@ -66,9 +74,10 @@ ROOMS: dict[str, Any] = {
   "gates": gates,
   "horizon": horizon,
   "dynamics": dynamics,
+  "state_tracking": state_tracking,
 }
 #: The sections in order, the rooms and the verdict on the seed's claims (which reads 1-3).
-SECTIONS = ("vanishing", "gates", "horizon", "verdict", "dynamics")
+SECTIONS = ("vanishing", "gates", "horizon", "verdict", "dynamics", "state_tracking")
 #: The files besides the figures (``ROOM_ROLE.png``).
 FILES = ("report.md", "report.json")
 _VERDICT_TITLE = "The seed's claims against the measurements"
@@ -81,8 +90,10 @@ def abandon(out: str | os.PathLike) -> None:
 
 
 def _figure_name(name: str) -> bool:
-  room, _, role = name.partition("_")
-  return room in ROOMS and bool(role) and name.endswith(".png")
+  # A room's name may hold "_" itself (state_tracking_parity.png).
+  return name.endswith(".png") and any(
+    name.startswith(f"{room}_") and len(name) > len(room) + 5 for room in ROOMS
+  )
 
 
 def check_output(out: str | os.PathLike, *, name: str = "out") -> None:
@@ -159,21 +170,56 @@ def _trained_by_horizon(h: horizon.Result, sizes: dynamics.Sizes) -> dict[str, d
   }
 
 
+def _mode(quick: bool, full: bool) -> str:
+  if quick and full:
+    raise ValueError("quick and full exclude each other: give one or neither")
+  return "quick" if quick else "full" if full else "default"
+
+
+def sizes_for(room: ModuleType, *, quick: bool = False, full: bool = False) -> Any:
+  """A room's sizes in a report: ``QUICK`` with ``quick``, ``FULL`` with ``full``, else its
+  ``REPORT`` sizes if it has them (a reduced version for the default report), else ``FULL``."""
+  mode = _mode(quick, full)
+  if mode == "quick":
+    return room.QUICK
+  return room.FULL if mode == "full" else getattr(room, "REPORT", room.FULL)
+
+
+def estimate_seconds(*, quick: bool = False, full: bool = False) -> float | None:
+  """What the rooms that can estimate their run (``estimate_seconds(sizes)``) expect to take,
+  in seconds, at the sizes of this report; ``None`` if none can."""
+  times = [
+    room.estimate_seconds(sizes_for(room, quick=quick, full=full))
+    for room in ROOMS.values()
+    if hasattr(room, "estimate_seconds")
+  ]
+  return sum(times) if times else None
+
+
 def run_experiments(
-  *, quick: bool = False, key: jax.Array, say: Callable[[str], None] | None = None
+  *,
+  quick: bool = False,
+  full: bool = False,
+  key: jax.Array,
+  say: Callable[[str], None] | None = None,
+  bar: bool = False,
 ) -> dict[str, Any]:
-  """Every room's ``run`` at its ``FULL`` (or ``QUICK``) sizes with ``key``: name -> result.
+  """Every room's ``run`` at its report sizes (:func:`sizes_for`) with ``key``: name -> result.
 
   The dynamics room measures the horizon room's trained models instead of training them
-  again (the same runs: same key, same sizes).
+  again (the same runs: same key, same sizes). ``bar`` shows a progress bar in the rooms
+  that draw one (``run(..., bar=True)``).
   """
+  _mode(quick, full)
   results: dict[str, Any] = {}
   for name, room in ROOMS.items():
-    sizes = room.QUICK if quick else room.FULL
-    reuse = {}
+    sizes = sizes_for(room, quick=quick, full=full)
+    extra: dict[str, Any] = {}
     if name == "dynamics" and "horizon" in results:
-      reuse = {"trained": _trained_by_horizon(results["horizon"], sizes)}
-    results[name] = room.run(sizes, key=key, progress=say, **reuse)
+      extra["trained"] = _trained_by_horizon(results["horizon"], sizes)
+    if bar and "bar" in inspect.signature(room.run).parameters:
+      extra["bar"] = True
+    results[name] = room.run(sizes, key=key, progress=say, **extra)
   return results
 
 
@@ -271,12 +317,20 @@ def _save_figures(out: Path, name: str, room: ModuleType, result: Any) -> dict[s
   return files
 
 
+def _flag(quick: bool, full: bool) -> str:
+  return " --quick" if quick else " --full" if full else ""
+
+
 def _markdown(
-  results: Mapping[str, Any], figures: Mapping[str, Mapping[str, str]], quick: bool, seconds: float
+  results: Mapping[str, Any],
+  figures: Mapping[str, Mapping[str, str]],
+  quick: bool,
+  seconds: float,
+  full: bool = False,
 ) -> str:
   parts = [
     "# gatejax report: why gates, and why sigmoid gates",
-    f"Generated by `gatejax report{' --quick' if quick else ''}` on "
+    f"Generated by `gatejax report{_flag(quick, full)}` on "
     f"{datetime.datetime.now().strftime('%Y-%m-%d %H:%M')} in {seconds:.0f} s "
     f"(JAX {jax.__version__}, {jax.default_backend()}, Python {platform.python_version()})."
     + (
@@ -294,7 +348,7 @@ def _markdown(
     parts += [f"## {number}. {title}", body]
   parts += [
     "## Reproduce",
-    f"`gatejax report --out DIR{' --quick' if quick else ''}` (also `python -m gatejax report`).",
+    f"`gatejax report --out DIR{_flag(quick, full)}` (also `python -m gatejax report`).",
   ]
   return "\n\n".join(p for p in parts if p) + "\n"
 
@@ -303,8 +357,10 @@ def write_report(
   out: str | os.PathLike,
   *,
   quick: bool = False,
+  full: bool = False,
   seed: int = 0,
   say: Callable[[str], None] | None = None,
+  bar: bool = False,
 ) -> dict[str, Any]:
   """Run every section and write ``report.md``, ``report.json`` and the figures into ``out``.
 
@@ -314,16 +370,20 @@ def write_report(
   Args:
     out: the output directory (created if missing; an earlier report there is replaced).
     quick: every room at its ``QUICK`` sizes (a smoke test).
+    full: every room at its ``FULL`` sizes (the default report runs a room's ``REPORT``
+      sizes where it has them); not with ``quick``.
     seed: the seed of every room's key, ``jax.random.key(seed)``.
     say: a progress callback, called with one line per stage.
+    bar: progress bars in the rooms that draw one.
 
   Returns:
     The JSON document written to ``report.json``.
   """
   out = Path(out)
+  _mode(quick, full)
   check_output(out)
   began = time.perf_counter()
-  results = run_experiments(quick=quick, key=jax.random.key(seed), say=say)
+  results = run_experiments(quick=quick, full=full, key=jax.random.key(seed), say=say, bar=bar)
   if say is not None:
     say("figures")
   staging = _swap.stage(out)
@@ -332,10 +392,11 @@ def write_report(
       name: _save_figures(staging, name, room, results[name]) for name, room in ROOMS.items()
     }
     seconds = time.perf_counter() - began
-    (staging / "report.md").write_text(_markdown(results, figures, quick, seconds))
+    (staging / "report.md").write_text(_markdown(results, figures, quick, seconds, full))
     document = {
-      "command": "gatejax report" + (" --quick" if quick else ""),
+      "command": "gatejax report" + _flag(quick, full),
       "quick": quick,
+      "full": full,
       "seed": seed,
       "seconds": seconds,
       "versions": {"gatejax": gj.__version__, "jax": jax.__version__, "python": sys.version},

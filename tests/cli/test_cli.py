@@ -71,10 +71,35 @@ def test_report_replaces_an_earlier_report_and_says_so(tmp_path, monkeypatch, ca
   assert "replacing" not in capsys.readouterr().err
 
 
+def test_report_full_estimates_up_front_and_draws_a_bar(tmp_path, monkeypatch, capsys):
+  given = {}
+
+  def write_report(out, **kwargs):
+    given.update(kwargs)
+    (out / "report.md").write_text("new")
+
+  monkeypatch.setattr(report, "write_report", write_report)
+  assert cli.main(["report", "--full", "--out", str(tmp_path / "full")]) == 0
+  assert given["full"] is True and given["bar"] is True and given["quick"] is False
+  err = capsys.readouterr().err
+  minutes = report.estimate_seconds(full=True) / 60
+  assert f"estimated at {minutes:.0f} min" in err and "gatejax report --full: writing" in err
+  # The default report: neither, and no estimate.
+  assert cli.main(["report", "--out", str(tmp_path / "default")]) == 0
+  assert given["full"] is False and given["bar"] is False
+  assert "estimated" not in capsys.readouterr().err
+
+
+def test_report_quick_and_full_exclude_each_other(tmp_path, capsys):
+  assert cli.main(["report", "--quick", "--full", "--out", str(tmp_path)]) == 2
+  assert "not allowed with argument" in capsys.readouterr().err
+
+
 def test_report_help_says_an_earlier_report_is_replaced(capsys):
   assert cli.main(["report", "--help"]) == 0
   out = capsys.readouterr().out
   assert "an earlier report there is replaced" in " ".join(out.split()) and "--quick" in out
+  assert "--full" in out
 
 
 def test_the_process_exits_with_status_2_and_one_error_line():

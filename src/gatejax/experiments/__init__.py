@@ -11,5 +11,7 @@ name, what "learned" means, how sentences write numbers) is in ``_common``.
 * :mod:`gatejax.experiments.gates`: sigmoid, hard sigmoid and ReLU as gate functions;
 * :mod:`gatejax.experiments.horizon`: learning changes the gradient's horizon;
 * :mod:`gatejax.experiments.dynamics`: Lyapunov exponents and parallel evaluation;
+* :mod:`gatejax.experiments.state_tracking`: state tracking and the range of a gate (parity,
+  counting and memory far beyond the training length);
 * :mod:`gatejax.experiments.demo`: the short demonstration of ``gatejax demo``.
 """
