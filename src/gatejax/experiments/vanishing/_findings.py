@@ -5,6 +5,7 @@ from __future__ import annotations
 import jax.numpy as jnp
 
 from gatejax import analysis
+from gatejax.experiments import _common
 from gatejax.experiments.vanishing._measure import Result, Run
 
 
@@ -20,8 +21,18 @@ def near_share(run: Run, k: int) -> float:
 
 
 def plain_rnn(result: Result) -> Run | None:
-  """The tanh RNN's run, if the experiment ran one."""
-  return next((r for r in result.runs if r.label.startswith("rnn")), None)
+  """The tanh RNN's run (the built-in ``rnn``), if the experiment ran one."""
+  return next((r for r in result.runs if r.kind == "rnn"), None)
+
+
+def _shown(run: Run) -> str:
+  """How a sentence names a run's cell: its display name (``"RG-LRU"``), else its label."""
+  return _common.display_name(run.kind) if run.kind is not None else run.label
+
+
+def _names(runs: list[Run]) -> str:
+  names = list(dict.fromkeys(_shown(r) for r in runs))
+  return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
 
 
 def dominated_by_near_steps(result: Result, run: Run) -> bool:
@@ -67,14 +78,21 @@ def findings(result: Result) -> list[str]:
       )
   linear = [r for r in result.runs if r.linear]
   if linear:
+    diagonal = [r for r in linear if r.form != "matrix"]
+    matrix = [r for r in linear if r.form == "matrix"]
+    forms = [f"diag(a_t) for {_names(diagonal)}"] if diagonal else []
+    forms += [f"a matrix a_t acting on the state for {_names(matrix)}"] if matrix else []
     lines.append(
-      "Gates that read only the input (minGRU, minLSTM; Feng et al. 2024) make the step "
-      "Jacobian exactly diagonal, diag(a_t), with a_t set by x_t alone: "
-      + ", ".join(
+      f"Linear in the carry, with gates that read only the input ({_names(linear)}): the step "
+      "Jacobian is the coefficient a_t of c_t = a_t·c_(t−1) + b_t, set by x_t alone, "
+      + " and ".join(forms)
+      + ". "
+      + "; ".join(
         f"{r.label} fades by {r.decay_rate:.3g} per step back (horizon {r.horizon} of {T})"
         for r in linear
       )
       + ". No gate sees the state, so nothing the state holds can keep its own past alive: "
-      "the horizon is fixed by the inputs and the gate biases, and only learning those moves it."
+      "the horizon is fixed by the inputs and the initial parameters (gate biases, decay "
+      "rates), and only learning those moves it."
     )
   return lines
