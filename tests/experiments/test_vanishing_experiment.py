@@ -107,7 +107,9 @@ def test_findings_follow_the_numbers(result):
   assert not vanishing.dominated_by_near_steps(changed, flat)
   text = " ".join(vanishing.findings(changed))
   assert "was not dominated by the near steps (last 3 steps: 10%; horizon 30 of 30)" in text
-  nearsighted = result._replace(runs=tuple(r._replace(horizon=2) for r in result.runs))
+  nearsighted = result._replace(
+    runs=tuple(r._replace(horizon=2, far_share=1e-6) for r in result.runs)
+  )
   assert "Near-sighted at initialisation like the RNN: lstm, forget_bias=1 (2 steps)" in " ".join(
     vanishing.findings(nearsighted)
   )
@@ -130,6 +132,21 @@ def test_findings_name_the_modern_cells_by_their_jacobians(result):
     "DeltaNet." in text
   )
   assert f"delta_net fades by {min_gru.decay_rate:.3g} per step back" in text
+  # sLSTM and S6 at the report's sizes: a tall peak at the last steps over a slow tail.
+  T = result.sizes.time
+  lstm = result.runs[1]
+  tall = lstm._replace(label="slstm", kind="slstm", horizon=3, far_share=0.06, decay_rate=0.991)
+  lines = vanishing.findings(result._replace(runs=(result.runs[0], tall)))
+  sentence = next(line for line in lines if line.startswith("A short horizon over a long tail"))
+  assert "slstm (horizon 3, factor 0.991 per step back, far share 6.0%)" in sentence
+  assert f"{T // 2} or more steps back still holds at least 1.0%" in sentence
+  assert not any(line.startswith("Near-sighted") for line in lines)
+  short = tall._replace(far_share=1e-9)
+  lines = vanishing.findings(result._replace(runs=(result.runs[0], short)))
+  assert any(
+    line.startswith("Near-sighted at initialisation like the RNN: slstm (3") for line in lines
+  )
+  assert not any("long tail" in line for line in lines)
   relabelled = result._replace(runs=(result.runs[0]._replace(label="tanh"), *result.runs[1:]))
   assert vanishing.plain_rnn(relabelled) is relabelled.runs[0]
   assert vanishing.plain_rnn(result._replace(runs=result.runs[1:])) is None
