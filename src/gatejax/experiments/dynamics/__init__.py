@@ -97,8 +97,8 @@ from gatejax.experiments.dynamics._write import (
 FULL = _measure.FULL
 #: Tiny sizes for ``gatejax report --quick`` and the tests.
 QUICK = _measure.QUICK
-#: The cells the experiment measures, by the names of their factories: every built-in cell
-#: whose carry is real.
+#: The cells the experiment measures, by the names of their factories (every built-in cell
+#: whose carry is real).
 KINDS = _measure.KINDS
 #: The cells ``FULL`` trains (the classic and minimal ones); the others are measured at
 #: initialisation only.

@@ -24,8 +24,8 @@ def _complex_carry(kind: str) -> bool:
   return any(jnp.issubdtype(leaf.dtype, jnp.complexfloating) for leaf in jax.tree.leaves(carry))
 
 
-#: The cells the experiment measures, by the names of their factories: every built-in cell
-#: whose carry is real (:mod:`gatejax.dynamics` does not take a complex carry, LRU's, yet).
+#: The cells the experiment measures, by the names of their factories (every built-in cell
+#: whose carry is real; :mod:`gatejax.dynamics` does not take a complex carry, LRU's, yet).
 KINDS = tuple(kind for kind in _common.CELLS if not _complex_carry(kind))
 #: The cells trained by default: the classic and minimal cells. The modern ones (sLSTM,
 #: mLSTM, RG-LRU, S6, DeltaNet) are measured at initialisation only, which keeps the
