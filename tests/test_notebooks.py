@@ -23,6 +23,7 @@ def test_every_notebook_exists():
     "04_long_range_tasks",
     "05_your_own_cell",
     "06_dynamics",
+    "07_modern_cells",
     "08_state_tracking",
   ]
 

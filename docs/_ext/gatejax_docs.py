@@ -101,11 +101,30 @@ def check_docstrings(app: Sphinx) -> None:
         )
 
 
+def _public(module: str, name: str, obj: Any) -> str:
+  """``module`` if it is public, else its nearest public parent that exports ``obj`` as
+  ``name`` (``gatejax.cells._kit`` -> ``gatejax.cells`` for ``Cell``): a package split
+  into private files documents their names on its own page."""
+  parts = module.split(".")
+  if not any(part.startswith("_") for part in parts):
+    return module
+  for cut in range(len(parts) - 1, 0, -1):
+    parent = ".".join(parts[:cut])
+    if any(part.startswith("_") for part in parts[:cut]):
+      continue
+    package = importlib.import_module(parent)
+    if name in getattr(package, "__all__", ()) and getattr(package, name, None) is obj:
+      return parent
+  return module
+
+
 def _home(module: str, name: str, obj: Any) -> str:
-  """The module that documents ``module.name``: where a class or function is defined; for a
-  constant of a package, the public submodule that documents it (``#:``), else ``module``."""
+  """The module that documents ``module.name``: where a class or function is defined (a
+  private file's names: its public package, :func:`_public`); for a constant of a package,
+  the public submodule that documents it (``#:``), else ``module``."""
   if inspect.isclass(obj) or inspect.isroutine(obj):
-    return getattr(obj, "__module__", module)
+    defined = getattr(obj, "__module__", None) or module
+    return _public(defined, getattr(obj, "__name__", name), obj)
   package = importlib.import_module(module)
   for info in pkgutil.iter_modules(getattr(package, "__path__", []), f"{module}."):
     if info.name.rpartition(".")[2].startswith("_"):
@@ -126,6 +145,7 @@ def _scopes(obj: Any) -> list[str]:
   module = getattr(obj, "__module__", None)
   if module is None:
     return []
+  module = _public(module, getattr(obj, "__name__", ""), obj)
   return [f"{module}.{obj.__qualname__}", module] if inspect.isclass(obj) else [module]
 
 
@@ -201,7 +221,30 @@ TYPE_ALIASES = {
   "Carry": "gatejax.protocol.Carry",
   "Activation": "gatejax.cells.Activation",
   "Bias": "gatejax.cells.Bias",
+  "Cell": "gatejax.cells.Cell",
 }
+
+
+def _private_target(target: str) -> str | None:
+  """``gatejax.cells._kit.Cell`` -> ``gatejax.cells.Cell``: a name of a private file, as the
+  public package that documents it; ``None`` for any other target."""
+  parts = target.split(".")
+  if parts[0] != "gatejax" or not any(p.startswith("_") for p in parts[1:-1]):
+    return None
+  for cut in range(len(parts) - 1, 0, -1):
+    try:
+      obj: Any = importlib.import_module(".".join(parts[:cut]))
+    except ImportError:
+      continue
+    try:
+      for part in parts[cut:]:
+        obj = getattr(obj, part)
+    except AttributeError:
+      return None
+    module, name = ".".join(parts[:cut]), parts[cut]
+    home = _public(module, name, getattr(importlib.import_module(module), name))
+    return ".".join([home, *parts[cut:]]) if home != module else None
+  return None
 
 
 def resolve_alias(app: Sphinx, env: Any, node: Any, contnode: Any) -> Any:
@@ -215,9 +258,24 @@ def resolve_alias(app: Sphinx, env: Any, node: Any, contnode: Any) -> Any:
     return env.get_domain("py").resolve_xref(
       env, node["refdoc"], app.builder, node["reftype"], node["reftarget"], node, contnode
     )
+  private = _private_target(target)
+  if private is not None:
+    node = node.deepcopy()
+    node["reftarget"] = private
+    return env.get_domain("py").resolve_xref(
+      env, node["refdoc"], app.builder, node["reftype"], private, node, contnode
+    )
   module = node.get("py:module")
   if module == "gatejax" and not target.startswith("gatejax."):
     target = f"gatejax.{target}"  # an unqualified name on the gatejax page (the re-exports)
+  elif module and not target.startswith("gatejax."):
+    # An unqualified name in a package (or one of its modules) that the package re-exports:
+    # ``gradient_horizon`` in gatejax.analysis' docstring, ``contribution_norms`` in
+    # gatejax.analysis.curves'.
+    for scope in (module, module.rpartition(".")[0]):
+      if f"{scope}.{target}" in _aliases():
+        target = f"{scope}.{target}"
+        break
   for alias, canonical in _aliases().items():
     if target == alias or target.startswith(alias + "."):
       domain = env.get_domain("py")
@@ -259,7 +317,7 @@ class Reexports(Directive):
         role, target, summary = "mod", obj.__name__, _own_docstring(obj)
       elif inspect.isclass(obj) or inspect.isroutine(obj):
         role = "class" if inspect.isclass(obj) else "func"
-        target = f"{obj.__module__}.{obj.__qualname__}"
+        target = f"{_home(package, name, obj)}.{obj.__qualname__}"
         summary = _qualified(_own_docstring(obj), _scopes(obj))
       else:  # a constant, documented by its #: comment where it is defined
         home = _home(package, name, obj)
@@ -345,9 +403,33 @@ def copy_mathjax(app: Sphinx, exception: BaseException | None) -> None:
       shutil.copy2(path, target / part)
 
 
+def package_members(package: str) -> list[tuple[str, str]]:
+  """``(directive, name)`` for each name of ``package.__all__`` that its page documents: those
+  defined in its private files (``autoclass``, ``autofunction``, ``autodata``)."""
+  module = importlib.import_module(package)
+  out = []
+  for name in getattr(module, "__all__", ()):
+    obj = getattr(module, name)
+    if inspect.ismodule(obj) or _home(package, name, obj) != package:
+      continue
+    if inspect.isclass(obj):
+      out.append(("autoclass", name))
+    elif inspect.isroutine(obj):
+      out.append(("autofunction", name))
+    else:
+      out.append(("autodata", name))
+  return out
+
+
 def template_context(app: Sphinx, config: Any) -> None:
-  """Tell the API page template which modules are packages (their page is a table of names)."""
-  config.autosummary_context = {**config.autosummary_context, "packages": public_packages()}
+  """Tell the API page template which modules are packages (their page is a table of names)
+  and which names each package's page documents itself."""
+  packages = public_packages()
+  config.autosummary_context = {
+    **config.autosummary_context,
+    "packages": packages,
+    "package_members": {p: package_members(p) for p in packages},
+  }
 
 
 def setup(app: Sphinx) -> dict[str, Any]:

@@ -161,6 +161,35 @@ def test_vanishing_runs_the_classic_cells_unless_told(monkeypatch):
   assert cli.main(["vanishing"]) == 0 and ran == [["rnn", "gru", "lstm"]]
 
 
+def test_vanishing_takes_every_built_in_cell_by_name(monkeypatch):
+  """--cells takes each name of gatejax.cells.names.CELLS (the modern cells included),
+  separated by spaces or commas, in the order given."""
+  from gatejax.cells import names
+
+  ran = []
+  monkeypatch.setattr(cli.vanishing, "main", lambda args: ran.append(args.cells) or 0)
+  every = list(names.CELLS)
+  assert {"slstm", "mlstm", "rg_lru", "s6", "lru", "delta_net"} <= set(every)
+  assert cli.main(["vanishing", "--cells", *every]) == 0
+  assert cli.main(["vanishing", "--cells", ",".join(every)]) == 0
+  assert cli.main(["vanishing", "--cells", "slstm,mlstm", "rg_lru", "s6, lru,delta_net"]) == 0
+  assert ran == [every, every, ["slstm", "mlstm", "rg_lru", "s6", "lru", "delta_net"]]
+
+
+@pytest.mark.slow
+def test_vanishing_runs_modern_cells_at_tiny_sizes(capsys):
+  """End to end with a modern cell of each kind of carry Jacobian: sLSTM (state-dependent),
+  DeltaNet (a matrix a_t), LRU (a complex diagonal); one row each."""
+  argv = ["vanishing", "--cells", "slstm,delta_net", "lru", "--time", "4", "--hidden", "8"]
+  assert cli.main([*argv, "--batch", "1", "--out", ""]) == 0
+  lines = capsys.readouterr().out.splitlines()
+  rows = {line.split()[0]: line.split() for line in lines[3:6]}
+  assert list(rows) == ["slstm", "delta_net", "lru"]
+  for row in rows.values():
+    assert float(row[1]) > 0 and row[3] == "4"  # d = 0 contributes; every step counts
+  assert lines[-1].endswith(" s for 3 sweeps.")
+
+
 def _canned_vanishing(sizes, *, key):
   return canned.load("vanishing")
 

@@ -41,6 +41,14 @@ CLI_CASES = [
     "vanishing time 2", ["vanishing", "--time", "2"], r"argument --time: must be an int >= 3"
   ),
   CliCase("vanishing batch 0", ["vanishing", "--batch", "0"], r"argument --batch: must be an int"),
+  CliCase(
+    "vanishing unknown cell",
+    ["vanishing", "--cells", "slstm,transformer"],
+    r"argument --cells: invalid choice: 'transformer' \(choose from rnn, gru, .*, delta_net\)",
+  ),
+  CliCase(
+    "vanishing empty cells", ["vanishing", "--cells", ","], r"argument --cells: invalid choice: ','"
+  ),
   CliCase("vanishing seed", ["vanishing", "--seed", "-5"], r"argument --seed: must be an int in"),
   CliCase(
     "vanishing out is a directory",

@@ -28,13 +28,23 @@ def result():
 
 def test_sizes_are_the_door():
   assert isinstance(dynamics.FULL, dynamics.Sizes) and isinstance(dynamics.QUICK, dynamics.Sizes)
-  assert set(dynamics.FULL.cells) == set(dynamics.KINDS) == set(_common.CELLS)
+  assert set(dynamics.FULL.cells) == set(dynamics.KINDS)
+  # Every built-in cell but LRU, whose carry is complex (gatejax.dynamics takes real ones).
+  assert set(_common.CELLS) - set(dynamics.KINDS) == {"lru"}
+  assert set(dynamics.FULL.train_cells) == set(dynamics.TRAINED_KINDS) < set(dynamics.KINDS)
+  assert {"slstm", "mlstm", "rg_lru", "s6", "delta_net"} <= set(dynamics.KINDS) - set(
+    dynamics.TRAINED_KINDS
+  )
   assert min(dynamics.FULL.gains) <= 0.5 and max(dynamics.FULL.gains) >= 3.0
   assert dynamics.FULL.times == (100, 1000, 10_000)
   with pytest.raises(TypeError, match=r"dynamics\.Sizes"):
     dynamics.run(dynamics.FULL._asdict(), key=KEY)  # type: ignore[arg-type]
   with pytest.raises(ValueError, match="among"):
     dynamics.run(SIZES._replace(cells=("janet",)), key=KEY)
+  with pytest.raises(ValueError, match="among"):
+    dynamics.run(SIZES._replace(train_cells=("janet",)), key=KEY)
+  with pytest.raises(ValueError, match="'lru' has a complex carry"):
+    dynamics.run(SIZES._replace(cells=("lru",)), key=KEY)
 
 
 def test_length_groups_pad_only_where_cheap():
@@ -103,6 +113,60 @@ def test_markdown_holds_the_tables_and_findings(result):
     "![λ_max and DEER sweeps against the gain](e.png)\n\n"
     "![Newton sweeps against the sequence length](s.png)"
   )
+
+
+def _untrained(result):
+  """The canned result with minGRU measured at initialisation only."""
+  run = result.cells["min_gru"]._replace(trained=None, final_eval=float("nan"), trained_by=None)
+  sizes = result.sizes._replace(train_cells=("lstm",))
+  return result._replace(sizes=sizes, cells={**result.cells, "min_gru": run})
+
+
+def test_a_cell_measured_at_initialisation_only(result):
+  """What the report does with the modern cells: one row, no training sentence, the JSON's
+  trained entry null, its figure curve the initial one only."""
+  import matplotlib.pyplot as plt
+
+  untrained = _untrained(result)
+  assert [s for s, _ in untrained.cells["min_gru"].states()] == ["init"]
+  md = dynamics.to_markdown(untrained)
+  assert "| minGRU | init |" in md and "| minGRU | trained |" not in md
+  assert "| LSTM | trained |" in md
+  assert "Each of LSTM (hidden size 8) at initialisation and after 40 steps" in md
+  assert "; minGRU at initialisation only (their official initialisations;" in md
+  text = " ".join(dynamics.findings(untrained))
+  assert "at every state measured." in text and "before and after training" not in text
+  after = next(s for s in dynamics.findings(untrained) if "after training" in s)
+  assert "LSTM" in after and "minGRU" not in after
+  rows = [label for label, _, _ in dynamics.lyapunov_and_decay(untrained)]
+  assert "minGRU (init)" in rows and "minGRU (trained)" not in rows
+  doc = json.loads(json.dumps(dynamics.to_json(untrained), allow_nan=False))
+  assert doc["cells"]["min_gru"]["trained"] is None
+  assert doc["cells"]["min_gru"]["trained_by"] is None
+  assert doc["cells"]["lstm"]["trained"]["lyapunov_mean"] == pytest.approx(
+    result.cells["lstm"].trained.lam
+  )
+  figs = dynamics.figures(untrained)
+  for fig in figs.values():
+    plt.close(fig)
+
+
+@pytest.mark.slow
+def test_run_measures_an_untrained_cell_at_initialisation():
+  sizes = SIZES._replace(
+    cells=("min_gru",),
+    train_cells=(),
+    longest_cells=(),
+    times=(12, 30),
+    gains=(0.5,),
+    sweep_hidden=4,
+    sweep_time=12,
+  )
+  got = dynamics.run(sizes, key=KEY)
+  run = got.cells["min_gru"]
+  assert run.trained is None and run.trained_by is None and np.isnan(run.final_eval)
+  assert run.init.contributions.shape == (sizes.train_time,)
+  assert (run.init.newton["deer"].iterations == 1).all()
 
 
 def _fake(result, lam_init, lam_trained, gains_lam, deer_outcome="converged"):

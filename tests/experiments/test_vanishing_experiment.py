@@ -39,13 +39,49 @@ def test_the_canned_result_is_a_quick_run(result):
   assert result.sizes == vanishing.QUICK
   assert [r.label for r in result.runs][:2] == ["rnn (tanh)", "lstm, forget_bias=1"]
   assert [r.linear for r in result.runs] == [False, False, False, True]
+  assert [r.kind for r in result.runs] == ["rnn", "lstm", "lstm", "min_gru"]
+  assert [r.form for r in result.runs] == [None, None, None, "diagonal"]
+
+
+@pytest.mark.slow
+def test_every_built_in_cell_is_a_configuration_with_its_kind_and_form():
+  """Each cell of the report's default list runs, labelled by its factory's name, and a cell
+  linear in its carry records the form of its coefficients (read from the cell itself)."""
+  import gatejax as gj
+  from gatejax import affine
+
+  assert vanishing.FULL.cells == vanishing.CELL_KINDS
+  modern = ("slstm", "mlstm", "rg_lru", "s6", "lru", "delta_net")
+  assert set(modern) <= set(vanishing.CELL_KINDS)
+  sizes = vanishing.Sizes(cells=(*modern, gj.min_gru(4)), time=4, hidden=8, batch=1)
+  got = vanishing.run(sizes, key=jax.random.key(0))
+  assert [r.label for r in got.runs] == [*modern, "gj.min_gru(4)"]
+  assert [r.kind for r in got.runs] == [*modern, None]
+  xs = jnp.zeros((1, 1, sizes.input_size))
+  for r, name in zip(got.runs[:-1], modern, strict=True):
+    cell = gj.cells.names.CELLS[name](8)
+    expected = None
+    if cell.affine is not None:
+      expected = cell.affine(cell.init(jax.random.key(0), sizes.input_size), xs).form
+    assert r.linear == (cell.affine is not None) and r.form == expected, name
+    assert np.isfinite(r.norms).all() and r.norms.shape == (4,), name
+  assert {r.kind: r.form for r in got.runs if r.linear} == {
+    "rg_lru": "diagonal",
+    "s6": "diagonal",
+    "lru": "diagonal",
+    "delta_net": "matrix",
+    None: "diagonal",
+  }
+  assert affine.FORMS == ("diagonal", "matrix")
 
 
 def test_markdown_holds_the_table_the_findings_and_the_figure(result):
   md = vanishing.to_markdown(result, {"contributions": "v.png"})
   k = vanishing.near_steps(result)
   for r in result.runs:
-    assert f"| {r.label} | {r.horizon} | {vanishing.near_share(r, k):.3f} |" in md
+    label = r.label + (" *(linear)*" if r.linear else "")
+    assert f"| {label} | {r.horizon} | {vanishing.near_share(r, k):.3f} |" in md
+  assert "(LSTM, whose factories take a keep-gate bias, also with `gj.chrono(30)`)" in md
   for line in vanishing.findings(result):
     assert f"- {line}" in md
   assert md.endswith("![contribution norm against steps back](v.png)")
@@ -63,16 +99,57 @@ def test_findings_follow_the_numbers(result):
   text = " ".join(vanishing.findings(result))
   assert "The tanh RNN's gradient is dominated by the near steps" in text
   assert "min_gru fades by" in text
+  assert "gates that read only the input (minGRU): the step Jacobian" in text
+  assert "diag(a_t) for minGRU." in text and "matrix" not in text
   rnn = vanishing.plain_rnn(result)
   flat = rnn._replace(norms=np.ones_like(rnn.norms), horizon=result.sizes.time)
   changed = result._replace(runs=(flat, *result.runs[1:]))
   assert not vanishing.dominated_by_near_steps(changed, flat)
   text = " ".join(vanishing.findings(changed))
   assert "was not dominated by the near steps (last 3 steps: 10%; horizon 30 of 30)" in text
-  nearsighted = result._replace(runs=tuple(r._replace(horizon=2) for r in result.runs))
+  nearsighted = result._replace(
+    runs=tuple(r._replace(horizon=2, far_share=1e-6) for r in result.runs)
+  )
   assert "Near-sighted at initialisation like the RNN: lstm, forget_bias=1 (2 steps)" in " ".join(
     vanishing.findings(nearsighted)
   )
+
+
+def test_findings_name_the_modern_cells_by_their_jacobians(result):
+  """The linear cells' sentence groups them by the form of a_t, with their display names; the
+  plain RNN is found by its kind, not its label."""
+  min_gru = result.runs[-1]
+  modern = (
+    min_gru._replace(label="rg_lru", kind="rg_lru"),
+    min_gru._replace(label="lru", kind="lru"),
+    min_gru._replace(label="delta_net", kind="delta_net", form="matrix"),
+  )
+  changed = result._replace(runs=(*result.runs, *modern))
+  text = " ".join(vanishing.findings(changed))
+  assert "gates that read only the input (minGRU, RG-LRU, LRU and DeltaNet)" in text
+  assert (
+    "diag(a_t) for minGRU, RG-LRU and LRU and a matrix a_t acting on the state for "
+    "DeltaNet." in text
+  )
+  assert f"delta_net fades by {min_gru.decay_rate:.3g} per step back" in text
+  # sLSTM and S6 at the report's sizes: a tall peak at the last steps over a slow tail.
+  T = result.sizes.time
+  lstm = result.runs[1]
+  tall = lstm._replace(label="slstm", kind="slstm", horizon=3, far_share=0.06, decay_rate=0.991)
+  lines = vanishing.findings(result._replace(runs=(result.runs[0], tall)))
+  sentence = next(line for line in lines if line.startswith("A short horizon over a long tail"))
+  assert "slstm (horizon 3, factor 0.991 per step back, far share 6.0%)" in sentence
+  assert f"{T // 2} or more steps back still holds at least 1.0%" in sentence
+  assert not any(line.startswith("Near-sighted") for line in lines)
+  short = tall._replace(far_share=1e-9)
+  lines = vanishing.findings(result._replace(runs=(result.runs[0], short)))
+  assert any(
+    line.startswith("Near-sighted at initialisation like the RNN: slstm (3") for line in lines
+  )
+  assert not any("long tail" in line for line in lines)
+  relabelled = result._replace(runs=(result.runs[0]._replace(label="tanh"), *result.runs[1:]))
+  assert vanishing.plain_rnn(relabelled) is relabelled.runs[0]
+  assert vanishing.plain_rnn(result._replace(runs=result.runs[1:])) is None
 
 
 def test_json_is_strict_and_holds_the_curves(result):

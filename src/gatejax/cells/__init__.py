@@ -7,9 +7,16 @@ returns a ``GradientTransformation``; every cell is also a cell of :mod:`gatejax
 so a user's own cell runs wherever these run.
 """
 
-from gatejax.cells import names
-from gatejax.cells._kit import Activation, Bias, Cell, Chrono, chrono
+from typing import TypeAlias
+
+from gatejax.cells import _kit, names
+from gatejax.cells._kit import Cell, Chrono, chrono
 from gatejax.cells.names import *  # noqa: F403
+
+#: A gate or candidate function, elementwise on arrays (``jax.nn.sigmoid``, ``jnp.tanh``).
+Activation: TypeAlias = _kit.Activation
+#: An initial gate bias, written into the parameters by ``init``: a float or :func:`chrono`.
+Bias: TypeAlias = _kit.Bias
 
 __all__ = ["Activation", "Bias", "Cell", "Chrono", "chrono"]
 __all__ += names.__all__

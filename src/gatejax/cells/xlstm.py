@@ -7,15 +7,15 @@ unstabilised state (which overflows in float32 after a few large input gates) an
 running log-scale. Their outputs are ratios of :math:`c` and :math:`n`, so (with ``eps=0`` for
 the mLSTM) they do not depend on the frame: the frame is a *gauge* of the carry.
 
-===============  ===========================  ====================  ===========================
-cell             state per head               output               official reference step
-===============  ===========================  ====================  ===========================
-:func:`slstm`    scalars ``y, c, n, m``       ``y`` (a carry leaf)  xlstm 2.0.6
-                 per unit; recurrent ``R y``                        ``slstm_forward_pointwise``
-:func:`mlstm`    matrix ``C (K, V)``,         ``read``:             mlstm-kernels 2.0.6
-                 ``n (K,)``, ``m``            :math:`q^\top C/\ldots` ``mlstm_recurrent_step__
-                                                                    native_fw``
-===============  ===========================  ====================  ===========================
+===============  ===========================  ==========================  ===========================
+cell             state per head               output                      official reference step
+===============  ===========================  ==========================  ===========================
+:func:`slstm`    scalars ``y, c, n, m``       ``y`` (a carry leaf)        xlstm 2.0.6
+                 per unit; recurrent ``R y``                              ``slstm_forward_pointwise``
+:func:`mlstm`    matrix ``C (K, V)``,         ``read``:                   mlstm-kernels 2.0.6
+                 ``n (K,)``, ``m``            :math:`q^\top C/\ldots`     ``mlstm_recurrent_step__
+                                                                          native_fw``
+===============  ===========================  ==========================  ===========================
 
 The mLSTM's gates read only the input, so its state is a linear recurrence (with a max-plus
 stabiliser) and it offers a chunkwise-parallel whole-sequence form (``cell.chunkwise``, see

@@ -25,9 +25,30 @@ from gatejax.cli.interrupt import on_interrupt
 __all__ = ["DEFAULT_CELLS", "HELP", "add_arguments", "main"]
 
 #: The command's one-line help.
-HELP = "gradient contribution against distance for RNN, GRU and LSTM"
+HELP = "gradient contribution against distance, for RNN, GRU and LSTM or any built-in cell"
 #: What ``gatejax vanishing`` runs unless told: the classic argument (``--cells`` adds others).
 DEFAULT_CELLS = ("rnn", "gru", "lstm")
+
+
+def _cell_names(text: str) -> list[str]:
+  """One ``--cells`` value: a cell's name, or several joined by commas (``slstm,mlstm``)."""
+  from gatejax.experiments import vanishing
+
+  names = [name.strip() for name in text.split(",") if name.strip()]
+  unknown = [name for name in names if name not in vanishing.CELL_KINDS]
+  if not names or unknown:
+    raise argparse.ArgumentTypeError(
+      f"invalid choice: {(', '.join(map(repr, unknown)) or repr(text))} "
+      f"(choose from {', '.join(vanishing.CELL_KINDS)})"
+    )
+  return names
+
+
+class _Flatten(argparse.Action):
+  """Store the names of every ``--cells`` value as one list (``a b,c`` -> ``[a, b, c]``)."""
+
+  def __call__(self, parser, namespace, values, option_string=None) -> None:
+    setattr(namespace, self.dest, [name for group in values or () for name in group])
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -37,10 +58,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
   parser.add_argument(
     "--cells",
     nargs="+",
-    choices=vanishing.CELL_KINDS,
+    type=_cell_names,
+    action=_Flatten,
     default=list(DEFAULT_CELLS),
-    help="cells to run (default: rnn gru lstm; those with a keep-gate bias run at their "
-    "default bias and with gj.chrono(T))",
+    metavar="CELL",
+    help=f"cells to run, separated by spaces or commas, among {', '.join(vanishing.CELL_KINDS)} "
+    "(default: rnn gru lstm; those with a keep-gate bias run at their default bias and with "
+    "gj.chrono(T))",
   )
   parser.add_argument("--time", type=int_at_least(3), default=1000, help="sequence length T (>= 3)")
   parser.add_argument("--hidden", type=int_at_least(1), default=32, help="hidden size")

@@ -31,7 +31,7 @@ is associative), in :math:`O(\log T)` depth; then :math:`c \leftarrow c + \delta
   and 3 where the filter converges (BENCHMARKS.md).
   ``"quasi-elk"``: the same with the diagonal Jacobian (all covariances diagonal).
   Default damping: ``λ = 1e-3`` for ``"elk"``, ``0.1`` for ``"quasi-elk"``
-  (:data:`DEFAULT_DAMPING`, chosen by measurement).
+  (``DEFAULT_DAMPING``, chosen by measurement).
 
 After ``k`` sweeps the first ``k`` steps are exact, whatever the Jacobian approximation: a step
 whose input carry is exact and whose correction is applied undamped comes out exact (its
@@ -41,7 +41,7 @@ arithmetic, and usually after far fewer: Newton's convergence is quadratic once 
 close, and a contracting recurrence forgets the error of a far-away guess. A sweep may
 overflow (a product of many Jacobians of norm above 1 at a poor first guess, or a step that
 overflows at a wild guess): the run goes on, with the guess from the first non-finite step on
-reset (NaN to 0, clipped to ±:data:`CLIP`, the reference DEER's rule), and the steps before it
+reset (NaN to 0, clipped to ±``CLIP``, the reference DEER's rule), and the steps before it
 untouched, so the guarantee stands; :class:`NewtonInfo` counts such sweeps. A cell that is
 linear in its carry is solved by the first sweep; a cell that offers
 ``cell.affine(params, xs)`` (:class:`gatejax.affine.Affine`, ``c_t = a_t · c_{t-1} + b_t``) is
@@ -113,7 +113,7 @@ class NewtonInfo(NamedTuple):
     overflows: the number of sweeps whose result was not finite somewhere (an overflow of
       the linearised recurrence, or a step that overflows at the new guess). The run does not
       stop there: from the first step whose residual is not finite on, the guess is reset
-      (NaN to 0, the rest clipped to :data:`CLIP`), as the reference DEER does, and Newton
+      (NaN to 0, the rest clipped to ``CLIP``), as the reference DEER does, and Newton
       goes on; the steps before it are kept exactly.
   """
 
@@ -585,7 +585,7 @@ def parallel_scan(
   Convergence is tested on every returned value: the residual is ``inf`` where a carry or a
   step's value is not finite (found before any maximum, as XLA:CPU's max skips NaN), and an
   output that is not finite makes the sequence not converged. A sweep that overflows does not
-  end the run (see :mod:`gatejax.newton`): on ELK's Lorenz-96 benchmark (T = 1,000, float64)
+  end the run (see :mod:`gatejax.run.newton`): on ELK's Lorenz-96 benchmark (T = 1,000, float64)
   DEER converges after 127 sweeps, 108 of which overflowed somewhere.
 
   Args:
@@ -602,7 +602,7 @@ def parallel_scan(
       argued in :mod:`gatejax.run.newton`), so a run that needs ``T`` is no faster than
       :func:`gatejax.scan`; ELK's damped sweeps have no such bound.
     damping: ELK's :math:`\lambda` (only for ``"elk"``/``"quasi-elk"``); default ``1e-3``
-      for ``"elk"`` and ``0.1`` for ``"quasi-elk"`` (:data:`DEFAULT_DAMPING`).
+      for ``"elk"`` and ``0.1`` for ``"quasi-elk"`` (``DEFAULT_DAMPING``).
       Larger is steadier and slower; :math:`\lambda \to 0` is DEER.
     carry: initial carry, as in :func:`gatejax.scan`.
     lengths: as in :func:`gatejax.scan`: steps at ``t >= length`` hold the carry and output

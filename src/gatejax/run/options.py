@@ -1,4 +1,4 @@
-"""How a sequence is run: the user's :class:`ScanOptions`, and the one :class:`Plan` made from them.
+"""How a sequence is run: the user's options, and the one plan made from them.
 
 :class:`ScanOptions` is what a user writes (``impl="auto"``, ``remat=True``, ...); a
 :class:`Plan` is what a runner executes: every choice resolved for one cell and one
@@ -18,6 +18,7 @@ from gatejax import _validate, protocol
 
 __all__ = ["IMPLS", "Plan", "ScanOptions", "plan", "resolve_options"]
 
+#: The values of ``impl`` that :func:`gatejax.scan` takes (see :class:`ScanOptions`).
 IMPLS = ("auto", "fused", "autodiff", "associative", "chunkwise")
 
 

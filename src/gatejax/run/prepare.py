@@ -2,7 +2,7 @@
 
 :func:`prepare` runs before a runner is compiled (at trace time, in Python): it checks the
 cell, the inputs, the parameters, the carry and the lengths against what the cell itself
-produces (:mod:`gatejax._validate`), fills in the default carry in the dtype the step
+produces (``gatejax._validate``), fills in the default carry in the dtype the step
 computes in, and turns the lengths into int32. :func:`clean` runs first thing inside every
 compiled runner: it replaces each padded input (``t >= lengths``) by zeros, so that what the
 padding holds (NaN included) reaches no output and no gradient (see :mod:`gatejax.run.loop`).

@@ -110,7 +110,8 @@ def scan(
       ``ys[t]`` is still the output at input position ``t``.
     unroll, impl, remat, matmul_dtype, block, chunk_size: how the sequence is computed;
       see :class:`~gatejax.ScanOptions`.
-    options: all of those in one :class:`ScanOptions` (then leave the keywords out).
+    options: all of those in one :class:`~gatejax.run.options.ScanOptions` (then leave the
+      keywords out).
 
   Returns:
     ``(carry, ys)``: each sequence's carry after its last valid step, and the

@@ -139,7 +139,7 @@ def scan_stack(
   chunk_size: int | None = None,
   options: ScanOptions | None = None,
 ) -> tuple[tuple[Carry, ...], Float[Array, "time *batch features"]]:
-  """Run a :class:`Stack`: each layer through :func:`scan`, layer ``k + 1`` reading layer ``k``.
+  """Run a :class:`Stack`: each layer through :func:`~gatejax.run.scan.scan`, layer ``k + 1`` reading layer ``k``.
 
   A bidirectional layer runs a forward scan and a ``reverse=True`` scan (both honouring
   ``lengths``) and concatenates their outputs along the feature axis, forward first.
@@ -149,11 +149,11 @@ def scan_stack(
     params: from ``net.init``: a tuple over layers.
     xs: inputs ``(time, *batch, input_size)``.
     carry: initial carries as ``net.initial_carry`` lays them out, or ``None`` for zeros.
-    lengths: as in :func:`scan`.
+    lengths: as in :func:`~gatejax.run.scan.scan`.
     reverse: run a unidirectional stack right to left (not allowed when bidirectional).
     unroll, impl, remat, matmul_dtype, block, chunk_size: as in :func:`~gatejax.scan`, for
       every layer.
-    options: all of those in one :class:`ScanOptions`, for every layer.
+    options: all of those in one :class:`~gatejax.run.options.ScanOptions`, for every layer.
 
   Returns:
     ``(carries, ys)``: a tuple over layers of final carries (:class:`Bidirectional`

@@ -36,7 +36,7 @@ def lyapunov_and_decay(result: Result) -> list[tuple[str, float, float]]:
   rows = [
     (f"{run.name} ({state})", m.lam, m.log_rho)
     for run in result.cells.values()
-    for state, m in (("init", run.init), ("trained", run.trained))
+    for state, m in run.states()
   ]
   rows += [(f"tanh RNN, g = {p.gain:g}", p.lam, p.log_rho) for p in result.sweep]
   return rows
@@ -120,10 +120,10 @@ def _newton_findings(result: Result) -> list[str]:
   overflowed_contracting = []
   for method in METHODS:
     cases = [
-      (f"{r.name} {state}", getattr(r, state).newton[method], getattr(r, state).lam)
+      (f"{r.name} {state}", m.newton[method], m.lam)
       for r in result.cells.values()
       if not r.linear
-      for state in STATES
+      for state, m in r.states()
     ]
     cases = [c for c in cases if classify(c[1]) != "single"]
     if not cases:
@@ -163,7 +163,7 @@ def findings(result: Result) -> list[str]:
   out: list[str] = []
   s = result.sizes
   for state in STATES:
-    runs = {r.name: getattr(r, state) for r in result.cells.values()}
+    runs = {r.name: m for r in result.cells.values() for st, m in r.states() if st == state}
     if not runs:
       continue
     positive = [n for n, m in runs.items() if m.lam >= 0]
@@ -178,26 +178,22 @@ def findings(result: Result) -> list[str]:
       out.append(f"λ_max {where}: {text}; not contracting (λ_max ≥ 0) for {', '.join(positive)}.")
   # Compared as printed (three decimals), so a sentence never reports -0.211 → -0.211.
   moved = {
-    r.name: (round(abs(r.trained.lam), 3) - round(abs(r.init.lam), 3), r)
+    r.name: (round(abs(r.trained.lam), 3) - round(abs(r.init.lam), 3), r.init, r.trained)
     for r in result.cells.values()
+    if r.trained is not None
   }
-  closer = [r for change, r in moved.values() if change < 0]
-  farther = [r for change, r in moved.values() if change > 0]
+  closer = [(n, a, b) for n, (change, a, b) in moved.items() if change < 0]
+  farther = [(n, a, b) for n, (change, a, b) in moved.items() if change > 0]
   if closer:
     out.append(
       "Training moved λ_max towards 0, a longer memory, for "
-      + ", ".join(
-        f"{r.name} ({_common.signed(r.init.lam)} → {_common.signed(r.trained.lam)})" for r in closer
-      )
+      + ", ".join(f"{n} ({_common.signed(a.lam)} → {_common.signed(b.lam)})" for n, a, b in closer)
       + "."
     )
   if farther:
     out.append(
       "Training moved λ_max away from 0, a shorter memory, for "
-      + ", ".join(
-        f"{r.name} ({_common.signed(r.init.lam)} → {_common.signed(r.trained.lam)})"
-        for r in farther
-      )
+      + ", ".join(f"{n} ({_common.signed(a.lam)} → {_common.signed(b.lam)})" for n, a, b in farther)
       + "."
     )
   a = agreement(result)
@@ -227,11 +223,12 @@ def findings(result: Result) -> list[str]:
   linear = [r for r in result.cells.values() if r.linear]
   if linear:
     ones = all(
-      (getattr(r, st).newton[m].iterations == 1).all() and getattr(r, st).newton[m].converged.all()
+      (meas.newton[m].iterations == 1).all() and meas.newton[m].converged.all()
       for r in linear
-      for st in STATES
+      for _, meas in r.states()
       for m in METHODS
     )
+    trained_too = all(r.trained is not None for r in linear)
     lengths = sorted({t for r in linear for t in r.init.newton["deer"].times})
     out.append(
       ", ".join(r.name for r in linear)
@@ -239,7 +236,8 @@ def findings(result: Result) -> list[str]:
       + " linear in the carry: "
       + (
         "gj.parallel_scan solved every run in exactly 1 sweep (one associative scan, "
-        f"exact) at T = {', '.join(f'{t:,}' for t in lengths)}, before and after training."
+        f"exact) at T = {', '.join(f'{t:,}' for t in lengths)}, "
+        + ("before and after training." if trained_too else "at every state measured.")
         if ones
         else "yet some run took more than one sweep; see the table."
       )

@@ -15,8 +15,8 @@ from gatejax.experiments.dynamics._findings import (
   sweeps_text,
 )
 from gatejax.experiments.dynamics._measure import (
+  KINDS,
   METHODS,
-  STATES,
   CellRun,
   Measurement,
   Result,
@@ -44,7 +44,7 @@ def cell_table(result: Result) -> str:
   )
   rows = [head, "|" + "---|" * (7 + len(cols))]
   for run in result.cells.values():
-    for state, m in (("init", run.init), ("trained", run.trained)):
+    for state, m in run.states():
       loss = "" if state == "init" else _format.number(run.final_eval)
       rows.append(
         f"| {run.name} | {state} | {loss} | {_common.signed(m.lam)} | {_common.signed(m.log_rho)} "
@@ -80,10 +80,26 @@ def to_markdown(result: Result, figures: Mapping[str, str] | None = None) -> str
   """
   s, figures = result.sizes, figures or {}
   reused = [r.name for r in result.cells.values() if r.trained_by == "horizon"]
+  trained = [r.name for r in result.cells.values() if r.trained is not None]
+  untrained = [r.name for r in result.cells.values() if r.trained is None]
+  left_out = [_common.display_name(k) for k in _common.CELLS if k not in KINDS]
+  who = "Each cell" if not untrained else f"Each of {', '.join(trained)}" if trained else "No cell"
   intro = (
-    f"Each cell (hidden size {s.hidden}) at initialisation and after {s.train_steps} steps "
+    f"{who} (hidden size {s.hidden}) at initialisation and after {s.train_steps} steps "
     f"of Adam on the adding problem, T = {s.train_time}"
     + (f" ({', '.join(reused)}: the models of section 3)" if reused else "")
+    + (
+      f"; {', '.join(untrained)} at initialisation only (their official initialisations; "
+      "training them too would add minutes to the report)"
+      if untrained
+      else ""
+    )
+    + (
+      f"; {', '.join(left_out)} left out: its carry is complex, which "
+      "`gatejax.dynamics` does not take yet"
+      if left_out and not set(left_out) & {r.name for r in result.cells.values()}
+      else ""
+    )
     + f". On section 3's probe batch ({s.probe_batch} sequences): λ_max, the largest "
     "Lyapunov exponent (`gatejax.dynamics.largest_lyapunov_exponent`, natural log per step, "
     "mean over the sequences, the first tenth of the steps a transient); the gradient "
@@ -153,7 +169,7 @@ def figures(result: Result) -> dict[str, Any]:
   if result.cells:
     panels = {
       method_name(m): {
-        r.name: {state: getattr(r, state).newton[m].curve() for state in STATES}
+        r.name: {state: meas.newton[m].curve() for state, meas in r.states()}
         for r in result.cells.values()
       }
       for m in METHODS
@@ -204,7 +220,7 @@ def to_json(result: Result) -> dict[str, Any]:
           "trained_by": r.trained_by,
           "final_eval": float(r.final_eval),
           "init": _measurement_json(r.init),
-          "trained": _measurement_json(r.trained),
+          "trained": None if r.trained is None else _measurement_json(r.trained),
         }
         for kind, r in result.cells.items()
       },

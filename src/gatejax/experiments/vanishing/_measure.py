@@ -57,8 +57,14 @@ class Run(NamedTuple):
     far_share: :func:`~gatejax.analysis.far_share` of the far half (``T // 2`` or more back).
     decay_rate: :func:`~gatejax.analysis.decay_rate`, the fitted factor per step back.
     seconds: wall time of the sweep, compilation included.
-    linear: whether the cell is linear in its carry (offers ``affine``): its
-      step Jacobian is ``diag(a_t)`` with ``a_t`` set by the input alone.
+    linear: whether the cell is linear in its carry (offers ``affine``): its step
+      Jacobian is the coefficient ``a_t`` of ``c_t = a_t · c_(t-1) + b_t``, set by the input
+      alone.
+    kind: the name of the cell's factory (a key of :data:`CELL_KINDS`), ``None`` for a cell
+      given as a value.
+    form: for a cell linear in its carry, the form of ``a_t``
+      (:data:`gatejax.affine.FORMS`): ``"diagonal"`` (``diag(a_t)``: minGRU, RG-LRU, S6,
+      LRU, ...) or ``"matrix"`` (DeltaNet's ``I - β_t k_t k_tᵀ``); else ``None``.
   """
 
   label: str
@@ -68,6 +74,8 @@ class Run(NamedTuple):
   decay_rate: float
   seconds: float
   linear: bool = False
+  kind: str | None = None
+  form: str | None = None
 
 
 class Result(NamedTuple):
@@ -82,6 +90,27 @@ class Result(NamedTuple):
     return {run.label: run.norms for run in self.runs}
 
 
+def _configurations(
+  cells: Sequence[Any], time: int, hidden: int
+) -> dict[str, tuple[str | None, Any]]:
+  """label -> (factory name or ``None``, cell), as :func:`configurations`."""
+  out: dict[str, tuple[str | None, Any]] = {}
+  for entry in cells:
+    if not isinstance(entry, str):
+      protocol.require(entry, "cells[...]")
+      out[protocol.describe(entry)] = (None, entry)
+    elif entry not in _common.CELLS:
+      raise ValueError(f"cells must be among {CELL_KINDS} or cells, got {entry!r}")
+    elif (bias := _common.keep_bias(entry)) is None:
+      out["rnn (tanh)" if entry == "rnn" else entry] = (entry, _common.cell(entry, hidden))
+    else:
+      default = _common.default_option(entry, bias)
+      out[f"{entry}, {bias}={default:g}"] = (entry, _common.cell(entry, hidden))
+      chrono = _common.cell(entry, hidden, **{bias: gj.chrono(time)})
+      out[f"{entry}, chrono({time})"] = (entry, chrono)
+  return out
+
+
 def configurations(cells: Sequence[Any], time: int, hidden: int) -> dict[str, Any]:
   """label -> cell: each named cell at its default bias (the gated ones with a bias option also
   with ``gj.chrono(time)``); a cell given as a value (any cell, a user's too) as it is.
@@ -91,20 +120,15 @@ def configurations(cells: Sequence[Any], time: int, hidden: int) -> dict[str, An
     >>> list(configurations(["gru", "min_gru"], 50, 8))
     ['gru, update_bias=0', 'gru, chrono(50)', 'min_gru']
   """
-  out: dict[str, Any] = {}
-  for entry in cells:
-    if not isinstance(entry, str):
-      protocol.require(entry, "cells[...]")
-      out[protocol.describe(entry)] = entry
-    elif entry not in _common.CELLS:
-      raise ValueError(f"cells must be among {CELL_KINDS} or cells, got {entry!r}")
-    elif (bias := _common.keep_bias(entry)) is None:
-      out["rnn (tanh)" if entry == "rnn" else entry] = _common.cell(entry, hidden)
-    else:
-      default = _common.default_option(entry, bias)
-      out[f"{entry}, {bias}={default:g}"] = _common.cell(entry, hidden)
-      out[f"{entry}, chrono({time})"] = _common.cell(entry, hidden, **{bias: gj.chrono(time)})
-  return out
+  return {label: cell for label, (_, cell) in _configurations(cells, time, hidden).items()}
+
+
+def _affine_form(cell: Any, params: Any, xs: jax.Array) -> str | None:
+  """The form of a cell's ``affine`` coefficients (traced, never run), ``None`` without one."""
+  affine = getattr(cell, "affine", None)
+  if affine is None:
+    return None
+  return jax.eval_shape(affine, params, xs[:1]).form
 
 
 def _last_step_loss(ys: jax.Array, final_carry: object) -> jax.Array:
@@ -146,14 +170,14 @@ def run(
     (['rnn (tanh)'], (40,))
   """
   sizes = _check(sizes)
-  configs = configurations(list(sizes.cells), sizes.time, sizes.hidden)
+  configs = _configurations(list(sizes.cells), sizes.time, sizes.hidden)
   if progress is not None:
     names = [c if isinstance(c, str) else protocol.describe(c) for c in sizes.cells]
     progress(f"vanishing: {', '.join(names)} at initialisation, T = {sizes.time}")
   k_x, k_p = jax.random.split(key)
   xs = jax.random.normal(k_x, (sizes.time, sizes.batch, sizes.input_size))
   runs = []
-  for label, cell in configs.items():
+  for label, (kind, cell) in configs.items():
     params = cell.init(k_p, sizes.input_size)
     start = _time.perf_counter()
     norms = analysis.contribution_norms(cell, params, xs, _last_step_loss)
@@ -168,6 +192,8 @@ def run(
         decay_rate=float(analysis.decay_rate(norms)),
         seconds=seconds,
         linear=getattr(cell, "affine", None) is not None,
+        kind=kind,
+        form=_affine_form(cell, params, xs),
       )
     )
   return Result(sizes, tuple(runs))

@@ -26,7 +26,8 @@ def table(result: Result) -> str:
   ]
   for r in result.runs:
     rows.append(
-      f"| {r.label} | {r.horizon} | {near_share(r, k):.3f} | {r.far_share:.3g} "
+      f"| {r.label}{' *(linear)*' if r.linear else ''} | {r.horizon} | {near_share(r, k):.3f} "
+      f"| {r.far_share:.3g} "
       f"| {r.decay_rate:.3g} |"
     )
   return "\n".join(rows)
@@ -40,10 +41,23 @@ def to_markdown(result: Result, figures: Mapping[str, str] | None = None) -> str
     figures: role (a key of :func:`figures`) -> the file to link, for those saved.
   """
   s, figures = result.sizes, figures or {}
+  chrono = list(
+    dict.fromkeys(
+      _common.display_name(r.kind)
+      for r in result.runs
+      if r.kind is not None and r.label.endswith(f"chrono({s.time})")
+    )
+  )
+  also = (
+    f" ({', '.join(chrono)}, whose factories take a keep-gate bias, also with "
+    f"`gj.chrono({s.time})`)"
+    if chrono
+    else ""
+  )
   parts = [
     f"Each cell runs over {s.time} steps of Gaussian inputs ({s.batch} sequences, "
-    f"hidden size {s.hidden}) from its default initialisation (the gated cells also with "
-    "chrono initialisation); the loss reads the last output only, "
+    f"hidden size {s.hidden}) from its default initialisation{also}; the cells linear in "
+    "their carry are marked *(linear)*; the loss reads the last output only, "
     "`L = Σ_b ‖y_T‖²`, and `gatejax.analysis.contribution_norms` splits `∂L/∂θ` exactly into "
     "one term `g_t` per step (`Σ_t g_t = ∂L/∂θ`).",
     table(result) + "\n\n" + _common.bullets(findings(result)),
@@ -67,6 +81,8 @@ def to_json(result: Result) -> dict[str, Any]:
         f"near_share_last_{k}": near_share(r, k),
         "decay_rate": _format.jsonable(r.decay_rate),
         "linear_in_carry": r.linear,
+        "affine_form": r.form,
+        "kind": r.kind,
       }
       for r in result.runs
     },
