@@ -15,7 +15,7 @@ import pytest
 
 import gatejax as gj
 from gatejax import protocol, tasks, train
-from registry import random_params
+from registry import BUILT_IN, make, normal, random_params
 from user_cells import Janet, TwoTimescales
 
 H, I = 4, 3
@@ -133,3 +133,36 @@ def test_a_user_cell_with_gates_reports_them():
   # The runner used recur: the same outputs as the plain Janet, whose step is the same.
   chex.assert_trees_all_close(gj.scan(cell, params, xs), gj.scan(Janet(H), params, xs), atol=1e-6)
   assert protocol.keep_gate(cell) == "f"
+
+
+@pytest.mark.parametrize("name", BUILT_IN)
+def test_every_built_in_cells_optional_members_agree_with_its_step(name, x64):
+  """gj.protocol.check on every built-in cell, float64 (issue 20, item 6)."""
+  cell = make(name, 4)
+  params = random_params(cell, 0, I, dtype=np.float64)
+  xs = normal(np.random.default_rng(0), (4, 2, I), dtype=np.float64)
+  protocol.check(cell, params, xs)
+
+
+def test_check_names_a_recur_or_an_affine_that_disagrees_with_the_step():
+  """A recur that is not the step would make gj.scan follow it while parallel_scan follows
+  step; an affine that is not would make impl="associative" wrong: check says which."""
+  xs = jax.random.normal(jax.random.key(1), (3, 2, I))
+  gru = gj.gru(H)
+  params = gru.init(jax.random.key(0), I)
+
+  def recur(p, h, px):
+    new, y, gates = gru.recur(p, h, px)
+    return 1.1 * new, y, gates
+
+  with pytest.raises(ValueError, match=r"recur disagrees with its step at step 0"):
+    protocol.check(gru._replace(recur=recur), params, xs)
+  cell = gj.min_gru(H)
+  params = cell.init(jax.random.key(0), I)
+
+  def affine(p, xs):
+    a = cell.affine(p, xs)
+    return dataclasses.replace(a, b=jax.tree.map(lambda b: b + 0.5, a.b))
+
+  with pytest.raises(ValueError, match=r"affine disagrees with its step"):
+    protocol.check(cell._replace(affine=affine), params, xs)
