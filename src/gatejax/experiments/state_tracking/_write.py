@@ -381,12 +381,17 @@ def from_json(document: Mapping[str, Any]) -> Result:
 
 
 def _by_length(ax: Any, result: Result, part: str, value: str, *, log: bool) -> None:
+  from gatejax.plots import _pyplot
+
   s = result.sizes
-  for c, runs in by_cell(getattr(result, part)).items():
+  colors = _pyplot().get_cmap("tab20").colors  # up to 16 cells: one colour each
+  for k, (c, runs) in enumerate(by_cell(getattr(result, part)).items()):
     curves = np.stack([getattr(r, value) for r in runs])
     line = "-" if not VARIANTS[c].linear else ("--" if "−1" in VARIANTS[c].range else ":")
     mean = np.exp(np.mean(np.log(np.clip(curves, 1e-12, None)), axis=0)) if log else curves.mean(0)
-    ax.plot(s.test_lengths, mean, line, marker="o", markersize=3, label=label(c))
+    ax.plot(
+      s.test_lengths, mean, line, marker="o", markersize=3, label=label(c), color=colors[k % 20]
+    )
   ax.axvline(s.train_length, color="grey", linewidth=0.8)
   ax.set_xscale("log")
   ax.set_xlabel("sequence length (grey: longest training length)")
