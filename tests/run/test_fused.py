@@ -351,3 +351,26 @@ def test_int32_lengths_under_x64(x64):
   lengths = jnp.array([4, 1], jnp.int32)
   _, ys = gj.scan(cell, params, xs, lengths=lengths)
   assert bool((ys[1:, 1] == 0).all()) and bool((ys[:, 0] != 0).all())
+
+
+def test_an_integer_carry_leaf_runs_with_lengths_and_has_no_gradient():
+  """A step counter in the carry (int32): every implementation runs it with lengths, counts
+  only the valid steps, and differentiates the float leaves (issue 20, item 10: the fused VJP
+  failed with JAX's float0 TypeError)."""
+  from user_cells import Counting
+
+  cell = Counting(3)
+  params = cell.init(jax.random.key(0), 2)
+  xs = jax.random.normal(jax.random.key(1), (5, 2, 2))
+  lengths = jnp.array([5, 2])
+
+  def loss(p, impl):
+    carry, ys = gj.scan(cell, p, xs, lengths=lengths, impl=impl)
+    return jnp.sum(ys**2) + jnp.sum(carry["h"] ** 2), carry["count"]
+
+  (want, count), grads = jax.value_and_grad(loss, has_aux=True)(params, "autodiff")
+  np.testing.assert_array_equal(count, lengths)
+  (got, count), fused = jax.value_and_grad(loss, has_aux=True)(params, "fused")
+  np.testing.assert_array_equal(count, lengths)
+  np.testing.assert_allclose(got, want, rtol=1e-6)
+  chex.assert_trees_all_close(fused, grads, rtol=1e-5, atol=1e-6)

@@ -202,7 +202,8 @@ def _zeros_like(tree: Any) -> Any:
 
 
 def _add(a: Any, b: Any) -> Any:
-  return jax.tree.map(jnp.add, a, b)
+  """Cotangents added leaf by leaf; an integer leaf's (``float0``: no derivative) stays."""
+  return jax.tree.map(lambda u, v: u if u.dtype == jax.dtypes.float0 else u + v, a, b)
 
 
 def _blocks(a: Any, size: int) -> Any:
