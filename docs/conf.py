@@ -87,6 +87,7 @@ _EXTERNAL_CLASSES = [
   r"flax\..*",
   # The standard library beyond builtins, which the Python domain resolves by itself.
   r"collections\.abc\..*",
+  r"types\..*",
   r"os\.PathLike",
   r"pathlib\.Path",
   r"argparse\..*",

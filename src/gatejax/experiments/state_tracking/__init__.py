@@ -45,7 +45,6 @@ from gatejax.experiments.state_tracking._findings import (
   scaled,
 )
 from gatejax.experiments.state_tracking._measure import (
-  VARIANTS,
   FlipRun,
   Result,
   Run,
@@ -60,7 +59,6 @@ from gatejax.experiments.state_tracking._measure import (
   separation,
 )
 from gatejax.experiments.state_tracking._write import (
-  PUBLISHED,
   Published,
   accuracy_table,
   figures,
@@ -81,6 +79,12 @@ REPORT = _measure.REPORT
 QUICK = _measure.QUICK
 #: The section's title in the report.
 TITLE = _write.TITLE
+#: Every cell variant by its key: ``KIND`` with its default gates, ``KIND/neg`` with
+#: ``negative_eigenvalues=True``, ``min_gru/tanh`` with ``gate_fn=tanh`` (keep in (0, 2)).
+VARIANTS = _measure.VARIANTS
+#: The published numbers the experiment is compared with (Grazzi et al. 2025 Table 3,
+#: Deletang et al. 2023 Table 2, Liu et al. 2023's flip-flop LSTM).
+PUBLISHED = _write.PUBLISHED
 
 __all__ = [
   "FULL",
