@@ -79,8 +79,8 @@ REPORT = _measure.REPORT
 QUICK = _measure.QUICK
 #: The section's title in the report.
 TITLE = _write.TITLE
-#: Every cell variant by its key: ``KIND`` with its default gates, ``KIND/neg`` with
-#: ``negative_eigenvalues=True``, ``min_gru/tanh`` with ``gate_fn=tanh`` (keep in (0, 2)).
+#: The cell variants by key, ``KIND`` with its default gates, ``KIND/neg`` with
+#: ``negative_eigenvalues=True`` and ``min_gru/tanh`` with ``gate_fn=tanh`` (keep in (0, 2)).
 VARIANTS = _measure.VARIANTS
 #: The published numbers the experiment is compared with (Grazzi et al. 2025 Table 3,
 #: Deletang et al. 2023 Table 2, Liu et al. 2023's flip-flop LSTM).

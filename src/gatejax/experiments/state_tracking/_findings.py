@@ -36,7 +36,7 @@ def scaled(accuracy: Any, chance: float) -> np.ndarray:
 
 def learned(run: Run, lengths: Sequence[int], train_length: int, chance: float) -> bool:
   """Whether a run solved its task at every test length within the training range
-  (scaled accuracy at least :data:`SOLVED`); a diverged run never did."""
+  (scaled accuracy at least ``SOLVED``); a diverged run never did."""
   inside = [i for i, n in enumerate(lengths) if n <= train_length]
   s = scaled(run.accuracy, chance)
   return not run.diverged and bool(inside) and all(s[i] >= SOLVED for i in inside)

@@ -23,7 +23,7 @@ class Variant(NamedTuple):
   they make of its transition.
 
   Attributes:
-    kind: the factory's name in :data:`gatejax.experiments._common.CELLS`.
+    kind: the factory's name in :data:`gatejax.cells.names.CELLS`.
     options: keyword options of the factory, as ``(name, value)`` pairs.
     range: the range of the transition's eigenvalues (the keep coefficient), as printed.
     linear: whether the recurrence is linear (affine) in its carry.
@@ -235,7 +235,7 @@ class Run(NamedTuple):
 
 
 class FlipRun(NamedTuple):
-  """One model trained on flip-flop, scored on each test set of :data:`FLIP_TESTS`.
+  """One model trained on flip-flop, scored on each test set of ``FLIP_TESTS``.
 
   Attributes:
     cell, seed, learning_rate: as :class:`Run`.
