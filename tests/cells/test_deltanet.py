@@ -465,3 +465,18 @@ def test_bad_arguments():
     gated.chunkwise(params, xs, carry, jnp.ones((5, 2)))
   with pytest.raises(ValueError, match="chunk_size"):
     gated.chunkwise(params, xs, carry, None, 0)
+
+
+@pytest.mark.parametrize("size", [1, 2, 5, 16, 17])
+def test_the_chunks_triangular_inverse_equals_numpys(size, x64):
+  """The chunk form inverts ``I + A`` by block doubling (matmuls only: LAPACK's trsm under
+  differentiation hung on two CPU threads), equal to NumPy's inverse, any chunk size."""
+  from gatejax.cells.deltanet import _unit_lower_inverse
+
+  rng = np.random.default_rng(size)
+  k = rng.normal(size=(2, 3, size, 4))
+  k /= np.linalg.norm(k, axis=-1, keepdims=True)
+  beta = rng.uniform(0, 2, size=(2, 3, size, 1))
+  a = np.tril(beta * (k @ np.swapaxes(k, -1, -2)), -1)
+  want = np.linalg.inv(np.eye(size) + a)
+  np.testing.assert_allclose(_unit_lower_inverse(jnp.asarray(a)), want, rtol=1e-12, atol=1e-12)

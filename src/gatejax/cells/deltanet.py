@@ -18,8 +18,8 @@ forms beside ``step``:
   (I - \beta_t k_t k_t^\top)`, ``(T, *batch, NH, K, K)``, acting on the key axis of the carry
   ``(*batch, NH, K, V)``, and :math:`b_t = \beta_t k_t v_t^\top`; so ``impl="associative"``,
   :func:`gatejax.parallel_scan` (one exact solve) and the analysis' exact Jacobians apply;
-* ``chunkwise``: the WY (UT-transform) chunk form of Yang et al. 2024, matmuls and one
-  triangular solve within a chunk, the state update between chunks, memory
+* ``chunkwise``: the WY (UT-transform) chunk form of Yang et al. 2024, matmuls (and a
+  triangular inverse by matmuls) within a chunk, the state update between chunks, memory
   :math:`O(T \cdot C)` for chunks of :math:`C` steps (see :func:`delta_net`);
 * ``read``: the output from the new state and the input.
 """
@@ -230,6 +230,41 @@ def _chunked(a: Array, vector: bool, steps: int, size: int) -> Array:
   return a.reshape(*a.shape[:axis], -1, size, *a.shape[axis + 1 :])
 
 
+def _unit_lower_inverse(a: Array) -> Array:
+  """``(I + a)⁻¹`` for ``a`` strictly lower triangular ``(..., C, C)``, by matmuls only.
+
+  Block doubling: the inverses of the diagonal blocks of size ``s`` give those of size
+  ``2s`` as ``[[D₁, 0], [−D₂ L D₁, D₂]]`` (``L`` the block below the diagonal), the
+  recursive triangular inversion, as stable as substitution. Not LAPACK's ``trsm``: under
+  differentiation XLA:CPU runs the forward solve and its transpose at once, and on a pool of
+  two threads each waits inside the FFI handler for batch work that no free thread takes
+  (a hang, found by ``benchmarks/modern.py``; BENCHMARKS.md). ``C`` is padded to a power of
+  two with the identity.
+  """
+  size = a.shape[-1]
+  full = 1 << max(0, (size - 1).bit_length())
+  lead = a.shape[:-2]
+  m = jnp.broadcast_to(jnp.eye(size, dtype=a.dtype), a.shape) + a
+  if full != size:
+    pad = [(0, 0)] * len(lead) + [(0, full - size), (0, full - size)]
+    extra = jnp.diag((jnp.arange(full) >= size).astype(a.dtype))
+    m = jnp.pad(m, pad) + jnp.broadcast_to(extra, (*lead, full, full))
+  blocks = jnp.ones((*lead, full, 1, 1), a.dtype)  # the inverses of the 1 × 1 diagonal blocks
+  s = 1
+  while s < full:
+    n = full // (2 * s)
+    pairs = m.reshape(*lead, n, 2 * s, n, 2 * s)
+    diagonal = jnp.moveaxis(jnp.diagonal(pairs, axis1=-4, axis2=-2), -1, -3)  # (..., n, 2s, 2s)
+    below = diagonal[..., s:, :s]
+    first, second = blocks[..., 0::2, :, :], blocks[..., 1::2, :, :]
+    corner = -(second @ below @ first)
+    top = jnp.concatenate([first, jnp.zeros_like(first)], axis=-1)
+    bottom = jnp.concatenate([corner, second], axis=-1)
+    blocks = jnp.concatenate([top, bottom], axis=-2)
+    s *= 2
+  return blocks[..., 0, :size, :size]
+
+
 def _chunkwise(
   dims: _Dims,
   params: DeltaNetParams,
@@ -277,7 +312,7 @@ def _chunkwise(
   a = jnp.where(strict, beta[..., :, None] * kk * decay, jnp.zeros_like(kk))
   k_start = k if gamma is None else k * gamma[..., None]
   rhs = jnp.concatenate([beta[..., None] * v, beta[..., None] * k_start], axis=-1)
-  solved = jax.scipy.linalg.solve_triangular(a, rhs, lower=True, unit_diagonal=True)
+  solved = _unit_lower_inverse(a) @ rhs
   w_v, w_k = solved[..., : dims.value], solved[..., dims.value :]
   attend = (q @ jnp.swapaxes(k, -1, -2)) * decay  # (q_r·k_j) e^{γ_r − γ_j}, r ≥ j
   q_start = q if gamma is None else q * gamma[..., None]
@@ -421,8 +456,8 @@ def delta_net(
     (I + A)\, U = \mathrm{diag}(\beta) V - \mathrm{diag}(\beta e^{\gamma}) K S_0, \qquad
     A_{rj} = \beta_r e^{\gamma_r - \gamma_j} k_r^\top k_j \ (r > j),
 
-  (``jax.scipy.linalg.solve_triangular`` on the two right-hand sides at once, before the
-  chunks run), and then
+  (the inverse by block doubling, matmuls only, applied to the two right-hand sides at once,
+  before the chunks run), and then
 
   .. math::
 
