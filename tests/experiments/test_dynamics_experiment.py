@@ -149,6 +149,31 @@ def test_a_cell_measured_at_initialisation_only(result):
   figs = dynamics.figures(untrained)
   for fig in figs.values():
     plt.close(fig)
+  lstm = untrained.cells["lstm"]._replace(trained=None, trained_by=None)
+  none = untrained._replace(cells={**untrained.cells, "lstm": lstm})
+  assert dynamics.to_markdown(none).startswith("Each cell (hidden size 8) at initialisation, T =")
+
+
+def test_separation_is_judged_as_printed(result):
+  """Two exponents that print alike (-0.0080, -0.0077) do not separate flat from failing."""
+  capped = _fake(result, -0.0077, -0.0077, (-0.5, 0.3), deer_outcome="cap")
+  run = result.cells["lstm"]
+  flat = run._replace(
+    name="A", init=run.init._replace(lyapunov=np.full(2, -0.0080)), trained=None, trained_by=None
+  )
+  both = capped._replace(cells={"a": flat, "lstm": capped.cells["lstm"]._replace(trained=None)})
+  deer = next(s for s in dynamics.findings(both) if s.startswith("DEER sweeps."))
+  assert "λ_max alone does not separate them" in deer and "λ_max separates" not in deer
+  apart = _fake(result, -0.0077, -0.0077, (-0.5, 0.3), deer_outcome="cap")
+  flat = flat._replace(init=run.init._replace(lyapunov=np.full(2, -0.02)))
+  deer = next(
+    s
+    for s in dynamics.findings(
+      apart._replace(cells={"a": flat, "lstm": apart.cells["lstm"]._replace(trained=None)})
+    )
+    if s.startswith("DEER sweeps.")
+  )
+  assert "λ_max separates them: flat wherever λ_max ≤ -0.020" in deer
 
 
 @pytest.mark.slow

@@ -187,7 +187,9 @@ def _xla_bytes(fn, *args) -> int | None:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("kind", ["rnn", "lstm", "mgu", "min_lstm"])
+@pytest.mark.parametrize(
+  "kind", ["rnn", "lstm", "mgu", "min_lstm", "slstm", "mlstm", "rg_lru", "s6", "lru", "delta_net"]
+)
 def test_the_memory_estimate_covers_what_xla_allocates(kind):
   # `gatejax vanishing` refuses sizes by this estimate: it must not fall below XLA's own
   # figure (a change in the core that stores more per step shows up here).

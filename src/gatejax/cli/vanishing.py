@@ -25,7 +25,7 @@ from gatejax.cli.interrupt import on_interrupt
 __all__ = ["DEFAULT_CELLS", "HELP", "add_arguments", "main"]
 
 #: The command's one-line help.
-HELP = "gradient contribution against distance, for RNN, GRU and LSTM or any built-in cell"
+HELP = "gradient contribution against distance for any built-in cell"
 #: What ``gatejax vanishing`` runs unless told: the classic argument (``--cells`` adds others).
 DEFAULT_CELLS = ("rnn", "gru", "lstm")
 

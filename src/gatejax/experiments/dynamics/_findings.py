@@ -104,7 +104,8 @@ def _separation(cases: Sequence[tuple[str, Sweeps, float]]) -> str | None:
   other = [lam for _, sw, lam in cases if classify(sw) in ("grows", "fails")]
   if not flat or not other:
     return None
-  if max(flat) < min(other):
+  # Compared as printed (three decimals): -0.0080 and -0.0077 both read -0.008.
+  if round(max(flat), 3) < round(min(other), 3):
     return (
       f"λ_max separates them: flat wherever λ_max ≤ {max(flat):+.3f}, growing or failing "
       f"wherever λ_max ≥ {min(other):+.3f}."

@@ -83,15 +83,19 @@ def to_markdown(result: Result, figures: Mapping[str, str] | None = None) -> str
   trained = [r.name for r in result.cells.values() if r.trained is not None]
   untrained = [r.name for r in result.cells.values() if r.trained is None]
   left_out = [_common.display_name(k) for k in _common.CELLS if k not in KINDS]
-  who = "Each cell" if not untrained else f"Each of {', '.join(trained)}" if trained else "No cell"
+  who = "Each cell" if not untrained else f"Each of {', '.join(trained)}"
   intro = (
-    f"{who} (hidden size {s.hidden}) at initialisation and after {s.train_steps} steps "
-    f"of Adam on the adding problem, T = {s.train_time}"
+    (
+      f"{who} (hidden size {s.hidden}) at initialisation and after {s.train_steps} steps "
+      f"of Adam on the adding problem, T = {s.train_time}"
+      if trained
+      else f"Each cell (hidden size {s.hidden}) at initialisation, T = {s.train_time}"
+    )
     + (f" ({', '.join(reused)}: the models of section 3)" if reused else "")
     + (
       f"; {', '.join(untrained)} at initialisation only (their official initialisations; "
       "training them too would add minutes to the report)"
-      if untrained
+      if untrained and trained
       else ""
     )
     + (

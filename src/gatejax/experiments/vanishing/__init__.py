@@ -15,6 +15,9 @@ loss through the ``T - 1 - t`` step Jacobians after it. The configurations:
   with ``gj.chrono(T)``;
 * ``min_gru`` and ``min_lstm``, whose gates read only the input: their Jacobian is
   ``diag(a_t)`` with ``a_t`` set by ``x_t`` alone (``1 − z_t ≈ 0.5`` at initialisation);
+* the modern cells at their official initialisations: ``slstm`` and ``mlstm`` (xLSTM),
+  ``rg_lru``, ``s6``, ``lru`` (their Jacobian ``diag(a_t)`` too, from the input alone) and
+  ``delta_net`` (a matrix ``a_t``); :attr:`Run.form` records which;
 * any cell given as a value, a user's included.
 
 The experiment's four doors: :class:`Sizes` (:data:`FULL`, :data:`QUICK`), :func:`run`
