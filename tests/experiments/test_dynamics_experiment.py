@@ -29,10 +29,10 @@ def result():
 def test_sizes_are_the_door():
   assert isinstance(dynamics.FULL, dynamics.Sizes) and isinstance(dynamics.QUICK, dynamics.Sizes)
   assert set(dynamics.FULL.cells) == set(dynamics.KINDS)
-  # Every built-in cell but LRU, whose carry is complex (gatejax.dynamics takes real ones).
-  assert set(_common.CELLS) - set(dynamics.KINDS) == {"lru"}
+  # Every built-in cell, LRU's complex carry included (as its real and imaginary parts).
+  assert set(_common.CELLS) == set(dynamics.KINDS)
   assert set(dynamics.FULL.train_cells) == set(dynamics.TRAINED_KINDS) < set(dynamics.KINDS)
-  assert {"slstm", "mlstm", "rg_lru", "s6", "delta_net"} <= set(dynamics.KINDS) - set(
+  assert {"slstm", "mlstm", "rg_lru", "s6", "lru", "delta_net"} <= set(dynamics.KINDS) - set(
     dynamics.TRAINED_KINDS
   )
   assert min(dynamics.FULL.gains) <= 0.5 and max(dynamics.FULL.gains) >= 3.0
@@ -43,8 +43,6 @@ def test_sizes_are_the_door():
     dynamics.run(SIZES._replace(cells=("janet",)), key=KEY)
   with pytest.raises(ValueError, match="among"):
     dynamics.run(SIZES._replace(train_cells=("janet",)), key=KEY)
-  with pytest.raises(ValueError, match="'lru' has a complex carry"):
-    dynamics.run(SIZES._replace(cells=("lru",)), key=KEY)
 
 
 def test_length_groups_pad_only_where_cheap():

@@ -44,8 +44,8 @@ growing with it or failing.
 Cells affine in their carry (minGRU, minLSTM, RG-LRU, S6, DeltaNet) offer ``affine`` and
 are solved by one associative scan: one sweep at every ``T``, exactly. The modern cells
 (sLSTM, mLSTM, RG-LRU, S6, DeltaNet) are measured at their official initialisation only
-by default, to keep the report's time; LRU is left out (:data:`KINDS`): its carry is
-complex, which :mod:`gatejax.dynamics` does not take yet.
+by default, to keep the report's time; LRU's complex carry enters as its real and
+imaginary parts (two exponents ``log|λ_j|`` per state).
 
 The experiment's four doors: :class:`Sizes` (:data:`FULL`, :data:`QUICK`), :func:`run`
 (numbers only), :func:`to_markdown` and :func:`to_json`; :func:`figures` draws, the

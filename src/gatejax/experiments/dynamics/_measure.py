@@ -16,17 +16,9 @@ from gatejax import analysis, tasks
 from gatejax._jit import bounded_jit
 from gatejax.experiments import _common
 
-
-def _complex_carry(kind: str) -> bool:
-  """Whether a built-in cell's carry has a complex leaf (LRU's), read from the cell itself."""
-  cell = _common.cell(kind, 8)  # a size every built-in factory takes (heads divide it)
-  carry = jax.eval_shape(lambda: cell.initial_carry(()))
-  return any(jnp.issubdtype(leaf.dtype, jnp.complexfloating) for leaf in jax.tree.leaves(carry))
-
-
-#: The cells the experiment measures, by the names of their factories (every built-in cell
-#: whose carry is real; :mod:`gatejax.dynamics` does not take a complex carry, LRU's, yet).
-KINDS = tuple(kind for kind in _common.CELLS if not _complex_carry(kind))
+#: The cells the experiment measures, by the names of their factories: every built-in cell
+#: (LRU's complex carry as its real and imaginary parts, :mod:`gatejax.run.flat`).
+KINDS = tuple(_common.CELLS)
 #: The cells trained by default: the classic and minimal cells. The modern ones (sLSTM,
 #: mLSTM, RG-LRU, S6, DeltaNet) are measured at initialisation only, which keeps the
 #: report's time (training one for 600 steps took 30-130 s on two loaded CPU cores, sLSTM
@@ -419,10 +411,6 @@ def _check_sizes(sizes: Any) -> Sizes:
   if not isinstance(sizes, Sizes):
     raise TypeError(f"sizes must be a dynamics.Sizes, got {type(sizes).__name__}")
   for kind in (*sizes.cells, *sizes.longest_cells, *sizes.train_cells):
-    if kind in _common.CELLS and kind not in KINDS:
-      raise ValueError(
-        f"cells: {kind!r} has a complex carry, which gatejax.dynamics does not take yet"
-      )
     if kind not in KINDS:
       raise ValueError(f"cells, longest_cells and train_cells must be among {KINDS}, got {kind!r}")
   if not sizes.times or min(sizes.times) < 2:

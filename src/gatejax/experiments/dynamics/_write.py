@@ -15,7 +15,6 @@ from gatejax.experiments.dynamics._findings import (
   sweeps_text,
 )
 from gatejax.experiments.dynamics._measure import (
-  KINDS,
   METHODS,
   CellRun,
   Measurement,
@@ -82,7 +81,6 @@ def to_markdown(result: Result, figures: Mapping[str, str] | None = None) -> str
   reused = [r.name for r in result.cells.values() if r.trained_by == "horizon"]
   trained = [r.name for r in result.cells.values() if r.trained is not None]
   untrained = [r.name for r in result.cells.values() if r.trained is None]
-  left_out = [_common.display_name(k) for k in _common.CELLS if k not in KINDS]
   who = "Each cell" if not untrained else f"Each of {', '.join(trained)}"
   intro = (
     (
@@ -96,12 +94,6 @@ def to_markdown(result: Result, figures: Mapping[str, str] | None = None) -> str
       f"; {', '.join(untrained)} at initialisation only (their official initialisations; "
       "training them too would add minutes to the report)"
       if untrained and trained
-      else ""
-    )
-    + (
-      f"; {', '.join(left_out)} left out: its carry is complex, which "
-      "`gatejax.dynamics` does not take yet"
-      if left_out and not set(left_out) & {r.name for r in result.cells.values()}
       else ""
     )
     + f". On section 3's probe batch ({s.probe_batch} sequences): λ_max, the largest "
