@@ -91,6 +91,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
   parser.add_argument("--no-peers", action="store_true", help="gatejax and the step loop only")
   parser.add_argument("--threads", type=int, help="pin the process to this many cores (CPU)")
   parser.add_argument("--json", help="where to write the results")
+  parser.add_argument(
+    "--markdown", nargs="+", metavar="JSON", help="print earlier results as Markdown tables"
+  )
   return parser.parse_args(argv)
 
 
@@ -430,7 +433,8 @@ def memory_table(args: argparse.Namespace) -> list[dict]:
   kernels = None if args.no_peers else load_mlstm_kernels()
   print(f"\nCompiled forward+backward memory, B,I,H = {args.batch},{args.input},{args.hidden}")
   print(f"{'cell':10s} {'form':28s} {'T':>6s} {'temp MiB':>10s} {'KiB per step':>13s}")
-  for name in ("mlstm", "delta_net"):
+  names = [c.strip() for c in args.cells.split(",")]
+  for name in [n for n in ("mlstm", "delta_net") if n in names]:
     cell = make_cell(name, args.hidden, args.heads)
     params = jax.eval_shape(lambda cell=cell: cell.init(jax.random.key(0), args.input))
     forms: dict[str, Callable] = {
@@ -444,6 +448,9 @@ def memory_table(args: argparse.Namespace) -> list[dict]:
       forms |= mlstm_peer_forwards(cell, kernels)
     for label, forward in forms.items():
       for T in steps:
+        if label == "mlstm-kernels chunkwise" and T > 4096:
+          # its chunk loop is a Python loop (unrolled): compile time grows with T / 64
+          continue
         xs = jax.ShapeDtypeStruct((T, args.batch, args.input), jnp.float32)
         grad = jax.jit(jax.grad(lambda p, xs, forward=forward: jnp.sum(forward(p, xs) ** 2)))
         stats = grad.lower(params, xs).compile().memory_analysis()
@@ -458,8 +465,74 @@ def memory_table(args: argparse.Namespace) -> list[dict]:
 # ---------------------------------------------------------------------------
 
 
+PEERS = {
+  "rg_lru": ("recurrentgemma LINEAR_NATIVE", "recurrentgemma ASSOCIATIVE_NATIVE"),
+  "mlstm": ("mlstm-kernels chunkwise", "mlstm-kernels parallel"),
+}
+
+
+def markdown(paths: list[str]) -> str:
+  """Markdown tables of result files: every contender against the step loop, then gatejax's
+  default and fast path against each peer (ratios of medians of the same run)."""
+  groups, memory = [], []
+  for path in paths:
+    with open(path) as f:
+      data = json.load(f)
+    groups += data.get("groups", [])
+    memory += data.get("memory", [])
+  lines = []
+  if groups:
+    lines += [
+      "| cell | T | contender | fwd ms | fwd+bwd ms | fwd × step | fwd+bwd × step "
+      "| max abs vs step | load | 2048³ GFLOP/s |",
+      "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    peer_rows = []
+    for g in groups:
+      t = g["timings"]
+      labels = [n for n in dict.fromkeys(k.split(" | ")[0] for k in t) if n != "matmul 2048³"]
+      med = {(n, m): t[f"{n} | {m}"]["median_ms"] for n in labels for m in ("fwd", "fwd+bwd")}
+      load = f"{g['load_average'][0][0]:.1f}–{g['load_average'][1][0]:.1f}"
+      rate = f"{g['matmul_gflops']:.0f}" if "matmul_gflops" in g else ""
+      for n in labels:
+        r = [med[n, m] / med["lax.scan step", m] for m in ("fwd", "fwd+bwd")]
+        lines.append(
+          f"| {g['cell']} | {g['steps']} | {n} | {med[n, 'fwd']:.1f} | {med[n, 'fwd+bwd']:.1f} "
+          f"| {r[0]:.2f} | {r[1]:.2f} | {g['max_abs_vs_step'][n]:.1e} | {load} | {rate} |"
+        )
+      for n, why in (g.get("skipped", {}) | g.get("missing_peers", {})).items():
+        lines.append(f"| {g['cell']} | {g['steps']} | {n} | skipped: {why} | | | | | | |")
+      ours = [n for n in labels if n.startswith("gatejax") and "chunk " not in n]
+      for peer in PEERS.get(g["cell"], ()):
+        if peer not in labels:
+          continue
+        for n in ours:
+          r = [med[n, m] / med[peer, m] for m in ("fwd", "fwd+bwd")]
+          peer_rows.append(
+            f"| {g['cell']} | {g['steps']} | {n} / {peer} | {r[0]:.2f} | {r[1]:.2f} |"
+          )
+    if peer_rows:
+      lines += ["", "| cell | T | ratio | fwd | fwd+bwd |", "|---|---|---|---|---|", *peer_rows]
+  if memory:
+    lines += [
+      "",
+      "| cell | form | T | temporaries MiB | KiB per step |",
+      "|---|---|---|---|---|",
+    ]
+    for row in memory:
+      temp = row["temp_bytes"]
+      lines.append(
+        f"| {row['cell']} | {row['form']} | {row['steps']} | {temp / 2**20:.1f} "
+        f"| {temp / row['steps'] / 2**10:.1f} |"
+      )
+  return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
   args = parse_args(argv)
+  if args.markdown:
+    print(markdown(args.markdown))
+    return 0
   if args.threads:
     os.sched_setaffinity(0, set(sorted(os.sched_getaffinity(0))[: args.threads]))
   sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "src"))
