@@ -410,6 +410,7 @@ def test_init_dtype(name, dtype, x64):
       a
       for field, a in params._asdict().items()
       if field.startswith("w_")
+      and a is not None
       and a.ndim == 2
       and a.shape[0] == INIT_H
       and a.shape[1] % INIT_H == 0

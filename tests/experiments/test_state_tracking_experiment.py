@@ -134,13 +134,14 @@ def test_rank_correlation_against_scipy():
 
 
 def test_lyapunov_of_a_complex_diagonal_cell_is_its_closed_form():
-  """The LRU's complex carry takes the closed form max_i mean_t log|a_ti| (a diagonal map)."""
+  """The LRU's complex carry (real and imaginary parts) has λ_max = max_i mean_t log|a_ti| for
+  a diagonal map; the one-tangent estimate reaches it up to its start, O(1/T)."""
   cell = st.build("lru", 4)
   params = cell.init(jax.random.key(0), input_size=2)
-  xs = jax.random.normal(jax.random.key(1), (32, 3, 2))
+  xs = jax.random.normal(jax.random.key(1), (640, 3, 2))
   a = np.abs(np.asarray(cell.affine(params, xs).a))
-  expected = np.mean(np.max(np.mean(np.log(a[2:]), axis=0), axis=-1))
-  assert _measure.lyapunov(cell, params, xs) == pytest.approx(float(expected), rel=1e-5)
+  expected = np.mean(np.max(np.mean(np.log(a[40:]), axis=0), axis=-1))
+  assert _measure.lyapunov(cell, params, xs) == pytest.approx(float(expected), abs=2e-3)
 
 
 def test_a_tiny_run_end_to_end():

@@ -167,12 +167,9 @@ def _inputs(dims: _Dims, params: DeltaNetParams, x: Array) -> _Inputs:
 
 
 def _pack(dims: _Dims, inputs: _Inputs) -> Array:
-  parts = [
-    inputs.q.reshape(*inputs.q.shape[:-2], -1),
-    inputs.k.reshape(*inputs.k.shape[:-2], -1),
-    inputs.v.reshape(*inputs.v.shape[:-2], -1),
-    inputs.sigma,
-  ]
+  # Heads and features merged by explicit sizes: a -1 cannot be inferred from 0 steps.
+  merge = lambda a: a.reshape(*a.shape[:-2], a.shape[-2] * a.shape[-1])
+  parts = [merge(inputs.q), merge(inputs.k), merge(inputs.v), inputs.sigma]
   if inputs.log_alpha is not None:
     parts.append(inputs.log_alpha)
   return jnp.concatenate(parts, axis=-1)

@@ -345,21 +345,11 @@ def _probe(cell: Any, task: tasks.Task, params: Any, batch: tasks.Batch) -> dict
 
 def lyapunov(cell: Any, params: Any, xs: Array) -> float:
   """λ_max of the cell driven by ``xs``, mean over the batch, a sixteenth of the steps as
-  transient; a diagonal complex carry (the LRU) by its closed form
-  :math:`\\max_i \\operatorname{mean}_t \\log |a_{t,i}|`."""
+  transient (:func:`gatejax.dynamics.largest_lyapunov_exponent`; the LRU's complex carry as
+  its real and imaginary parts)."""
   transient = xs.shape[0] // 16
-  try:
-    lam = gj.dynamics.largest_lyapunov_exponent(cell, params, xs, transient=transient)
-    return float(jnp.mean(lam))
-  except (TypeError, ValueError):
-    affine = getattr(cell, "affine", None)
-    if affine is None:
-      return math.nan
-    a = affine(params, xs).a
-    if a.ndim != 3:  # not diagonal: no closed form here
-      return math.nan
-    rates = jnp.mean(jnp.log(jnp.abs(a[transient:])), axis=0)  # (batch, state)
-    return float(jnp.mean(jnp.max(rates, axis=-1)))
+  lam = gj.dynamics.largest_lyapunov_exponent(cell, params, xs, transient=transient)
+  return float(jnp.mean(lam))
 
 
 def _horizon(contributions: np.ndarray) -> int:
