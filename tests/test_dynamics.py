@@ -238,3 +238,24 @@ def test_an_integer_carry_leaf_is_refused_by_name():
   for fn in (dynamics.lyapunov_exponents, dynamics.largest_lyapunov_exponent):
     with pytest.raises(TypeError, match=r"carry leaf count .*int32"):
       fn(cell, params, jnp.zeros((T, 2, I)))
+
+
+@pytest.mark.parametrize("name", ["lstm", "lru", "min_gru"])
+def test_nan_past_lengths_reaches_no_exponent_and_no_gradient(name):
+  """What lies past ``lengths`` (NaN, inf) changes neither the exponents nor their gradient
+  with respect to the parameters (the one preparation cleans the padding)."""
+  cell = make(name, H)
+  params = random_params(cell, 0, I, scale=0.3)
+  lengths = jnp.asarray(LENGTHS, jnp.int32)
+  xs = normal(np.random.default_rng(2), (T, len(LENGTHS), I))
+  past = jnp.arange(T)[:, None, None] >= lengths[None, :, None]
+  dirty = jnp.where(past, jnp.nan, xs)
+
+  def spectrum(p, x):
+    lam = dynamics.lyapunov_exponents(cell, p, x, lengths=lengths, transient=0)
+    return jnp.sum(lam[:2, 0])  # the largest, of the sequences with counted steps
+
+  for fn in (spectrum, jax.grad(spectrum)):
+    got, want = fn(params, dirty), fn(params, jnp.where(past, 0.0, xs))
+    jax.tree.map(lambda a, b: np.testing.assert_array_equal(a, b), got, want)
+    assert all(bool(jnp.isfinite(leaf).all()) for leaf in jax.tree.leaves(got))
