@@ -45,7 +45,11 @@ def _launch(cache, processes, directory, out=None, *extra):
     JAX_COMPILATION_CACHE_MAX_SIZE=str(2**30),
     PYTHONWARNINGS="error",
   )
-  env.pop("XLA_FLAGS", None)  # one CPU device per process
+  # One CPU device per process: no forced device count; the suite's other flags are kept.
+  flags = env.pop("XLA_FLAGS", "").split()
+  kept = [f for f in flags if "xla_force_host_platform_device_count" not in f]
+  if kept:
+    env["XLA_FLAGS"] = " ".join(kept)
   command = [sys.executable, str(SCRIPT), "--local", str(processes), "--steps", str(STEPS)]
   command += ["--checkpoints", str(directory), *(["--out", str(out)] if out else []), *extra]
   began = time.monotonic()
