@@ -4,6 +4,8 @@ The oracle for every case is a plain Python loop over ``cell.step`` (SPEC §3), 
 sequence alone and unpadded when lengths are involved.
 """
 
+import functools
+
 import chex
 import hypothesis.strategies as st
 import jax
@@ -31,7 +33,14 @@ TOL = 1e-6  # float32: scan and the loop do the same arithmetic, in another orde
 # One cell object per variant: scan's compiled code is cached per cell, so tests that share
 # a cell (and shapes) compile once.
 CELLS = {name: make(name, H) for name in NAMES}
-PARAMS = {name: random_params(cell, 0, I) for name, cell in CELLS.items()}
+
+
+@functools.cache
+def params_of(name):
+  """The cell's random params, drawn once, when a test first asks (not at collection)."""
+  return random_params(CELLS[name], 0, I)
+
+
 # Step compiled once per cell, for the loops below.
 STEPS = {name: jax.jit(cell.step) for name, cell in CELLS.items()}
 
@@ -73,7 +82,7 @@ def assert_close(actual, expected, tol=TOL):
 
 def padded_oracle(name, xs, carry, lengths, reverse):
   """Each sequence of the batch run alone on its first ``lengths[b]`` steps, zeros after."""
-  step, params = STEPS[name], PARAMS[name]
+  step, params = STEPS[name], params_of(name)
   T, B = xs.shape[:2]
   carries, ys = [], np.zeros((T, B, H), np.float32)
   for b in range(B):
@@ -92,7 +101,7 @@ def padded_oracle(name, xs, carry, lengths, reverse):
 @pytest.mark.parametrize(("batch_shape", "reverse"), [((2,), False), ((), True)])
 @pytest.mark.parametrize("name", NAMES)
 def test_scan_equals_a_loop_over_step(name, batch_shape, reverse):
-  cell, params = CELLS[name], PARAMS[name]
+  cell, params = CELLS[name], params_of(name)
   xs = random_xs(1, (5, *batch_shape, I))
   carry = random_carry(cell, 2, batch_shape)
   final, ys = gj.scan(cell, params, xs, carry=carry, reverse=reverse)
@@ -104,7 +113,7 @@ def test_scan_equals_a_loop_over_step(name, batch_shape, reverse):
 
 @pytest.mark.parametrize("name", NAMES)
 def test_default_carry_is_zeros_and_a_given_carry_is_honoured(name):
-  cell, params = CELLS[name], PARAMS[name]
+  cell, params = CELLS[name], params_of(name)
   xs = random_xs(1, (5, 2, I))
   zeros = cell.initial_carry((2,))
   chex.assert_trees_all_equal(gj.scan(cell, params, xs), gj.scan(cell, params, xs, carry=zeros))
@@ -116,7 +125,7 @@ def test_default_carry_is_zeros_and_a_given_carry_is_honoured(name):
 
 
 def test_unroll_gives_the_same_values():
-  cell, params = CELLS["lstm"], PARAMS["lstm"]
+  cell, params = CELLS["lstm"], params_of("lstm")
   xs = random_xs(1, (3, 2, I))
   lengths = jnp.array([3, 1])
   expected = gj.scan(cell, params, xs, lengths=lengths)
@@ -137,7 +146,7 @@ def test_padded_batch_equals_each_sequence_alone(name, reverse):
   carry = random_carry(cell, 2, (3,))
   lengths = np.array([5, 0, 2])
   final, ys = gj.scan(
-    cell, PARAMS[name], xs, carry=carry, lengths=jnp.asarray(lengths), reverse=reverse
+    cell, params_of(name), xs, carry=carry, lengths=jnp.asarray(lengths), reverse=reverse
   )
   expected_final, expected_ys = padded_oracle(name, xs, carry, lengths, reverse)
   assert_close(ys, jnp.asarray(expected_ys))
@@ -160,7 +169,7 @@ def test_padded_batch_equals_each_sequence_alone_property(name, time, data, reve
   xs = random_xs(time, (time, 3, I))
   carry = random_carry(cell, 2, (3,))
   final, ys = gj.scan(
-    cell, PARAMS[name], xs, carry=carry, lengths=jnp.asarray(lengths), reverse=reverse
+    cell, params_of(name), xs, carry=carry, lengths=jnp.asarray(lengths), reverse=reverse
   )
   expected_final, expected_ys = padded_oracle(name, xs, carry, lengths, reverse)
   assert_close(ys, jnp.asarray(expected_ys))
@@ -169,7 +178,7 @@ def test_padded_batch_equals_each_sequence_alone_property(name, time, data, reve
 
 def test_lengths_may_be_traced():
   """Under jit the values of lengths are unknown at trace time: no range check, same result."""
-  cell, params = CELLS["lstm"], PARAMS["lstm"]
+  cell, params = CELLS["lstm"], params_of("lstm")
   xs = random_xs(1, (5, 3, I))
   lengths = jnp.array([5, 1, 3])
   run = jax.jit(lambda xs, lengths: gj.scan(cell, params, xs, lengths=lengths, reverse=True))
@@ -178,7 +187,7 @@ def test_lengths_may_be_traced():
 
 @pytest.mark.parametrize("name", ["gru_before", "lstm"])  # an array carry and a tuple carry
 def test_empty_sequence_returns_the_initial_carry(name):
-  cell, params = CELLS[name], PARAMS[name]
+  cell, params = CELLS[name], params_of(name)
   xs = jnp.zeros((0, 2, I))
   carry, ys = gj.scan(cell, params, xs)
   chex.assert_shape(ys, (0, 2, H))
@@ -191,7 +200,7 @@ def test_empty_sequence_returns_the_initial_carry(name):
 
 def test_gradient_does_not_flow_through_padded_steps():
   """The carry after the last valid step does not depend on the padding inputs."""
-  cell, params = CELLS["gru_after"], PARAMS["gru_after"]
+  cell, params = CELLS["gru_after"], params_of("gru_after")
   xs = random_xs(1, (5, 2, I))
   lengths = jnp.array([5, 2])
 
@@ -210,7 +219,7 @@ def test_gradient_does_not_flow_through_padded_steps():
 
 @pytest.mark.parametrize("name", NAMES)
 def test_scan_with_gates_matches_recomputation(name):
-  cell, params = CELLS[name], PARAMS[name]
+  cell, params = CELLS[name], params_of(name)
   xs = random_xs(1, (5, 2, I))
   carry0 = random_carry(cell, 2, (2,))
   final, ys, gates = gj.scan_with_gates(cell, params, xs, carry=carry0)
@@ -230,7 +239,7 @@ def test_scan_with_gates_matches_recomputation(name):
 
 def test_scan_with_gates_at_padded_steps_uses_the_held_carry():
   """A padded step reads the held carry and a zero input: the padding never enters."""
-  cell, params = CELLS["lstm"], PARAMS["lstm"]
+  cell, params = CELLS["lstm"], params_of("lstm")
   xs = random_xs(1, (5, 2, I))
   lengths = jnp.array([5, 2])
   final, _, gates = gj.scan_with_gates(cell, params, xs, lengths=lengths)
@@ -274,7 +283,7 @@ def test_no_retrace_of_a_stack():
 def test_a_retrace_is_detected():
   """The counter above can fail: a new shape compiles again."""
   cell = counted(make("rnn_tanh", H))
-  params = PARAMS["rnn_tanh"]
+  params = params_of("rnn_tanh")
   gj.scan(cell, params, random_xs(0, (5, 2, I)))
   with pytest.raises(AssertionError, match="traced > 1"):
     gj.scan(cell, params, random_xs(0, (6, 2, I)))
@@ -286,7 +295,7 @@ def test_a_retrace_is_detected():
 
 
 def test_vmap_of_scan_equals_batch_axes():
-  cell, params = CELLS["gru_before"], PARAMS["gru_before"]
+  cell, params = CELLS["gru_before"], params_of("gru_before")
   xs = random_xs(1, (5, 3, I))
   lengths = jnp.array([5, 0, 2])
   run = jax.vmap(
@@ -514,7 +523,7 @@ def padded_oracle_dtype(cell, params, xs, carry, lengths, reverse):
 def test_a_cell_linear_in_its_carry_runs_with_depth_log_t():
   """The associative path really is taken: no sequential loop over time in the program;
   "auto" takes it off the CPU only (on a CPU the loop is faster)."""
-  cell, params = CELLS["min_gru"], PARAMS["min_gru"]
+  cell, params = CELLS["min_gru"], params_of("min_gru")
   xs = random_xs(1, (64, 2, I))
   lower = lambda impl: jax.jit(lambda p, x: gj.scan(cell, p, x, impl=impl)).lower(params, xs)
   assert "while" not in lower("associative").as_text()
