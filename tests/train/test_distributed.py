@@ -21,8 +21,8 @@ import pytest
 
 ROOT = pathlib.Path(__file__).parent.parent.parent
 SCRIPT = ROOT / "examples" / "distributed.py"
-STEPS = 12  # checkpoints every max(1, 12 // 10) = 1 step
-CRASH_AT = 7
+STEPS = 6  # checkpoints every max(1, 6 // 10) = 1 step
+CRASH_AT = 4
 # The whole launch, compilation included, on two shared cores; a hang is caught far sooner.
 LAUNCH_SECONDS = 300
 
