@@ -244,6 +244,23 @@ def test_dynamics_the_science_at_quick_sizes(quick):
 
 
 @pytest.mark.slow
+def test_state_tracking_quick_run_structure(quick):
+  result, sizes = quick[1]["state_tracking"], state_tracking.QUICK
+  assert result.sizes == sizes
+  assert [r.cell for r in result.parity] == list(sizes.parity_cells)
+  assert [r.cell for r in result.flip_flop] == list(sizes.flip_cells)
+  (run,) = result.parity
+  assert run.accuracy.shape == run.separation.shape == (len(sizes.test_lengths),)
+  assert np.all((run.accuracy >= 0) & (run.accuracy <= 1)) and not run.error
+  assert math.isfinite(run.lyapunov) and 1 <= run.horizon <= sizes.probe_length
+  (flip,) = result.flip_flop
+  assert set(flip.per_read) == set(state_tracking._measure.FLIP_TESTS)
+  # "All reads correct" is never above the per-read accuracy.
+  assert all(flip.all_reads[k] <= flip.per_read[k] + 1e-6 for k in flip.per_read)
+  assert result.seconds > 0 and len(state_tracking.runs_of(sizes)) == 2
+
+
+@pytest.mark.slow
 def test_the_canned_results_are_quick_runs_of_today(quick, results):
   """The canned results (tests/data) have the skeleton of today's QUICK runs: when a room's
   result changes shape, tests/data/make_canned.py writes them again."""

@@ -1,6 +1,6 @@
-"""The state-tracking experiment (issue 19): its sizes, the state separation against NumPy, one
-tiny run end to end, and its writing on a canned result whose numbers the tests vary, so that
-the findings are seen to follow them.
+"""The state-tracking experiment (issue 19): its sizes, the state separation against NumPy, and
+its writing on a canned result whose numbers the tests vary, so that the findings are seen to
+follow them. Its one run end to end is the report's QUICK run (tests/test_report.py).
 
 The canned result (tests/data/state_tracking_canned.json, written by ``to_json``) is a tiny run
 of every part: parity (minGRU in (0, 1) and (−1, 1) with two seeds, the GRU with one), cycle
@@ -142,22 +142,6 @@ def test_lyapunov_of_a_complex_diagonal_cell_is_its_closed_form():
   a = np.abs(np.asarray(cell.affine(params, xs).a))
   expected = np.mean(np.max(np.mean(np.log(a[640 // 16 :]), axis=0), axis=-1))
   assert _measure.lyapunov(cell, params, xs) == pytest.approx(float(expected), rel=1e-5)
-
-
-def test_a_tiny_run_end_to_end():
-  sizes = st.QUICK
-  result = st.run(sizes, key=jax.random.key(3))
-  assert [r.cell for r in result.parity] == list(sizes.parity_cells)
-  assert [r.cell for r in result.flip_flop] == list(sizes.flip_cells)
-  (run,) = result.parity
-  assert run.accuracy.shape == run.separation.shape == (len(sizes.test_lengths),)
-  assert np.all((run.accuracy >= 0) & (run.accuracy <= 1)) and not run.error
-  assert math.isfinite(run.lyapunov) and 1 <= run.horizon <= sizes.probe_length
-  (flip,) = result.flip_flop
-  assert set(flip.per_read) == set(_measure.FLIP_TESTS)
-  # "All reads correct" is never above the per-read accuracy.
-  assert all(flip.all_reads[k] <= flip.per_read[k] + 1e-6 for k in flip.per_read)
-  assert result.seconds > 0 and len(st.runs_of(sizes)) == 2
 
 
 def test_a_run_that_raises_is_reported_and_the_sweep_goes_on(monkeypatch):
