@@ -42,6 +42,18 @@ def test_display_names():
   assert set(DISPLAY_NAMES) == set(_common.CELLS)
 
 
+def test_a_cell_brings_its_title():
+  """Each built-in cell carries its family's title; a cell without one is described."""
+  from gatejax.cells.names import DISPLAY_NAMES
+  from user_cells import Janet
+
+  for name in _common.CELLS:
+    cell = _common.cell(name, 8)
+    assert cell.title == DISPLAY_NAMES[name] == _common.title(cell), name
+  assert _common.title(gj.lstm(8, forget_bias=gj.chrono(30))) == "LSTM"
+  assert _common.title(Janet(4)) == gj.protocol.describe(Janet(4))
+
+
 def test_tasks_by_name():
   assert _common.task("adding", 12).time == 12
   with pytest.raises(ValueError, match="task must be one of"):

@@ -116,13 +116,13 @@ def test_findings_follow_the_numbers(result):
 
 
 def test_findings_name_the_modern_cells_by_their_jacobians(result):
-  """The linear cells' sentence groups them by the form of a_t, with their display names; the
-  plain RNN is found by its kind, not its label."""
+  """The linear cells' sentence groups them by the form of a_t, with the titles the cells
+  bring; the plain RNN is found by its kind, not its label."""
   min_gru = result.runs[-1]
   modern = (
-    min_gru._replace(label="rg_lru", kind="rg_lru"),
-    min_gru._replace(label="lru", kind="lru"),
-    min_gru._replace(label="delta_net", kind="delta_net", form="matrix"),
+    min_gru._replace(label="rg_lru", kind="rg_lru", title="RG-LRU"),
+    min_gru._replace(label="lru", kind="lru", title="LRU"),
+    min_gru._replace(label="delta_net", kind="delta_net", form="matrix", title="DeltaNet"),
   )
   changed = result._replace(runs=(*result.runs, *modern))
   text = " ".join(vanishing.findings(changed))
@@ -135,7 +135,9 @@ def test_findings_name_the_modern_cells_by_their_jacobians(result):
   # sLSTM and S6 at the report's sizes: a tall peak at the last steps over a slow tail.
   T = result.sizes.time
   lstm = result.runs[1]
-  tall = lstm._replace(label="slstm", kind="slstm", horizon=3, far_share=0.06, decay_rate=0.991)
+  tall = lstm._replace(
+    label="slstm", kind="slstm", title="sLSTM", horizon=3, far_share=0.06, decay_rate=0.991
+  )
   lines = vanishing.findings(result._replace(runs=(result.runs[0], tall)))
   sentence = next(line for line in lines if line.startswith("A short horizon over a long tail"))
   assert "slstm (horizon 3, factor 0.991 per step back, far share 6.0%)" in sentence

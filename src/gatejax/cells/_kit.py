@@ -92,6 +92,7 @@ class Cell(NamedTuple):
     chunkwise: ``chunkwise(params, xs, carry, valid, chunk_size) -> (carry, ys)``, the
       cell's whole-sequence chunk form (``impl="chunkwise"``), else ``None``.
     init_only: the options that only shape ``init`` (a checkpoint may resume with others).
+    title: how tables and sentences print the cell's family (``"minGRU"``, ``"RG-LRU"``).
 
   Every cell is also a cell in the sense of :mod:`gatejax.protocol`: the runners use
   ``hidden_size``, ``init``, ``initial_carry`` and ``step``, and the other members only as
@@ -113,6 +114,7 @@ class Cell(NamedTuple):
   read: Callable[[Params, Carry, Array], Array] | None = None
   chunkwise: Callable[..., tuple[Carry, Array]] | None = None
   init_only: tuple[str, ...] = ()
+  title: str = ""
 
   @property
   def name(self) -> str:
@@ -352,6 +354,7 @@ def build(
   project: Callable,
   recur: Callable,
   options: Any,
+  title: str,
   initial_carry: Callable[..., Carry] | None = None,
   **extra: Any,
 ) -> Cell:
@@ -369,5 +372,6 @@ def build(
     recur=recur,
     kind=kind,
     options=options,
+    title=title,
     **extra,
   )

@@ -201,6 +201,7 @@ def rnn(hidden_size: int, *, activation: Activation = jnp.tanh) -> Cell:
   return _kit.build(
     "rnn",
     H,
+    title=DISPLAY_NAMES["rnn"],
     init=init,
     project=project,
     recur=recur,
@@ -313,6 +314,7 @@ def gru(
   return _kit.build(
     "gru",
     H,
+    title=DISPLAY_NAMES["gru"],
     init=init,
     project=project,
     recur=recur,
@@ -411,6 +413,7 @@ def lstm(
   return _kit.build(
     "lstm",
     H,
+    title=DISPLAY_NAMES["lstm"],
     init=init,
     initial_carry=initial_carry,
     project=project,

@@ -597,6 +597,7 @@ def delta_net(
   return _kit.build(
     "delta_net",
     H,
+    title=DISPLAY_NAMES["delta_net"],
     init=init,
     project=project,
     recur=recur,

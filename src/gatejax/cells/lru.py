@@ -216,6 +216,7 @@ def lru(
   return _kit.build(
     "lru",
     H,
+    title=DISPLAY_NAMES["lru"],
     init=init,
     project=project,
     recur=recur,

@@ -203,6 +203,7 @@ def s6(
   return _kit.build(
     "s6",
     H,
+    title=DISPLAY_NAMES["s6"],
     init=init,
     project=project,
     recur=recur,

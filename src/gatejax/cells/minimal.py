@@ -173,6 +173,7 @@ def mgu(
   return _kit.build(
     "mgu",
     H,
+    title=DISPLAY_NAMES["mgu"],
     init=init,
     project=project,
     recur=recur,
@@ -298,6 +299,7 @@ def minimal_rnn(
   return _kit.build(
     "minimal_rnn",
     H,
+    title=DISPLAY_NAMES["minimal_rnn"],
     init=init,
     project=project,
     recur=recur,
@@ -400,6 +402,7 @@ def _linear_cell(
   return _kit.build(
     kind,
     H,
+    title=DISPLAY_NAMES[kind],
     init=init,
     project=_input_projection,
     recur=recur,

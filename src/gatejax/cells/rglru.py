@@ -238,6 +238,7 @@ def rg_lru(
   return _kit.build(
     "rg_lru",
     H,
+    title=DISPLAY_NAMES["rg_lru"],
     init=init,
     project=project,
     recur=recur,

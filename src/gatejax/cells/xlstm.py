@@ -262,6 +262,7 @@ def slstm(hidden_size: int, *, num_heads: int = 4, forget_bias: str | float = "p
   return _kit.build(
     "slstm",
     H,
+    title=DISPLAY_NAMES["slstm"],
     init=init,
     initial_carry=initial_carry,
     project=project,
@@ -594,6 +595,7 @@ def mlstm(
   return _kit.build(
     "mlstm",
     H,
+    title=DISPLAY_NAMES["mlstm"],
     init=init,
     initial_carry=initial_carry,
     project=_mlstm_project,

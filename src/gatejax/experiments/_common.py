@@ -29,7 +29,7 @@ import math
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from gatejax import tasks
+from gatejax import protocol, tasks
 from gatejax.cells import Bias, names
 
 __all__ = [
@@ -46,6 +46,7 @@ __all__ = [
   "pct",
   "signed",
   "task",
+  "title",
 ]
 
 #: The one table of cells by name: every built-in family's own list (gatejax.cells.names).
@@ -116,6 +117,19 @@ def display_name(name: str) -> str:
     ['RNN', 'GRU', 'minimalRNN', 'minLSTM']
   """
   return names.DISPLAY_NAMES.get(name, name)
+
+
+def title(cell: Any) -> str:
+  """How tables and sentences print a cell: its own ``title`` (a built-in cell's family,
+  ``"minGRU"``), else :func:`gatejax.protocol.describe`.
+
+  Example:
+    >>> import gatejax as gj
+    >>> title(gj.rg_lru(8)), title(cell("min_gru", 8))
+    ('RG-LRU', 'minGRU')
+  """
+  shown = getattr(cell, "title", None)
+  return shown if isinstance(shown, str) and shown else protocol.describe(cell)
 
 
 def task(name: str, time: int, **options: Any) -> tasks.Task:

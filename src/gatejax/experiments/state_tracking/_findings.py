@@ -16,6 +16,7 @@ from gatejax.experiments.state_tracking._measure import (
   Run,
   by_cell,
   label,
+  title,
 )
 
 #: A length counts as solved when the scaled accuracy ``(acc − chance)/(1 − chance)`` there
@@ -377,14 +378,14 @@ def cycle_findings(result: Result) -> list[str]:
     did = sum(learned(r, lengths, train, chance) for r in runs)
     if did == 0:
       out.append(
-        f"The {', '.join(_common.display_name(VARIANTS[c].kind) for c in complex_)}, whose "
+        f"The {', '.join(title(c) for c in complex_)}, whose "
         "complex eigenvalues could count "
         f"mod 5, did not learn it within the training lengths either ({s.cycle_steps} steps): "
         "the contrast of Theorem 2 is not shown at this budget."
       )
     else:
       out.append(
-        f"The complex {', '.join(_common.display_name(VARIANTS[c].kind) for c in complex_)} "
+        f"The complex {', '.join(title(c) for c in complex_)} "
         f"learned it in {did}/{len(runs)} "
         "runs, where real-diagonal cells cannot at every length."
       )

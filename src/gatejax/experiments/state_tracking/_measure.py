@@ -27,12 +27,16 @@ class Variant(NamedTuple):
     options: keyword options of the factory, as ``(name, value)`` pairs.
     range: the range of the transition's eigenvalues (the keep coefficient), as printed.
     linear: whether the recurrence is linear (affine) in its carry.
+    ms_per_step: milliseconds per training step at hidden 32 and batch 128 on one busy
+      core of a 2-core CPU (measured with gatejax, parity, length 40): the basis of
+      :func:`estimate_seconds`.
   """
 
   kind: str
   options: tuple[tuple[str, Any], ...]
   range: str
   linear: bool
+  ms_per_step: float
 
 
 def _tanh(u: Array) -> Array:
@@ -43,22 +47,22 @@ def _tanh(u: Array) -> Array:
 #: ``negative_eigenvalues=True`` (Grazzi et al. 2025), ``min_gru/tanh`` with ``gate_fn=tanh``
 #: (keep coefficient ``1 − tanh ∈ (0, 2)``).
 VARIANTS: dict[str, Variant] = {
-  "min_gru": Variant("min_gru", (), "(0, 1)", True),
-  "min_gru/neg": Variant("min_gru", (("negative_eigenvalues", True),), "(−1, 1)", True),
-  "min_gru/tanh": Variant("min_gru", (("gate_fn", _tanh),), "(0, 2)", True),
-  "min_lstm": Variant("min_lstm", (), "(0, 1)", True),
-  "min_lstm/neg": Variant("min_lstm", (("negative_eigenvalues", True),), "(−1, 1)", True),
-  "s6": Variant("s6", (), "(0, 1)", True),
-  "s6/neg": Variant("s6", (("negative_eigenvalues", True),), "(−1, 1)", True),
-  "delta_net": Variant("delta_net", (), "[0, 1]", True),
-  "delta_net/neg": Variant("delta_net", (("negative_eigenvalues", True),), "[−1, 1]", True),
-  "mlstm": Variant("mlstm", (), "(0, 1)", True),
-  "rg_lru": Variant("rg_lru", (), "(0, 1)", True),
-  "lru": Variant("lru", (), "complex, |λ| < 1", True),
-  "slstm": Variant("slstm", (), "nonlinear", False),
-  "rnn": Variant("rnn", (), "nonlinear", False),
-  "gru": Variant("gru", (), "nonlinear", False),
-  "lstm": Variant("lstm", (), "nonlinear", False),
+  "min_gru": Variant("min_gru", (), "(0, 1)", True, 5.0),
+  "min_gru/neg": Variant("min_gru", (("negative_eigenvalues", True),), "(−1, 1)", True, 5.0),
+  "min_gru/tanh": Variant("min_gru", (("gate_fn", _tanh),), "(0, 2)", True, 5.0),
+  "min_lstm": Variant("min_lstm", (), "(0, 1)", True, 14.0),
+  "min_lstm/neg": Variant("min_lstm", (("negative_eigenvalues", True),), "(−1, 1)", True, 14.0),
+  "s6": Variant("s6", (), "(0, 1)", True, 95.0),
+  "s6/neg": Variant("s6", (("negative_eigenvalues", True),), "(−1, 1)", True, 95.0),
+  "delta_net": Variant("delta_net", (), "[0, 1]", True, 180.0),
+  "delta_net/neg": Variant("delta_net", (("negative_eigenvalues", True),), "[−1, 1]", True, 180.0),
+  "mlstm": Variant("mlstm", (), "(0, 1)", True, 25.0),
+  "rg_lru": Variant("rg_lru", (), "(0, 1)", True, 46.0),
+  "lru": Variant("lru", (), "complex, |λ| < 1", True, 26.0),
+  "slstm": Variant("slstm", (), "nonlinear", False, 60.0),
+  "rnn": Variant("rnn", (), "nonlinear", False, 6.0),
+  "gru": Variant("gru", (), "nonlinear", False, 12.0),
+  "lstm": Variant("lstm", (), "nonlinear", False, 12.0),
 }
 
 #: E1's cells (issue 19): every range of every linear family, and the nonlinear cells.
@@ -95,11 +99,15 @@ FLIP_TESTS = {"train p": 0.8, "sparse": 0.98, "dense": 0.1}
 
 def label(key: str) -> str:
   """How tables print a variant: ``"minGRU (−1, 1)"``; a nonlinear cell by its name alone."""
-  v = VARIANTS[key]
-  name = _common.display_name(v.kind)
+  v, name = VARIANTS[key], title(key)
   if not v.linear:
     return name
   return f"{name} (complex)" if v.range.startswith("complex") else f"{name} {v.range}"
+
+
+def title(key: str) -> str:
+  """The title of a variant's cell family (``"minGRU"``), read from the cell itself."""
+  return _common.title(build(key, 4))  # the smallest hidden size every variant takes
 
 
 def build(key: str, hidden: int) -> Any:
@@ -542,21 +550,6 @@ def runs_of(sizes: Sizes) -> list[tuple[str, str]]:
   ]
 
 
-# Milliseconds per training step at hidden 32 and batch 128 on one busy core of a 2-core CPU
-# (measured with gatejax at this commit, parity, length 40): the estimate's basis.
-_MS_PER_STEP = {
-  "min_gru": 5.0,
-  "min_lstm": 14.0,
-  "s6": 95.0,
-  "delta_net": 180.0,
-  "mlstm": 25.0,
-  "rg_lru": 46.0,
-  "lru": 26.0,
-  "slstm": 60.0,
-  "rnn": 6.0,
-  "gru": 12.0,
-  "lstm": 12.0,
-}
 # Compilation and evaluation per run, seconds (training, every test length, the probe).
 _OVERHEAD_S = 25.0
 # The sum above, against the wall time of FULL's run for notebook 08 (34.6 min, two CPU
@@ -580,7 +573,7 @@ def estimate_seconds(sizes: Sizes) -> float:
   total = 0.0
   for part, cell in runs_of(sizes):
     n, length = steps[part]
-    ms = _MS_PER_STEP.get(VARIANTS[cell].kind, 30.0) * max(scale, 0.25) * length / 40
+    ms = VARIANTS[cell].ms_per_step * max(scale, 0.25) * length / 40
     total += n * ms / 1000 + _OVERHEAD_S * max(scale, 0.2) ** 0.5
   return total * _SHARED
 

@@ -30,13 +30,8 @@ def plain_rnn(result: Result) -> Run | None:
   return next((r for r in result.runs if r.kind == "rnn"), None)
 
 
-def _shown(run: Run) -> str:
-  """How a sentence names a run's cell: its display name (``"RG-LRU"``), else its label."""
-  return _common.display_name(run.kind) if run.kind is not None else run.label
-
-
 def _names(runs: list[Run]) -> str:
-  names = list(dict.fromkeys(_shown(r) for r in runs))
+  names = list(dict.fromkeys(r.title for r in runs))
   return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
 
 

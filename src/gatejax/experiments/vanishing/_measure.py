@@ -65,6 +65,8 @@ class Run(NamedTuple):
     form: for a cell linear in its carry, the form of ``a_t``
       (:data:`gatejax.affine.FORMS`): ``"diagonal"`` (``diag(a_t)``: minGRU, RG-LRU, S6,
       LRU, ...) or ``"matrix"`` (DeltaNet's ``I - β_t k_t k_tᵀ``); else ``None``.
+    title: how sentences name the cell: the title it brings (``"RG-LRU"``) for a cell
+      given by name, else the label.
   """
 
   label: str
@@ -76,6 +78,7 @@ class Run(NamedTuple):
   linear: bool = False
   kind: str | None = None
   form: str | None = None
+  title: str = ""
 
 
 class Result(NamedTuple):
@@ -194,6 +197,7 @@ def run(
         linear=getattr(cell, "affine", None) is not None,
         kind=kind,
         form=_affine_form(cell, params, xs),
+        title=label if kind is None else _common.title(cell),
       )
     )
   return Result(sizes, tuple(runs))

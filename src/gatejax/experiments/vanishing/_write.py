@@ -43,9 +43,7 @@ def to_markdown(result: Result, figures: Mapping[str, str] | None = None) -> str
   s, figures = result.sizes, figures or {}
   chrono = list(
     dict.fromkeys(
-      _common.display_name(r.kind)
-      for r in result.runs
-      if r.kind is not None and r.label.endswith(f"chrono({s.time})")
+      r.title for r in result.runs if r.kind is not None and r.label.endswith(f"chrono({s.time})")
     )
   )
   also = (
